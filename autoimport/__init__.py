@@ -1,0 +1,1 @@
+"""The autoimport.v1 API: generated from protos/ by `make protos`."""

@@ -1,0 +1,85 @@
+"""The Account aggregate (plan, contact limit, API keys) and the ApiKey index that finds a key's account."""
+
+from __future__ import annotations
+
+import re
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.auto_import import ID_NAMESPACE
+from domain.errors import Violations
+
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_PLAN_LENGTH = 64
+
+
+def check_account_id(account_id: str, violations: Violations, path: str = "account_id") -> None:
+    if not _ACCOUNT_ID.match(account_id):
+        violations.add(path, "must be 1 to 64 letters, digits, '-' or '_'")
+
+
+def check_plan(plan: str, contact_limit: int, violations: Violations, path: str = "") -> None:
+    if not plan.strip() or len(plan) > MAX_PLAN_LENGTH:
+        violations.add(f"{path}plan", f"is required, at most {MAX_PLAN_LENGTH} characters")
+    if contact_limit <= 0:
+        violations.add(f"{path}contact_limit", "must be greater than 0")
+
+
+class Account(Aggregate):
+    """An email-marketing account as the import service sees it."""
+
+    @staticmethod
+    def create_id(account_id: str) -> UUID:
+        return uuid5(ID_NAMESPACE, f"account/{account_id}")
+
+    @classmethod
+    def register(cls, account_id: str, plan: str, contact_limit: int, *, actor: str) -> Account:
+        violations = Violations()
+        check_account_id(account_id, violations)
+        check_plan(plan, contact_limit, violations)
+        violations.raise_if_any()
+        return cls(account_id=account_id, plan=plan.strip(), contact_limit=contact_limit, actor=actor)
+
+    @event("Registered")
+    def __init__(self, *, account_id: str, plan: str, contact_limit: int, actor: str) -> None:
+        self.account_id = account_id
+        self.plan = plan
+        self.contact_limit = contact_limit
+        self.contact_count = 0
+        self.api_key_ids: list[str] = []
+
+    def change_plan(self, plan: str, contact_limit: int, *, actor: str) -> None:
+        """A lower limit than the contacts held is allowed: it only stops new additions."""
+        violations = Violations()
+        check_plan(plan, contact_limit, violations)
+        violations.raise_if_any()
+        if (plan.strip(), contact_limit) != (self.plan, self.contact_limit):
+            self._change_plan(plan=plan.strip(), contact_limit=contact_limit, actor=actor)
+
+    @event("PlanChanged")
+    def _change_plan(self, plan: str, contact_limit: int, actor: str) -> None:
+        self.plan = plan
+        self.contact_limit = contact_limit
+
+    def add_api_key(self, key_id: str, key_hash: str, *, actor: str) -> ApiKey:
+        """Records a new key and returns the index aggregate to save with the account."""
+        self._add_api_key(key_id=key_id, actor=actor)
+        return ApiKey(key_hash=key_hash, key_id=key_id, account_id=self.account_id)
+
+    @event("ApiKeyCreated")
+    def _add_api_key(self, key_id: str, actor: str) -> None:
+        self.api_key_ids.append(key_id)
+
+
+class ApiKey(Aggregate):
+    """Index from a key's hash to its account, at an id derived from the hash (the key is not stored)."""
+
+    @staticmethod
+    def create_id(key_hash: str) -> UUID:
+        return uuid5(ID_NAMESPACE, f"api-key/{key_hash}")
+
+    @event("Created")
+    def __init__(self, *, key_hash: str, key_id: str, account_id: str) -> None:
+        self.key_id = key_id
+        self.account_id = account_id

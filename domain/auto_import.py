@@ -1,0 +1,303 @@
+"""The AutoImport aggregate: one import's configuration and lifecycle. Its history is the audit log."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import (
+    ImportAlreadyPaused,
+    ImportIsDeleted,
+    ImportNeedsReauth,
+    ImportNotPaused,
+    Violations,
+)
+from domain.sources import (
+    Criteria,
+    ServiceId,
+    check_criteria,
+    check_service,
+    criteria_from_dict,
+    normalize_external_account,
+)
+
+# Namespace of every deterministic id of the service (imports by request_id, accounts, keys).
+ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:contact-autoimport")
+
+MAX_DISPLAY_NAME = 200
+MAX_LABELS = 100
+_LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ImportState(StrEnum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    NEEDS_REAUTH = "NEEDS_REAUTH"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The external account's tokens. Kept out of repr() so that they never reach a log line."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(default="", repr=False)
+
+    def check(self, service: ServiceId, violations: Violations, path: str = "credentials") -> None:
+        if not self.access_token.strip():
+            violations.add(f"{path}.access_token", "is required")
+        if service is ServiceId.GOOGLE_CONTACTS and not self.refresh_token.strip():
+            violations.add(
+                f"{path}.refresh_token",
+                "is required for Google Contacts (access tokens expire after an hour)",
+            )
+
+    def to_dict(self) -> dict[str, str]:
+        return {"access_token": self.access_token, "refresh_token": self.refresh_token}
+
+
+def normalize_list_ids(values: list[str], violations: Violations, path: str = "list_ids") -> list[str]:
+    return _normalize_labels(
+        values, violations, path, _LIST_ID.match, "must be a list id: letters, digits, '-' or '_'"
+    )
+
+
+def normalize_tags(values: list[str], violations: Violations, path: str = "tags") -> list[str]:
+    return _normalize_labels(
+        values, violations, path, lambda t: 0 < len(t) <= 255, "must be 1 to 255 characters"
+    )
+
+
+def _normalize_labels(
+    values: list[str], violations: Violations, path: str, is_valid: Any, description: str
+) -> list[str]:
+    """Stripped, de-duplicated (first occurrence kept) and checked one by one."""
+    if len(values) > MAX_LABELS:
+        violations.add(path, f"at most {MAX_LABELS} values")
+    result: list[str] = []
+    for i, raw in enumerate(values):
+        value = raw.strip()
+        if not is_valid(value):
+            violations.add(f"{path}[{i}]", description)
+        elif value not in result:
+            result.append(value)
+    return result
+
+
+def check_display_name(value: str, violations: Violations) -> str:
+    value = value.strip()
+    if len(value) > MAX_DISPLAY_NAME:
+        violations.add("display_name", f"at most {MAX_DISPLAY_NAME} characters")
+    return value
+
+
+@dataclass(frozen=True)
+class NewImport:
+    """What a caller asks for when creating an import."""
+
+    service: str
+    external_account: str
+    credentials: Credentials
+    criteria: Criteria | None = None
+    display_name: str = ""
+    list_ids: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImportChanges:
+    """An edit of an import: None leaves a field as it is."""
+
+    display_name: str | None = None
+    credentials: Credentials | None = None
+    criteria: Criteria | None = None
+    # Back to the service's default criteria: every contact.
+    reset_criteria: bool = False
+    list_ids: list[str] | None = None
+    tags: list[str] | None = None
+
+
+class AutoImport(Aggregate):
+    """One scheduled import of one external account's contacts into one account."""
+
+    @staticmethod
+    def create_id(account_id: str, request_id: str) -> UUID:
+        """A repeated request_id names the same import, so a retried create cannot make two."""
+        if not request_id:
+            return uuid4()
+        return uuid5(ID_NAMESPACE, f"import/{account_id}/{request_id}")
+
+    @classmethod
+    def start(
+        cls,
+        account_id: str,
+        new: NewImport,
+        *,
+        actor: str,
+        request_id: str = "",
+        default_display_name: Any = None,
+    ) -> AutoImport:
+        """Validates a new import and creates it. Raises ValidationError listing every bad field.
+
+        `default_display_name(service, external_account)` names the import when the caller did not.
+        """
+        violations = Violations()
+        service = check_service(new.service, violations)
+        display_name = check_display_name(new.display_name, violations)
+        list_ids = normalize_list_ids(new.list_ids, violations)
+        tags = normalize_tags(new.tags, violations)
+        external_account = new.external_account
+        if service is not None:
+            external_account = normalize_external_account(service, new.external_account, violations)
+            new.credentials.check(service, violations)
+            if new.criteria is not None:
+                check_criteria(service, new.criteria, violations)
+        violations.raise_if_any()
+        assert service is not None
+        criteria = new.criteria or criteria_from_dict(service, {})
+        if not display_name and default_display_name is not None:
+            display_name = default_display_name(service, external_account)
+        return cls(
+            account_id=account_id,
+            request_id=request_id,
+            service=service.value,
+            external_account=external_account,
+            display_name=display_name,
+            credentials=new.credentials.to_dict(),
+            criteria=criteria.to_dict(),
+            list_ids=list_ids,
+            tags=tags,
+            actor=actor,
+        )
+
+    @event("Created")
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        request_id: str,
+        service: str,
+        external_account: str,
+        display_name: str,
+        credentials: dict[str, str],
+        criteria: dict[str, Any],
+        list_ids: list[str],
+        tags: list[str],
+        actor: str,
+    ) -> None:
+        self.account_id = account_id
+        self.service = ServiceId(service)
+        self.external_account = external_account
+        self.display_name = display_name
+        self._credentials = dict(credentials)
+        self._criteria = dict(criteria)
+        self.list_ids = list(list_ids)
+        self.tags = list(tags)
+        self.state = ImportState.ACTIVE
+        self.state_reason = ""
+
+    # -- what the rest of the service reads -------------------------------------------------
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(**self._credentials)
+
+    @property
+    def criteria(self) -> Criteria:
+        return criteria_from_dict(self.service, self._criteria)
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.state is ImportState.DELETED
+
+    # -- rules ------------------------------------------------------------------------------
+    def check_not_deleted(self) -> None:
+        if self.is_deleted:
+            raise ImportIsDeleted("the import was deleted")
+
+    # -- commands ---------------------------------------------------------------------------
+    def update(self, changes: ImportChanges, *, actor: str) -> None:
+        """Applies the fields that change; records nothing when nothing changes."""
+        self.check_not_deleted()
+        violations = Violations()
+        settings: dict[str, Any] = {}
+        if changes.display_name is not None:
+            settings["display_name"] = check_display_name(changes.display_name, violations)
+        if changes.criteria is not None:
+            check_criteria(self.service, changes.criteria, violations)
+            settings["criteria"] = changes.criteria.to_dict()
+        elif changes.reset_criteria:
+            settings["criteria"] = criteria_from_dict(self.service, {}).to_dict()
+        if changes.list_ids is not None:
+            settings["list_ids"] = normalize_list_ids(changes.list_ids, violations)
+        if changes.tags is not None:
+            settings["tags"] = normalize_tags(changes.tags, violations)
+        if changes.credentials is not None:
+            changes.credentials.check(self.service, violations)
+        violations.raise_if_any()
+
+        current = {
+            "display_name": self.display_name,
+            "criteria": self._criteria,
+            "list_ids": self.list_ids,
+            "tags": self.tags,
+        }
+        changed = {k: v for k, v in settings.items() if current[k] != v}
+        if changed:
+            self._update(changes=changed, actor=actor)
+        if changes.credentials is not None and changes.credentials != self.credentials:
+            self._rotate_credentials(credentials=changes.credentials.to_dict(), actor=actor)
+
+    @event("Updated")
+    def _update(self, changes: dict[str, Any], actor: str) -> None:
+        for name, value in changes.items():
+            if name == "criteria":
+                self._criteria = dict(value)
+            else:
+                setattr(self, name, value)
+
+    @event("CredentialsRotated")
+    def _rotate_credentials(self, credentials: dict[str, str], actor: str) -> None:
+        self._credentials = dict(credentials)
+        if self.state is ImportState.NEEDS_REAUTH:
+            # New credentials are how a person reconnects the account.
+            self.state = ImportState.ACTIVE
+            self.state_reason = ""
+
+    def pause(self, *, actor: str) -> None:
+        self.check_not_deleted()
+        if self.state is ImportState.PAUSED:
+            raise ImportAlreadyPaused("the import is already paused")
+        self._pause(actor=actor)
+
+    @event("Paused")
+    def _pause(self, actor: str) -> None:
+        self.state = ImportState.PAUSED
+        self.state_reason = ""
+
+    def resume(self, *, actor: str) -> None:
+        self.check_not_deleted()
+        if self.state is ImportState.NEEDS_REAUTH:
+            raise ImportNeedsReauth(
+                "the import needs new credentials: update its credentials to reconnect the account"
+            )
+        if self.state is not ImportState.PAUSED:
+            raise ImportNotPaused("the import is not paused")
+        self._resume(actor=actor)
+
+    @event("Resumed")
+    def _resume(self, actor: str) -> None:
+        self.state = ImportState.ACTIVE
+
+    def delete(self, *, actor: str) -> None:
+        self.check_not_deleted()
+        self._delete(actor=actor)
+
+    @event("Deleted")
+    def _delete(self, actor: str) -> None:
+        self.state = ImportState.DELETED
+        self.state_reason = ""

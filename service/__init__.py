@@ -1,0 +1,1 @@
+"""The running service: the event-sourced application, read models, gRPC API, CLI."""

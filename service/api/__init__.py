@@ -1,0 +1,1 @@
+"""The gRPC entry points: servicers translate protobuf to use cases, interceptors do the rest."""

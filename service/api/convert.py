@@ -1,0 +1,159 @@
+"""Protobuf messages to domain inputs and back. No decisions here, only translation."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from autoimport.v1 import accounts_pb2, imports_pb2
+from connectors.base import ServiceDescription
+from domain.account import Account
+from domain.auto_import import AutoImport, Credentials
+from domain.errors import ValidationError
+from domain.sources import (
+    Criteria,
+    GoogleContactsCriteria,
+    HubSpotCriteria,
+    ShopifyCriteria,
+)
+from service.application import import_name
+from service.read_models.imports import ImportRow
+
+_NAME_PARTS = ("accounts", "imports")
+# Event attributes that are bookkeeping, or secret, and never part of a history entry's details.
+_NOT_DETAILS = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor"}
+_SECRET = {"credentials"}
+
+
+def parse_import_name(name: str, field: str = "name") -> tuple[str, UUID]:
+    parts = name.split("/")
+    if len(parts) == 4 and (parts[0], parts[2]) == _NAME_PARTS and parts[1]:
+        try:
+            return parts[1], UUID(parts[3])
+        except ValueError:
+            pass
+    raise ValidationError.single(
+        field, "must be an import name: accounts/{account_id}/imports/{import_id}"
+    )
+
+
+def require(value: str, field: str) -> str:
+    if not value:
+        raise ValidationError.single(field, "is required")
+    return value
+
+
+def credentials_from(message: imports_pb2.Credentials) -> Credentials:
+    return Credentials(access_token=message.access_token, refresh_token=message.refresh_token)
+
+
+def criteria_from(message: imports_pb2.AutoImport) -> Criteria | None:
+    which = message.WhichOneof("criteria")
+    if which == "google_contacts":
+        return GoogleContactsCriteria(contact_group=message.google_contacts.contact_group)
+    if which == "shopify":
+        return ShopifyCriteria(
+            subscribed_only=message.shopify.subscribed_only,
+            customer_tag=message.shopify.customer_tag,
+        )
+    if which == "hubspot":
+        return HubSpotCriteria(lifecycle_stage=message.hubspot.lifecycle_stage)
+    return None
+
+
+def row_of(auto_import: AutoImport) -> ImportRow:
+    """The aggregate in the shape of the read model, so one function renders both."""
+    return ImportRow(
+        import_id=str(auto_import.id),
+        account_id=auto_import.account_id,
+        service=auto_import.service.value,
+        display_name=auto_import.display_name,
+        external_account=auto_import.external_account,
+        criteria=auto_import.criteria.to_dict(),
+        list_ids=list(auto_import.list_ids),
+        tags=list(auto_import.tags),
+        state=auto_import.state.value,
+        state_reason=auto_import.state_reason,
+        create_time=auto_import.created_on,
+        update_time=auto_import.modified_on,
+        version=auto_import.version,
+    )
+
+
+def auto_import_message(row: ImportRow) -> imports_pb2.AutoImport:
+    message = imports_pb2.AutoImport(
+        name=import_name(row.account_id, row.import_id),
+        service=row.service,
+        display_name=row.display_name,
+        external_account=row.external_account,
+        list_ids=row.list_ids,
+        tags=row.tags,
+        state=imports_pb2.AutoImport.State.Value(row.state),
+        state_reason=row.state_reason,
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        etag=f'"{row.version}"',
+    )
+    criteria_message = getattr(message, row.service)
+    for key, value in row.criteria.items():
+        setattr(criteria_message, key, value)
+    criteria_message.SetInParent()  # the oneof says which service, even with default criteria
+    if row.state == "ACTIVE":
+        # Never synced yet, so the first sync is due from creation on.
+        message.next_sync_time.CopyFrom(timestamp(row.create_time))
+    return message
+
+
+def history_event_message(event: Any) -> imports_pb2.ImportEvent:
+    data = {
+        key: ("(rotated, not shown)" if key in _SECRET else value)
+        for key, value in vars(event).items()
+        if key not in _NOT_DETAILS
+    }
+    details = struct_pb2.Struct()
+    details.update(json.loads(json.dumps(data, default=str)))
+    return imports_pb2.ImportEvent(
+        version=event.originator_version,
+        type=type(event).__qualname__.rpartition(".")[2],
+        time=timestamp(event.timestamp),
+        actor=getattr(event, "actor", ""),
+        details=details,
+    )
+
+
+def service_message(description: ServiceDescription, import_count: int) -> imports_pb2.ExternalService:
+    return imports_pb2.ExternalService(
+        id=description.id.value,
+        display_name=description.display_name,
+        fields=[
+            imports_pb2.ServiceField(
+                key=spec.key,
+                label=spec.label,
+                title=description.title_of(spec),
+                personalization_tag=description.tag_of(spec),
+            )
+            for spec in description.fields
+        ],
+        import_count=import_count,
+        criteria_description=description.criteria_description,
+    )
+
+
+def account_message(account: Account) -> accounts_pb2.Account:
+    return accounts_pb2.Account(
+        account_id=account.account_id,
+        plan=account.plan,
+        contact_limit=account.contact_limit,
+        contact_count=account.contact_count,
+    )
+
+
+def timestamp(t: datetime) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromDatetime(t)
+    return message
+

@@ -1,0 +1,205 @@
+"""AutoImportService: protobuf in, use case, protobuf out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import grpc
+from google.protobuf import empty_pb2
+
+from autoimport.v1 import imports_pb2, imports_pb2_grpc
+from connectors import SERVICES
+from domain.auto_import import ImportChanges, NewImport
+from domain.errors import ValidationError
+from domain.sources import SERVICE_IDS
+from service.api.convert import (
+    auto_import_message,
+    credentials_from,
+    criteria_from,
+    history_event_message,
+    parse_import_name,
+    require,
+    row_of,
+    service_message,
+)
+from service.api.interceptors import current_principal
+from service.application import AutoImports
+from service.read_models import ReadModels
+from service.read_models.imports import InvalidPageToken
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+UPDATABLE = ("display_name", "credentials", "criteria", "list_ids", "tags")
+IMMUTABLE = ("service", "external_account")
+OUTPUT_ONLY = (
+    "name", "state", "state_reason", "create_time", "update_time", "last_sync", "next_sync_time",
+    "etag",
+)
+CRITERIA_MEMBERS = ("google_contacts", "shopify", "hubspot")
+
+
+class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
+    def __init__(self, app: AutoImports, read_models: ReadModels):
+        self._app = app
+        self._read = read_models
+
+    def CreateImport(self, request: imports_pb2.CreateImportRequest, context: Any) -> imports_pb2.AutoImport:
+        principal = current_principal()
+        account_id = require(request.account_id, "account_id")
+        principal.require_account(account_id)
+        _check_request_id(request.request_id)
+        message = request.auto_import
+        new = NewImport(
+            service=message.service,
+            external_account=message.external_account,
+            credentials=credentials_from(message.credentials),
+            criteria=criteria_from(message),
+            display_name=message.display_name,
+            list_ids=list(message.list_ids),
+            tags=list(message.tags),
+        )
+        try:
+            auto_import = self._app.create_import(
+                account_id, new, actor=principal.actor, request_id=request.request_id
+            )
+        except ValidationError as e:
+            raise e.under("auto_import") from None
+        return auto_import_message(row_of(auto_import))
+
+    def GetImport(self, request: imports_pb2.GetImportRequest, context: Any) -> imports_pb2.AutoImport:
+        account_id, import_id = self._authorized_import(request.name)
+        return auto_import_message(row_of(self._app.get_import(account_id, import_id)))
+
+    def ListImports(
+        self, request: imports_pb2.ListImportsRequest, context: Any
+    ) -> imports_pb2.ListImportsResponse:
+        account_id = require(request.account_id, "account_id")
+        current_principal().require_account(account_id)
+        if request.service and request.service not in SERVICE_IDS:
+            raise ValidationError.single("service", f"must be one of {', '.join(SERVICE_IDS)}, or empty")
+        if request.page_size < 0:
+            raise ValidationError.single("page_size", "must not be negative")
+        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        view = self._read.caught_up(self._read.imports)
+        try:
+            page = view.list_imports(account_id, request.service, page_size, request.page_token)
+        except InvalidPageToken as e:
+            raise ValidationError.single("page_token", str(e)) from None
+        counts = view.count_by_service(account_id)
+        return imports_pb2.ListImportsResponse(
+            auto_imports=[auto_import_message(row) for row in page.rows],
+            next_page_token=page.next_page_token,
+            counts_by_service={service: counts.get(service, 0) for service in SERVICE_IDS},
+        )
+
+    def UpdateImport(self, request: imports_pb2.UpdateImportRequest, context: Any) -> imports_pb2.AutoImport:
+        message = request.auto_import
+        account_id, import_id = self._authorized_import(message.name, field="auto_import.name")
+        changes = _changes_from(message, list(request.update_mask.paths))
+        try:
+            auto_import = self._app.update_import(
+                account_id, import_id, changes, etag=message.etag, actor=current_principal().actor
+            )
+        except ValidationError as e:
+            raise e.under("auto_import") from None
+        return auto_import_message(row_of(auto_import))
+
+    def DeleteImport(self, request: imports_pb2.DeleteImportRequest, context: Any) -> empty_pb2.Empty:
+        account_id, import_id = self._authorized_import(request.name)
+        self._app.delete_import(
+            account_id, import_id, etag=request.etag, actor=current_principal().actor
+        )
+        return empty_pb2.Empty()
+
+    def PauseImport(self, request: imports_pb2.PauseImportRequest, context: Any) -> imports_pb2.AutoImport:
+        account_id, import_id = self._authorized_import(request.name)
+        auto_import = self._app.pause_import(account_id, import_id, actor=current_principal().actor)
+        return auto_import_message(row_of(auto_import))
+
+    def ResumeImport(self, request: imports_pb2.ResumeImportRequest, context: Any) -> imports_pb2.AutoImport:
+        account_id, import_id = self._authorized_import(request.name)
+        auto_import = self._app.resume_import(account_id, import_id, actor=current_principal().actor)
+        return auto_import_message(row_of(auto_import))
+
+    def GetImportHistory(
+        self, request: imports_pb2.GetImportHistoryRequest, context: grpc.ServicerContext
+    ) -> Iterator[imports_pb2.ImportEvent]:
+        account_id, import_id = self._authorized_import(request.name)
+        for event in self._app.import_history(account_id, import_id):
+            if not context.is_active():
+                return  # the caller went away
+            yield history_event_message(event)
+
+    def ListServices(
+        self, request: imports_pb2.ListServicesRequest, context: Any
+    ) -> imports_pb2.ListServicesResponse:
+        account_id = require(request.account_id, "account_id")
+        current_principal().require_account(account_id)
+        counts = self._read.caught_up(self._read.imports).count_by_service(account_id)
+        return imports_pb2.ListServicesResponse(
+            services=[service_message(d, counts.get(d.id.value, 0)) for d in SERVICES.values()]
+        )
+
+    @staticmethod
+    def _authorized_import(name: str, field: str = "name") -> tuple[str, UUID]:
+        """Parses the name and checks the caller's access before anything about the import
+        is looked up, so that a caller never learns whether another account's import exists."""
+        account_id, import_id = parse_import_name(name, field)
+        current_principal().require_account(account_id)
+        return account_id, import_id
+
+
+def _check_request_id(request_id: str) -> None:
+    if request_id:
+        try:
+            UUID(request_id)
+        except ValueError:
+            raise ValidationError.single(
+                "request_id", "must be a UUID (e.g. from uuid4()), or empty"
+            ) from None
+
+
+def _changes_from(message: imports_pb2.AutoImport, paths: list[str]) -> ImportChanges:
+    """AIP-134: the mask names the fields to change ("*": all of them); without a mask, every
+    updatable field that is set in the message changes."""
+    fields: set[str] = set()
+    if not paths:
+        if message.display_name:
+            fields.add("display_name")
+        if message.HasField("credentials"):
+            fields.add("credentials")
+        if message.WhichOneof("criteria"):
+            fields.add("criteria")
+        if message.list_ids:
+            fields.add("list_ids")
+        if message.tags:
+            fields.add("tags")
+    for path in paths:
+        top = path.split(".")[0]
+        if path == "*":
+            fields.update(UPDATABLE)
+        elif top in UPDATABLE:
+            fields.add(top)
+        elif top in CRITERIA_MEMBERS:
+            fields.add("criteria")
+        elif top in IMMUTABLE:
+            raise ValidationError.single(
+                "update_mask", f"{top} cannot change after creation: create another import instead"
+            )
+        elif top in OUTPUT_ONLY:
+            raise ValidationError.single("update_mask", f"{top} is output only")
+        else:
+            raise ValidationError.single(
+                "update_mask", f"unknown field {path!r}; updatable: {', '.join(UPDATABLE)}"
+            )
+    criteria = criteria_from(message) if "criteria" in fields else None
+    return ImportChanges(
+        display_name=message.display_name if "display_name" in fields else None,
+        credentials=credentials_from(message.credentials) if "credentials" in fields else None,
+        criteria=criteria,
+        reset_criteria="criteria" in fields and criteria is None,
+        list_ids=list(message.list_ids) if "list_ids" in fields else None,
+        tags=list(message.tags) if "tags" in fields else None,
+    )

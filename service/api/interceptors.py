@@ -1,0 +1,140 @@
+"""Around every call: domain and service errors become rich gRPC statuses; callers authenticate.
+
+Both work by wrapping the method's behaviour (not in intercept_service itself, which grpcio runs
+on its polling thread), and keep wrapping through the whole iteration of a streamed response.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hmac
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from service.api.status import status_for
+from service.errors import PermissionDenied, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+# Health checks and reflection answer without a token (load balancers and grpcurl need them).
+OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the admin, or the holder of one account's API key."""
+
+    actor: str
+    account_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.account_id is None
+
+    def require_account(self, account_id: str) -> None:
+        if not self.is_admin and account_id != self.account_id:
+            raise PermissionDenied(f"this API key cannot access account {account_id!r}")
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise PermissionDenied("only the admin token may do this")
+
+
+_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+
+
+def current_principal() -> Principal:
+    return _principal.get()
+
+
+def intercept_calls(
+    handler: grpc.RpcMethodHandler,
+    around: Callable[[grpc.ServicerContext], contextlib.AbstractContextManager[Any]],
+) -> grpc.RpcMethodHandler:
+    """The same handler, with each call (and each streamed response, to its end) run inside
+    `around(context)`."""
+    kind = next(
+        k for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        if getattr(handler, k) is not None
+    )
+    behavior = getattr(handler, kind)
+
+    def respond(request: Any, context: grpc.ServicerContext) -> Any:
+        with around(context):
+            return behavior(request, context)
+
+    def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        with around(context):
+            yield from behavior(request, context)
+
+    return handler._replace(**{kind: stream if handler.response_streaming else respond})  # type: ignore[attr-defined]
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    """Maps exceptions to statuses with rich details; an unexpected one is logged, and the caller
+    gets INTERNAL without internals."""
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method  # type: ignore[attr-defined]
+
+        @contextlib.contextmanager
+        def errors_as_status(context: grpc.ServicerContext) -> Iterator[None]:
+            try:
+                yield
+            except Exception as e:
+                status = status_for(e)
+                if status.code is grpc.StatusCode.INTERNAL:  # type: ignore[attr-defined]
+                    log.exception("%s failed", method)
+                context.abort_with_status(status)
+
+        return intercept_calls(handler, errors_as_status)
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """`authorization: Bearer <token>`: the admin token, or an account's API key."""
+
+    def __init__(self, admin_token: str, identify_api_key: Callable[[str], tuple[str, str] | None]):
+        self._admin_token = admin_token.encode()
+        self._identify_api_key = identify_api_key
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or details.method.startswith(OPEN_METHOD_PREFIXES):  # type: ignore[attr-defined]
+            return handler
+        return intercept_calls(handler, self._authenticated)
+
+    @contextlib.contextmanager
+    def _authenticated(self, context: grpc.ServicerContext) -> Iterator[None]:
+        token = self._bearer_token(context)
+        reset = _principal.set(self.authenticate(token))
+        try:
+            yield
+        finally:
+            _principal.reset(reset)
+
+    def authenticate(self, token: str) -> Principal:
+        if hmac.compare_digest(token.encode(), self._admin_token):
+            return Principal(actor="admin")
+        found = self._identify_api_key(token) if token.startswith("aik_") else None
+        if found is None:
+            raise Unauthenticated("the API key is not valid: create one with AccountService.CreateApiKey")
+        account_id, key_id = found
+        return Principal(actor=f"key:{key_id}", account_id=account_id)
+
+    @staticmethod
+    def _bearer_token(context: grpc.ServicerContext) -> str:
+        for key, value in context.invocation_metadata():
+            if key == "authorization":
+                scheme, _, token = str(value).partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    return token.strip()
+                raise Unauthenticated("authorization metadata must be 'Bearer <key>'")
+        raise Unauthenticated("missing 'authorization: Bearer <key>' metadata")

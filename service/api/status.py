@@ -1,0 +1,75 @@
+"""How each error reaches a caller: a canonical code, a message saying what to do, rich details
+(google.rpc.Status with ErrorInfo and, where they apply, BadRequest or ResourceInfo)."""
+
+from __future__ import annotations
+
+import grpc
+from eventsourcing.persistence import IntegrityError
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from domain.errors import InvalidTransition, ValidationError
+from service.errors import (
+    EtagMismatch,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    Unauthenticated,
+    Unavailable,
+)
+
+ERROR_DOMAIN = "autoimport.v1"
+
+
+def status_for(error: Exception) -> grpc.Status:
+    details: list[object] = []
+    metadata: dict[str, str] = {}
+    message = str(error)
+    reason = getattr(error, "reason", "")
+    if isinstance(error, ValidationError):
+        code, reason = code_pb2.INVALID_ARGUMENT, "INVALID_ARGUMENT"
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
+    elif isinstance(error, InvalidTransition):
+        code = code_pb2.FAILED_PRECONDITION
+    elif isinstance(error, NotFound):
+        code = code_pb2.NOT_FOUND
+        reason = f"{error.resource_type.upper()}_NOT_FOUND"
+        details.append(
+            error_details_pb2.ResourceInfo(
+                resource_type=error.resource_type, resource_name=error.resource_name
+            )
+        )
+    elif isinstance(error, EtagMismatch):
+        code = code_pb2.ABORTED
+        metadata["currentEtag"] = error.current_etag
+    elif isinstance(error, IntegrityError):
+        code, reason = code_pb2.ABORTED, "CONCURRENT_MODIFICATION"
+        message = f"changed concurrently by another request: retry ({error})"
+    elif isinstance(error, Unauthenticated):
+        code = code_pb2.UNAUTHENTICATED
+    elif isinstance(error, PermissionDenied):
+        code = code_pb2.PERMISSION_DENIED
+    elif isinstance(error, (Unavailable, TimeoutError)):
+        code, reason = code_pb2.UNAVAILABLE, "UNAVAILABLE"
+    elif isinstance(error, ServiceError):
+        code = code_pb2.FAILED_PRECONDITION
+    else:
+        code, reason = code_pb2.INTERNAL, "INTERNAL"
+        message = "internal error: the server log has the details"
+    details.insert(
+        0, error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+    )
+    packed = []
+    for detail in details:
+        any_detail = any_pb2.Any()
+        any_detail.Pack(detail)  # type: ignore[arg-type]
+        packed.append(any_detail)
+    return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=packed))

@@ -1,0 +1,229 @@
+"""The event-sourced application: each use case loads aggregates, calls a command, saves.
+
+Concurrency is optimistic: a save on a stale version raises IntegrityError, and the use case
+either reloads and decides again or, when the caller sent an etag, reports the conflict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import IntegrityError, Recording
+
+from connectors import SERVICES
+from domain.account import Account, ApiKey
+from domain.auto_import import AutoImport, ImportChanges, NewImport
+from domain.sources import ServiceId
+from service.config import Settings
+from service.errors import EtagMismatch, NotFound
+
+MAX_ATTEMPTS = 10
+HISTORY_PAGE = 500
+
+
+def etag_of(aggregate: AutoImport | Account) -> str:
+    """A strong etag (RFC 7232): the aggregate's version, quoted."""
+    return f'"{aggregate.version}"'
+
+
+def import_name(account_id: str, import_id: UUID | str) -> str:
+    return f"accounts/{account_id}/imports/{import_id}"
+
+
+def default_display_name(service: ServiceId, external_account: str) -> str:
+    return f"{SERVICES[service].display_name} ({external_account})"
+
+
+def hash_api_key(key: str) -> str:
+    # Keys are 256-bit random: a fast hash is enough, no stretching needed.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class AutoImports(Application[UUID]):
+    name = "AutoImports"
+    snapshotting_intervals = {AutoImport: 200, Account: 200}  # noqa: RUF012 (the library's API)
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self._save_listeners: list[Callable[[list[Recording[UUID]]], None]] = []
+        self._key_cache: dict[str, tuple[str, str]] = {}
+
+    def on_saved(self, listener: Callable[[list[Recording[UUID]]], None]) -> None:
+        """Calls `listener` after every save, e.g. to wake an in-process projector at once."""
+        self._save_listeners.append(listener)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        recordings = super().save(*objs, **kwargs)
+        for listener in self._save_listeners:
+            listener(recordings)
+        return recordings
+
+    # -- accounts ---------------------------------------------------------------------------
+    def upsert_account(self, account_id: str, plan: str, contact_limit: int, *, actor: str) -> Account:
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                account = self.get_account(account_id)
+            except NotFound:
+                account = Account.register(account_id, plan, contact_limit, actor=actor)
+            else:
+                account.change_plan(plan, contact_limit, actor=actor)
+            try:
+                self.save(account)
+            except IntegrityError:
+                continue  # created or changed meanwhile: decide again on fresh state
+            return account
+        raise IntegrityError(f"account {account_id} kept changing; try again")
+
+    def get_account(self, account_id: str) -> Account:
+        try:
+            account = self.repository.get(Account.create_id(account_id))
+        except AggregateNotFoundError:
+            raise NotFound(
+                "account", account_id, hint=": create it with AccountService.UpsertAccount"
+            ) from None
+        assert isinstance(account, Account)
+        return account
+
+    def create_api_key(self, account_id: str, *, actor: str) -> tuple[str, str]:
+        """Returns (key, key_id). Only the key's hash is stored."""
+        key_id = secrets.token_hex(4)
+        key = f"aik_{key_id}_{secrets.token_urlsafe(32)}"
+        for _ in range(MAX_ATTEMPTS):
+            account = self.get_account(account_id)
+            index = account.add_api_key(key_id, hash_api_key(key), actor=actor)
+            try:
+                self.save(account, index)
+            except IntegrityError:
+                continue
+            return key, key_id
+        raise IntegrityError(f"account {account_id} kept changing; try again")
+
+    def identify_api_key(self, key: str) -> tuple[str, str] | None:
+        """(account_id, key_id) of a valid key, else None."""
+        key_hash = hash_api_key(key)
+        if key_hash in self._key_cache:
+            return self._key_cache[key_hash]
+        try:
+            index = self.repository.get(ApiKey.create_id(key_hash))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(index, ApiKey)
+        self._key_cache[key_hash] = (index.account_id, index.key_id)
+        return index.account_id, index.key_id
+
+    # -- imports ----------------------------------------------------------------------------
+    def create_import(
+        self, account_id: str, new: NewImport, *, actor: str, request_id: str = ""
+    ) -> AutoImport:
+        self.get_account(account_id)
+        auto_import = AutoImport.start(
+            account_id,
+            new,
+            actor=actor,
+            request_id=request_id,
+            default_display_name=default_display_name,
+        )
+        try:
+            self.save(auto_import)
+        except IntegrityError:
+            if not request_id:
+                raise
+            # A retry of a request that already succeeded: answer as the first time.
+            return self.get_import(account_id, auto_import.id, include_deleted=True)
+        return auto_import
+
+    def get_import(
+        self, account_id: str, import_id: UUID, *, include_deleted: bool = False
+    ) -> AutoImport:
+        try:
+            auto_import = self.repository.get(import_id)
+        except AggregateNotFoundError:
+            auto_import = None
+        if (
+            not isinstance(auto_import, AutoImport)
+            or auto_import.account_id != account_id
+            or (auto_import.is_deleted and not include_deleted)
+        ):
+            raise NotFound("import", import_name(account_id, import_id))
+        return auto_import
+
+    def update_import(
+        self, account_id: str, import_id: UUID, changes: ImportChanges, *, etag: str, actor: str
+    ) -> AutoImport:
+        return self._change_import(
+            account_id, import_id, etag, lambda i: i.update(changes, actor=actor)
+        )
+
+    def delete_import(self, account_id: str, import_id: UUID, *, etag: str, actor: str) -> None:
+        self._change_import(account_id, import_id, etag, lambda i: i.delete(actor=actor))
+
+    def pause_import(self, account_id: str, import_id: UUID, *, actor: str) -> AutoImport:
+        return self._change_import(account_id, import_id, "", lambda i: i.pause(actor=actor))
+
+    def resume_import(self, account_id: str, import_id: UUID, *, actor: str) -> AutoImport:
+        return self._change_import(account_id, import_id, "", lambda i: i.resume(actor=actor))
+
+    def _change_import(
+        self,
+        account_id: str,
+        import_id: UUID,
+        etag: str,
+        command: Callable[[AutoImport], None],
+    ) -> AutoImport:
+        """Load, check the etag, command, save. A conflicting write is retried on fresh state,
+        unless the caller pinned the version with an etag: then the conflict is theirs to resolve."""
+        for _ in range(MAX_ATTEMPTS):
+            auto_import = self.get_import(account_id, import_id)
+            if etag and _unquote(etag) != _unquote(etag_of(auto_import)):
+                raise EtagMismatch(import_name(account_id, import_id), etag_of(auto_import))
+            command(auto_import)
+            try:
+                self.save(auto_import)
+            except IntegrityError:
+                if etag:
+                    latest = self.get_import(account_id, import_id, include_deleted=True)
+                    raise EtagMismatch(import_name(account_id, import_id), etag_of(latest)) from None
+                continue
+            return auto_import
+        raise IntegrityError(f"{import_name(account_id, import_id)} kept changing; try again")
+
+    def import_history(
+        self, account_id: str, import_id: UUID
+    ) -> Iterator[DomainEventProtocol[UUID]]:
+        """Every event of the import, oldest first, read page by page (deleted imports too)."""
+        self.get_import(account_id, import_id, include_deleted=True)
+        version: int | None = None
+        while True:
+            page = list(self.events.get(import_id, gt=version, limit=HISTORY_PAGE))
+            yield from page
+            if len(page) < HISTORY_PAGE:
+                return
+            version = page[-1].originator_version
+
+
+def open_application(settings: Settings) -> AutoImports:
+    prepare_store(settings)
+    return AutoImports(settings.store_env("events"))
+
+
+def prepare_store(settings: Settings) -> None:
+    """Creates the PostgreSQL schema when it does not exist (eventsourcing creates the tables)."""
+    if settings.uses_postgres:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    sql.Identifier(settings.database_schema)
+                )
+            )
+
+
+def _unquote(etag: str) -> str:
+    return etag.strip().removeprefix("W/").strip('"')

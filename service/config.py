@@ -1,0 +1,141 @@
+"""Configuration from AUTOIMPORT_* environment variables (design.md section 7), in one place."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from eventsourcing.cryptography import AESCipher
+
+PREFIX = "AUTOIMPORT_"
+
+
+class ConfigError(Exception):
+    """A setting that cannot work; the message names the variable and what it should be."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    database_schema: str
+    listen: str
+    admin_token: str
+    cipher_key: str
+    tls_cert: str
+    tls_key: str
+    tls_client_ca: str
+    sync_interval: float
+    run_projections: bool
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Reads the settings; generates the admin token and cipher key into the data directory
+        the first time when they are not given, so that a fresh install works with no set-up."""
+        env = dict(os.environ if environ is None else environ)
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(PREFIX + name, default).strip()
+
+        data_dir = Path(get("DATA_DIR", "./data")).resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        interval_text = get("SYNC_INTERVAL", "1800")
+        try:
+            sync_interval = float(interval_text)
+        except ValueError:
+            raise ConfigError(
+                f"{PREFIX}SYNC_INTERVAL must be a number of seconds, not {interval_text!r}"
+            ) from None
+        if sync_interval <= 0:
+            raise ConfigError(f"{PREFIX}SYNC_INTERVAL must be greater than 0")
+        database_url = get("DATABASE_URL")
+        if database_url:
+            postgres_env(database_url)  # fail at start-up, not at the first request
+        database_schema = get("DATABASE_SCHEMA", "public")
+        if not re.match(r"^[a-z_][a-z0-9_]{0,40}$", database_schema):
+            raise ConfigError(
+                f"{PREFIX}DATABASE_SCHEMA must be a lower-case SQL name (letters, digits, _)"
+            )
+        cipher_key = get("CIPHER_KEY") or _read_or_create_secret(
+            data_dir / "cipher.key", lambda: AESCipher.create_key(num_bytes=32)
+        )
+        admin_token = get("ADMIN_TOKEN") or _read_or_create_secret(
+            data_dir / "admin.token", lambda: "adm_" + secrets.token_urlsafe(32)
+        )
+        tls_cert, tls_key = get("TLS_CERT"), get("TLS_KEY")
+        if bool(tls_cert) != bool(tls_key):
+            raise ConfigError(f"set both {PREFIX}TLS_CERT and {PREFIX}TLS_KEY, or neither")
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            database_schema=database_schema,
+            listen=get("LISTEN", "127.0.0.1:50051"),
+            admin_token=admin_token,
+            cipher_key=cipher_key,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=get("TLS_CLIENT_CA"),
+            sync_interval=sync_interval,
+            run_projections=get("RUN_PROJECTIONS", "yes").lower() not in ("0", "no", "false"),
+        )
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.database_url)
+
+    def store_env(self, store: str) -> dict[str, str]:
+        """The eventsourcing environment of one store: the application's events, or a read model.
+
+        On SQLite each store is a file of its own (eventsourcing's SQLite tables have fixed names);
+        on PostgreSQL they share the database and eventsourcing prefixes their tables.
+        """
+        env = {
+            "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+            "CIPHER_KEY": self.cipher_key,
+            "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+        }
+        if self.uses_postgres:
+            env.update(postgres_env(self.database_url))
+            env["POSTGRES_SCHEMA"] = self.database_schema
+        else:
+            env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
+            env["SQLITE_LOCK_TIMEOUT"] = "30"
+            env["SQLITE_DBNAME"] = str(self.data_dir / f"{store}.sqlite")
+        return env
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        raise ConfigError(
+            f"{PREFIX}DATABASE_URL must look like postgresql://user[:password]@host[:port]/database"
+        )
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(parts.path.strip("/")),
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+    }
+
+
+def _read_or_create_secret(path: Path, create) -> str:  # type: ignore[no-untyped-def]
+    """Reads a secret file, or creates it readable by this user only (0600)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(100):  # another process may have created it a moment ago
+            if value := path.read_text().strip():
+                return value
+            time.sleep(0.02)
+        raise ConfigError(f"{path} is empty: delete it to generate a new secret") from None
+    with os.fdopen(fd, "w") as f:
+        value = create()
+        f.write(value + "\n")
+    return str(value)

@@ -1,0 +1,39 @@
+"""Errors of the service layer (beyond the domain's): the API maps each class to a gRPC status."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    reason = "ERROR"
+
+
+class NotFound(ServiceError):
+    reason = "NOT_FOUND"
+
+    def __init__(self, resource_type: str, resource_name: str, hint: str = ""):
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+        super().__init__(f"{resource_type} {resource_name} does not exist{hint}")
+
+
+class EtagMismatch(ServiceError):
+    reason = "ETAG_MISMATCH"
+
+    def __init__(self, resource_name: str, current_etag: str):
+        self.current_etag = current_etag
+        super().__init__(
+            f"{resource_name} was changed since you read it (its etag is now {current_etag}): "
+            "read it again and reapply your change"
+        )
+
+
+class Unauthenticated(ServiceError):
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ServiceError):
+    reason = "PERMISSION_DENIED"
+
+
+class Unavailable(ServiceError):
+    reason = "UNAVAILABLE"

@@ -1,0 +1,182 @@
+"""Keeps the read models up to date: exactly one runner per view in the whole deployment.
+
+A lease makes sure of "one": an advisory lock on PostgreSQL (held by a session, so it frees itself
+when the holder dies), a file lock in the data directory on SQLite. Every server process may start
+a projector; the one that holds a view's lease runs it, the others wait to take over.
+
+On PostgreSQL a view is run by eventsourcing's ProjectionRunner, which follows the store through
+LISTEN/NOTIFY. eventsourcing 9.5 cannot subscribe to an SQLite store, so on SQLite the projector
+polls `select_notifications` from the view's last tracking id, and a save in the same process
+wakes it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection, ProjectionRunner
+
+from service.application import AutoImports, open_application, prepare_store
+from service.config import Settings
+from service.read_models import PROJECTIONS, open_view
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.5  # seconds between polls on SQLite when nothing wakes the projector
+RETRY_INTERVAL = 1.0  # seconds between attempts to take a lease, or to restart after an error
+BATCH = 500
+
+
+class Projector:
+    def __init__(self, settings: Settings, app: AutoImports | None = None):
+        self._settings = settings
+        self._app = app
+        self._stopping = threading.Event()
+        self._wakes: list[threading.Event] = []
+        self._threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+
+    def start(self) -> None:
+        for projection, view_classes in PROJECTIONS:
+            target = self._run_postgres if self._settings.uses_postgres else self._run_sqlite
+            thread = threading.Thread(
+                target=self._supervise,
+                args=(target, projection, view_classes),
+                name=f"projector-{projection.name}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def nudge(self, *_: Any) -> None:
+        """New events were saved in this process: process them now rather than at the next poll."""
+        for wake in self._wakes:
+            wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.nudge()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def run_forever(self) -> None:
+        self.start()
+        self._stopping.wait()
+
+    def _supervise(self, target: Any, projection: type[Projection[Any]], view_classes: Any) -> None:
+        while not self._stopping.is_set():
+            try:
+                target(projection, view_classes)
+            except Exception as e:  # a crashed runner restarts from its last tracking record
+                self.errors.append(e)
+                log.exception("projection %s failed; restarting", projection.name)
+                self._stopping.wait(RETRY_INTERVAL)
+
+    # -- SQLite: poll ------------------------------------------------------------------------
+    def _run_sqlite(self, projection_class: type[Projection[Any]], view_classes: Any) -> None:
+        lock_path = self._settings.data_dir / f"{projection_class.name}.lock"
+        with _file_lease(lock_path, self._stopping) as held:
+            if not held:
+                return
+            app = self._app or open_application(self._settings)
+            view = open_view(projection_class, view_classes, self._settings.store_env(projection_class.name))
+            projection = projection_class(view=view)
+            wake = threading.Event()
+            self._wakes.append(wake)
+            log.info("projecting %s", projection_class.name)
+            try:
+                while not self._stopping.is_set():
+                    wake.clear()
+                    if catch_up(app, projection) < BATCH:
+                        wake.wait(POLL_INTERVAL)
+            finally:
+                self._wakes.remove(wake)
+                view.datastore.close()
+                if self._app is None:
+                    app.close()
+
+    # -- PostgreSQL: ProjectionRunner ------------------------------------------------------
+    def _run_postgres(self, projection_class: type[Projection[Any]], view_classes: Any) -> None:
+        env = self._settings.store_env(projection_class.name)
+        lease_name = f"{self._settings.database_schema}.{projection_class.name}"
+        with _advisory_lease(self._settings.database_url, lease_name, self._stopping) as lease:
+            if lease is None:
+                return
+            runner = ProjectionRunner(
+                application_class=AutoImports,
+                projection_class=projection_class,
+                view_class=view_classes[env["PERSISTENCE_MODULE"]],
+                env=env,
+            )
+            log.info("projecting %s", projection_class.name)
+            with runner:
+                while not self._stopping.is_set():
+                    runner.run_forever(timeout=RETRY_INTERVAL)  # raises the runner's error
+                    lease.execute("SELECT 1")  # lost the lease's session? then stop projecting
+
+
+def catch_up(app: AutoImports, projection: Projection[Any], batch: int = BATCH) -> int:
+    """Processes the events the view has not seen yet, up to `batch`; returns how many."""
+    view = projection.view
+    start = (view.max_tracking_id(app.name) or 0) + 1
+    notifications = app.recorder.select_notifications(start=start, limit=batch)
+    for notification in notifications:
+        projection.process_event(
+            app.mapper.to_domain_event(notification), Tracking(app.name, notification.id)
+        )
+    return len(notifications)
+
+
+@contextlib.contextmanager
+def _file_lease(path: Any, stopping: threading.Event) -> Iterator[bool]:
+    with open(path, "a") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stopping.wait(RETRY_INTERVAL):
+                    yield False
+                    return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _advisory_lease(
+    database_url: str, name: str, stopping: threading.Event
+) -> Iterator[psycopg.Connection[Any] | None]:
+    digest = hashlib.sha256(f"autoimport-projector/{name}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if row and row[0]:
+                break
+            if stopping.wait(RETRY_INTERVAL):
+                yield None
+                return
+        yield conn
+
+
+def run_projector(settings: Settings) -> None:
+    """`autoimport projector`: runs every view until SIGTERM or SIGINT."""
+    import signal
+
+    prepare_store(settings)
+    projector = Projector(settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: projector._stopping.set())
+    print("autoimport projector running", flush=True)
+    projector.run_forever()
+    projector.stop()

@@ -1,0 +1,53 @@
+"""Read models: projections of the application's events into queryable views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.projection import Projection
+from eventsourcing.utils import Environment
+
+from service.read_models.imports import VIEW_CLASSES as IMPORTS_VIEW_CLASSES
+from service.errors import Unavailable
+from service.read_models.imports import ImportsProjection, ImportsView
+
+# Every projection with its view class per persistence module. One runner per view (projector.py).
+PROJECTIONS: list[tuple[type[Projection[Any]], dict[str, type[Any]]]] = [
+    (ImportsProjection, IMPORTS_VIEW_CLASSES),
+]
+
+
+def open_view(projection: type[Projection[Any]], view_classes: dict[str, type[Any]], env: dict[str, str]) -> Any:
+    """The view of a projection, configured as eventsourcing's ProjectionRunner would build it,
+    so that readers and the runner use the same tables."""
+    environment = Environment(projection.name, env)
+    factory = InfrastructureFactory.construct(env=environment)
+    view_class = view_classes[env["PERSISTENCE_MODULE"]]
+    return factory.tracking_recorder(view_class)
+
+
+class ReadModels:
+    """The views a server reads, and the wait that gives a caller read-your-writes."""
+
+    def __init__(self, app: Any, store_env: Any, timeout: float = 10.0):
+        self._app = app
+        self._timeout = timeout
+        self.imports: ImportsView = open_view(
+            ImportsProjection, IMPORTS_VIEW_CLASSES, store_env(ImportsProjection.name)
+        )
+
+    def caught_up(self, view: Any) -> Any:
+        """The view, once it has processed every event saved so far (so also the caller's own
+        writes). Raises Unavailable if its projector does not get there in time."""
+        latest = self._app.recorder.max_notification_id()
+        try:
+            view.wait_until(self._app.name, latest, timeout=self._timeout)
+        except TimeoutError:
+            raise Unavailable(
+                f"the read model is catching up with the event store (event {latest}); retry shortly"
+            ) from None
+        return view
+
+    def close(self) -> None:
+        self.imports.datastore.close()

@@ -1,0 +1,114 @@
+"""The gRPC server: API services, health, reflection, interceptors, projections, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from autoimport.v1 import accounts_pb2, accounts_pb2_grpc, imports_pb2, imports_pb2_grpc
+from service.api.accounts import AccountServicer
+from service.api.imports import AutoImportServicer
+from service.api.interceptors import AuthInterceptor, ErrorInterceptor
+from service.application import AutoImports, open_application
+from service.config import Settings
+from service.projector import Projector
+from service.read_models import ReadModels
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    imports_pb2.DESCRIPTOR.services_by_name["AutoImportService"].full_name,
+    accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+)
+GRACE_SECONDS = 10.0
+WORKERS = 16
+
+
+@dataclass
+class Server:
+    grpc_server: grpc.Server
+    health: health.HealthServicer
+    app: AutoImports
+    read_models: ReadModels
+    projector: Projector | None
+    address: str
+
+    def stop(self, grace: float = GRACE_SECONDS) -> None:
+        """New calls are refused at once (health says NOT_SERVING); calls in flight get `grace`
+        seconds to finish; then the stores close."""
+        self.health.enter_graceful_shutdown()
+        self.grpc_server.stop(grace).wait()
+        if self.projector is not None:
+            self.projector.stop()
+        self.read_models.close()
+        self.app.close()
+
+
+def build_server(settings: Settings) -> Server:
+    app = open_application(settings)
+    read_models = ReadModels(app, settings.store_env)  # creates the views' tables, so first
+    projector = None
+    if settings.run_projections:
+        projector = Projector(settings, app)
+        app.on_saved(projector.nudge)
+        projector.start()
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="rpc"),
+        interceptors=[ErrorInterceptor(), AuthInterceptor(settings.admin_token, app.identify_api_key)],
+    )
+    imports_pb2_grpc.add_AutoImportServiceServicer_to_server(
+        AutoImportServicer(app, read_models), server
+    )
+    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(app), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+
+    port = _add_port(server, settings)
+    host = settings.listen.rpartition(":")[0]
+    server.start()
+    return Server(server, health_servicer, app, read_models, projector, f"{host}:{port}")
+
+
+def _add_port(server: grpc.Server, settings: Settings) -> int:
+    if not settings.tls_cert:
+        port = server.add_insecure_port(settings.listen)
+    else:
+        client_ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+        credentials = grpc.ssl_server_credentials(
+            [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+        port = server.add_secure_port(settings.listen, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.listen}")
+    return port
+
+
+def serve(settings: Settings) -> None:
+    """Runs until SIGTERM or SIGINT, then stops gracefully."""
+    server = build_server(settings)
+    store = "PostgreSQL" if settings.uses_postgres else f"SQLite in {settings.data_dir}"
+    print(f"autoimport listening on {server.address} ({store})", flush=True)
+    print(f"admin token: {settings.admin_token}", flush=True)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    stopping.wait()
+    log.info("stopping: finishing calls in flight")
+    server.stop()
