@@ -191,17 +191,30 @@ class AutoImport(Aggregate):
         actor: str,
     ) -> None:
         self.account_id = account_id
-        self.service = ServiceId(service)
+        # Enums are kept as their values: snapshots store attributes as JSON, which has no enums.
+        self._service = service
         self.external_account = external_account
         self.display_name = display_name
         self._credentials = dict(credentials)
         self._criteria = dict(criteria)
         self.list_ids = list(list_ids)
         self.tags = list(tags)
-        self.state = ImportState.ACTIVE
+        self._state = ImportState.ACTIVE.value
         self.state_reason = ""
 
     # -- what the rest of the service reads -------------------------------------------------
+    @property
+    def service(self) -> ServiceId:
+        return ServiceId(self._service)
+
+    @property
+    def state(self) -> ImportState:
+        return ImportState(self._state)
+
+    @state.setter
+    def state(self, state: ImportState) -> None:
+        self._state = state.value
+
     @property
     def credentials(self) -> Credentials:
         return Credentials(**self._credentials)

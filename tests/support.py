@@ -1,0 +1,157 @@
+"""Test helpers: a server in a subprocess, and a client with stubs that send a token."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from autoimport.v1 import accounts_pb2_grpc, imports_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 20.0
+
+
+class _Token(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+             grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` and a deadline to every call."""
+
+    def __init__(self, token: str | None):
+        self._token = token
+
+    def _details(self, details: Any) -> Any:
+        metadata = list(details.metadata or [])
+        if self._token is not None:
+            metadata.append(("authorization", f"Bearer {self._token}"))
+        return details._replace(metadata=metadata, timeout=details.timeout or TIMEOUT)
+
+    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._details(details), request)
+
+    intercept_unary_stream = intercept_unary_unary
+    intercept_stream_unary = intercept_unary_unary
+    intercept_stream_stream = intercept_unary_unary
+
+
+class Client:
+    def __init__(self, address: str, token: str | None):
+        self.channel = grpc.intercept_channel(grpc.insecure_channel(address), _Token(token))
+        self.imports = imports_pb2_grpc.AutoImportServiceStub(self.channel)
+        self.accounts = accounts_pb2_grpc.AccountServiceStub(self.channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.channel.close()
+
+
+class ServerProcess:
+    """`autoimport serve` in a subprocess on a free loopback port, with the given environment."""
+
+    def __init__(self, env: dict[str, str], extra_args: tuple[str, ...] = ()):
+        self.env = {
+            **os.environ,
+            "AUTOIMPORT_LISTEN": "127.0.0.1:0",
+            "AUTOIMPORT_ADMIN_TOKEN": "adm_test_token",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.admin_token = self.env["AUTOIMPORT_ADMIN_TOKEN"]
+        self.process: subprocess.Popen[str] | None = None
+        self.address = ""
+        self.output: list[str] = []
+
+    def start(self) -> ServerProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if match := re.search(r"listening on (\S+)", line):
+                self.address = match.group(1)
+                break
+        if not self.address:
+            self.process.kill()
+            raise RuntimeError("server did not start:\n" + "".join(self.output))
+        # Keep draining its output so that the pipe never fills and blocks the server.
+        import threading
+
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.wait_serving()
+        return self
+
+    def _drain(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def wait_serving(self) -> None:
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
+                        return
+                except grpc.RpcError:
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.05)
+
+    def client(self, token: str | None) -> Client:
+        return Client(self.address, token)
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM, as an orchestrator stops it; returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.terminate()
+
+
+def rich_status(error: grpc.RpcError) -> dict[str, Any]:
+    """The error's google.rpc.Status details, decoded: {"ErrorInfo": msg, "BadRequest": msg, ...}."""
+    from google.rpc import error_details_pb2
+
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    decoded: dict[str, Any] = {}
+    if status is None:
+        return decoded
+    for detail in status.details:
+        for name in ("ErrorInfo", "BadRequest", "ResourceInfo"):
+            message = getattr(error_details_pb2, name)()
+            if detail.Is(message.DESCRIPTOR):
+                detail.Unpack(message)
+                decoded[name] = message
+    return decoded

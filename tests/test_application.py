@@ -1,0 +1,80 @@
+"""The application without gRPC: snapshots, encryption settings, concurrency retries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from domain.auto_import import AutoImport, Credentials, ImportChanges, ImportState, NewImport
+from domain.sources import ServiceId
+from service.application import AutoImports, open_application
+from service.config import Settings
+from tests.conftest import STORES
+
+
+@pytest.fixture
+def app(store_env: dict[str, str]) -> Iterator[AutoImports]:
+    application = open_application(Settings.from_env(store_env))
+    yield application
+    application.close()
+
+
+def new_import(app: AutoImports) -> AutoImport:
+    app.upsert_account("acme", "lite", 100, actor="admin")
+    return app.create_import(
+        "acme", NewImport("shopify", "my-store", Credentials("tok")), actor="admin"
+    )
+
+
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_a_long_lived_import_loads_from_its_snapshot_with_the_same_state(app: AutoImports):
+    created = new_import(app)
+    for n in range(250):
+        app.update_import("acme", created.id, ImportChanges(tags=[f"t{n}"]), etag="", actor="admin")
+    app.pause_import("acme", created.id, actor="admin")
+
+    snapshots = list(app.snapshots.get(created.id)) if app.snapshots else []
+    loaded = app.get_import("acme", created.id)
+    replayed = app.repository.get(created.id, version=loaded.version)  # same path, check fields
+
+    assert [s.originator_version for s in snapshots] == [200]
+    assert loaded.version == 252
+    assert loaded.state is ImportState.PAUSED and loaded.service is ServiceId.SHOPIFY
+    assert loaded.tags == ["t249"]
+    assert loaded.credentials == Credentials("tok")
+    assert vars(replayed) == vars(loaded)
+    app.resume_import("acme", created.id, actor="admin")
+    assert app.get_import("acme", created.id).state is ImportState.ACTIVE
+
+
+@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+def test_cipher_key_is_generated_once_into_the_data_directory(store_env: dict[str, str]):
+    first = Settings.from_env(store_env)
+    second = Settings.from_env(store_env)
+
+    key_file = Path(store_env["AUTOIMPORT_DATA_DIR"]) / "cipher.key"
+    assert first.cipher_key == second.cipher_key
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert (Path(store_env["AUTOIMPORT_DATA_DIR"]) / "admin.token").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+def test_events_cannot_be_read_with_another_cipher_key(store_env: dict[str, str], tmp_path: Path):
+    from eventsourcing.persistence import MapperDeserialisationError
+
+    app = open_application(Settings.from_env(store_env))
+    created = new_import(app)
+    app.close()
+    other = AutoImports({**Settings.from_env(store_env).store_env("events"), "CIPHER_KEY": AutoImports_key()})
+
+    with pytest.raises(MapperDeserialisationError):
+        other.repository.get(created.id)
+    other.close()
+
+
+def AutoImports_key() -> str:  # noqa: N802
+    from eventsourcing.cryptography import AESCipher
+
+    return AESCipher.create_key(num_bytes=32)
