@@ -1,4 +1,4 @@
-"""The Account aggregate (plan, contact limit, API keys) and the ApiKey index that finds a key's account."""
+"""The Account aggregate (plan, contact limit, API keys) and the ApiKey index of its keys."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ from eventsourcing.domain import Aggregate, event
 from domain.auto_import import ID_NAMESPACE
 from domain.errors import Violations
 
-_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_PLAN_LENGTH = 64
 
 
 def check_account_id(account_id: str, violations: Violations, path: str = "account_id") -> None:
-    if not _ACCOUNT_ID.match(account_id):
+    if not _ACCOUNT_ID.fullmatch(account_id):
         violations.add(path, "must be 1 to 64 letters, digits, '-' or '_'")
 
 
 def check_plan(plan: str, contact_limit: int, violations: Violations, path: str = "") -> None:
-    if not plan.strip() or len(plan) > MAX_PLAN_LENGTH:
+    if not plan.strip() or len(plan.strip()) > MAX_PLAN_LENGTH:
         violations.add(f"{path}plan", f"is required, at most {MAX_PLAN_LENGTH} characters")
-    if contact_limit <= 0:
+    if isinstance(contact_limit, bool) or contact_limit <= 0:
         violations.add(f"{path}contact_limit", "must be greater than 0")
 
 
@@ -39,7 +39,9 @@ class Account(Aggregate):
         check_account_id(account_id, violations)
         check_plan(plan, contact_limit, violations)
         violations.raise_if_any()
-        return cls(account_id=account_id, plan=plan.strip(), contact_limit=contact_limit, actor=actor)
+        return cls(
+            account_id=account_id, plan=plan.strip(), contact_limit=contact_limit, actor=actor
+        )
 
     @event("Registered")
     def __init__(self, *, account_id: str, plan: str, contact_limit: int, actor: str) -> None:
@@ -73,7 +75,7 @@ class Account(Aggregate):
 
 
 class ApiKey(Aggregate):
-    """Index from a key's hash to its account, at an id derived from the hash (the key is not stored)."""
+    """Index from a key's hash to its account, at an id derived from the hash (no key stored)."""
 
     @staticmethod
     def create_id(key_hash: str) -> UUID:

@@ -1,4 +1,4 @@
-"""The AutoImport aggregate: one import's configuration and lifecycle. Its history is the audit log."""
+"""The AutoImport aggregate: one import's settings and lifecycle; its history is the audit log."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:contact-autoimport")
 
 MAX_DISPLAY_NAME = 200
 MAX_LABELS = 100
-_LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_LIST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ImportState(StrEnum):
@@ -61,9 +61,15 @@ class Credentials:
         return {"access_token": self.access_token, "refresh_token": self.refresh_token}
 
 
-def normalize_list_ids(values: list[str], violations: Violations, path: str = "list_ids") -> list[str]:
+def normalize_list_ids(
+    values: list[str], violations: Violations, path: str = "list_ids"
+) -> list[str]:
     return _normalize_labels(
-        values, violations, path, _LIST_ID.match, "must be a list id: letters, digits, '-' or '_'"
+        values,
+        violations,
+        path,
+        _LIST_ID.fullmatch,
+        "must be a list id: letters, digits, '-' or '_'",
     )
 
 
@@ -122,8 +128,50 @@ class ImportChanges:
     tags: list[str] | None = None
 
 
+def _repr_without_credentials(obj: object) -> str:
+    """repr() that shows every attribute but the credentials, so that logging an aggregate or an
+    event cannot leak tokens."""
+    attrs = (
+        f"{name.lstrip('_')}={'<hidden>' if name.lstrip('_') == 'credentials' else repr(value)}"
+        for name, value in vars(obj).items()
+        if name != "_pending_events"
+    )
+    return f"{type(obj).__name__}({', '.join(attrs)})"
+
+
 class AutoImport(Aggregate):
     """One scheduled import of one external account's contacts into one account."""
+
+    __repr__ = _repr_without_credentials
+
+    class Created(Aggregate.Created):
+        account_id: str
+        request_id: str
+        service: str
+        external_account: str
+        display_name: str
+        credentials: dict[str, str]
+        criteria: dict[str, Any]
+        list_ids: list[str]
+        tags: list[str]
+        actor: str
+
+    class Updated(Aggregate.Event):
+        changes: dict[str, Any]  # only the settings that changed, by name
+        actor: str
+
+    class CredentialsRotated(Aggregate.Event):
+        credentials: dict[str, str]
+        actor: str
+
+    class Paused(Aggregate.Event):
+        actor: str
+
+    class Resumed(Aggregate.Event):
+        actor: str
+
+    class Deleted(Aggregate.Event):
+        actor: str
 
     @staticmethod
     def create_id(account_id: str, request_id: str) -> UUID:
@@ -175,7 +223,7 @@ class AutoImport(Aggregate):
             actor=actor,
         )
 
-    @event("Created")
+    @event(Created)
     def __init__(
         self,
         *,
@@ -232,6 +280,14 @@ class AutoImport(Aggregate):
         if self.is_deleted:
             raise ImportIsDeleted("the import was deleted")
 
+    def check_not_needing_reauth(self) -> None:
+        """Only new credentials take an import out of NEEDS_REAUTH (pausing then resuming would
+        otherwise reactivate it with the rejected ones)."""
+        if self.state is ImportState.NEEDS_REAUTH:
+            raise ImportNeedsReauth(
+                "the import needs new credentials: update its credentials to reconnect the account"
+            )
+
     # -- commands ---------------------------------------------------------------------------
     def update(self, changes: ImportChanges, *, actor: str) -> None:
         """Applies the fields that change; records nothing when nothing changes."""
@@ -265,7 +321,7 @@ class AutoImport(Aggregate):
         if changes.credentials is not None and changes.credentials != self.credentials:
             self._rotate_credentials(credentials=changes.credentials.to_dict(), actor=actor)
 
-    @event("Updated")
+    @event(Updated)
     def _update(self, changes: dict[str, Any], actor: str) -> None:
         for name, value in changes.items():
             if name == "criteria":
@@ -273,7 +329,7 @@ class AutoImport(Aggregate):
             else:
                 setattr(self, name, value)
 
-    @event("CredentialsRotated")
+    @event(CredentialsRotated)
     def _rotate_credentials(self, credentials: dict[str, str], actor: str) -> None:
         self._credentials = dict(credentials)
         if self.state is ImportState.NEEDS_REAUTH:
@@ -283,26 +339,24 @@ class AutoImport(Aggregate):
 
     def pause(self, *, actor: str) -> None:
         self.check_not_deleted()
+        self.check_not_needing_reauth()
         if self.state is ImportState.PAUSED:
             raise ImportAlreadyPaused("the import is already paused")
         self._pause(actor=actor)
 
-    @event("Paused")
+    @event(Paused)
     def _pause(self, actor: str) -> None:
         self.state = ImportState.PAUSED
         self.state_reason = ""
 
     def resume(self, *, actor: str) -> None:
         self.check_not_deleted()
-        if self.state is ImportState.NEEDS_REAUTH:
-            raise ImportNeedsReauth(
-                "the import needs new credentials: update its credentials to reconnect the account"
-            )
+        self.check_not_needing_reauth()
         if self.state is not ImportState.PAUSED:
             raise ImportNotPaused("the import is not paused")
         self._resume(actor=actor)
 
-    @event("Resumed")
+    @event(Resumed)
     def _resume(self, actor: str) -> None:
         self.state = ImportState.ACTIVE
 
@@ -310,7 +364,13 @@ class AutoImport(Aggregate):
         self.check_not_deleted()
         self._delete(actor=actor)
 
-    @event("Deleted")
+    @event(Deleted)
     def _delete(self, actor: str) -> None:
         self.state = ImportState.DELETED
         self.state_reason = ""
+
+
+# eventsourcing redefines event classes as dataclasses, generating a repr() that would show the
+# tokens: replace it on the classes that carry credentials.
+AutoImport.Created.__repr__ = _repr_without_credentials  # type: ignore[method-assign]
+AutoImport.CredentialsRotated.__repr__ = _repr_without_credentials  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""Domain errors: a broken rule raises one of these, and the API layer maps each class to a status."""
+"""Domain errors: a broken rule raises one of these; the API layer maps each class to a status."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Violations:
 
 
 class InvalidTransition(DomainError):
-    """A command that the aggregate's current state does not allow (e.g. resuming an active import)."""
+    """A command the aggregate's current state does not allow (e.g. resuming an active import)."""
 
     reason = "INVALID_TRANSITION"
 

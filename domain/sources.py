@@ -25,9 +25,10 @@ class ServiceId(StrEnum):
 
 SERVICE_IDS = tuple(s.value for s in ServiceId)
 
-_CONTACT_GROUP = re.compile(r"^contactGroups/[A-Za-z0-9_-]{1,128}$")
-_SHOP_HANDLE = re.compile(r"^[a-z0-9][a-z0-9-]{0,59}$")
-_PORTAL_ID = re.compile(r"^[1-9][0-9]{0,11}$")
+_CONTACT_GROUP = re.compile(r"contactGroups/[A-Za-z0-9_-]{1,128}")
+_SHOP_HANDLE = re.compile(r"[a-z0-9][a-z0-9-]{0,59}")
+_PORTAL_ID = re.compile(r"[1-9][0-9]{0,11}")
+_CUSTOM_STAGE = re.compile(r"[0-9]{1,20}")
 # HubSpot's default lifecycle stages; custom stages have numeric ids.
 HUBSPOT_LIFECYCLE_STAGES = (
     "subscriber",
@@ -62,7 +63,7 @@ class GoogleContactsCriteria(Criteria):
     contact_group: str = ""
 
     def validate(self, violations: Violations, field: str) -> None:
-        if self.contact_group and not _CONTACT_GROUP.match(self.contact_group):
+        if self.contact_group and not _CONTACT_GROUP.fullmatch(self.contact_group):
             violations.add(
                 f"{field}.contact_group",
                 "must be a contact group resource name such as 'contactGroups/myContacts', "
@@ -93,7 +94,7 @@ class HubSpotCriteria(Criteria):
 
     def validate(self, violations: Violations, field: str) -> None:
         stage = self.lifecycle_stage
-        if stage and stage not in HUBSPOT_LIFECYCLE_STAGES and not stage.isdigit():
+        if stage and stage not in HUBSPOT_LIFECYCLE_STAGES and not _CUSTOM_STAGE.fullmatch(stage):
             violations.add(
                 f"{field}.lifecycle_stage",
                 f"must be one of {', '.join(HUBSPOT_LIFECYCLE_STAGES)}, a custom stage id "
@@ -138,8 +139,8 @@ def normalize_external_account(
 ) -> str:
     """The canonical form of the external account, so that two imports of one account match.
 
-    Google Contacts: the Google account's email, lower-cased. Shopify: the shop's handle ("my-store",
-    also accepted as "my-store.myshopify.com"). HubSpot: the portal (hub) id.
+    Google Contacts: the Google account's email, lower-cased. Shopify: the shop's handle
+    ("my-store", also accepted as "my-store.myshopify.com"). HubSpot: the portal (hub) id.
     """
     value = value.strip()
     if service is ServiceId.GOOGLE_CONTACTS:
@@ -150,12 +151,12 @@ def normalize_external_account(
             return value
     if service is ServiceId.SHOPIFY:
         handle = value.lower().removeprefix("https://").rstrip("/").removesuffix(".myshopify.com")
-        if not _SHOP_HANDLE.match(handle):
+        if not _SHOP_HANDLE.fullmatch(handle):
             violations.add(
                 field, "must be the shop's handle, e.g. 'my-store' or 'my-store.myshopify.com'"
             )
         return handle
-    if not _PORTAL_ID.match(value):
+    if not _PORTAL_ID.fullmatch(value):
         violations.add(field, "must be the HubSpot portal (hub) id, digits only")
     return value
 

@@ -6,6 +6,7 @@ either reloads and decides again or, when the caller sent an etag, reports the c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from collections.abc import Callable, Iterator
@@ -13,10 +14,10 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg import sql
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, MapperDeserialisationError, Recording
+from psycopg import sql
 
 from connectors import SERVICES
 from domain.account import Account, ApiKey
@@ -67,7 +68,9 @@ class AutoImports(Application[UUID]):
         return recordings
 
     # -- accounts ---------------------------------------------------------------------------
-    def upsert_account(self, account_id: str, plan: str, contact_limit: int, *, actor: str) -> Account:
+    def upsert_account(
+        self, account_id: str, plan: str, contact_limit: int, *, actor: str
+    ) -> Account:
         for _ in range(MAX_ATTEMPTS):
             try:
                 account = self.get_account(account_id)
@@ -84,12 +87,11 @@ class AutoImports(Application[UUID]):
 
     def get_account(self, account_id: str) -> Account:
         try:
-            account = self.repository.get(Account.create_id(account_id))
+            account: Account = self.repository.get(Account.create_id(account_id))
         except AggregateNotFoundError:
             raise NotFound(
                 "account", account_id, hint=": create it with AccountService.UpsertAccount"
             ) from None
-        assert isinstance(account, Account)
         return account
 
     def create_api_key(self, account_id: str, *, actor: str) -> tuple[str, str]:
@@ -112,10 +114,9 @@ class AutoImports(Application[UUID]):
         if key_hash in self._key_cache:
             return self._key_cache[key_hash]
         try:
-            index = self.repository.get(ApiKey.create_id(key_hash))
+            index: ApiKey = self.repository.get(ApiKey.create_id(key_hash))
         except AggregateNotFoundError:
             return None
-        assert isinstance(index, ApiKey)
         self._key_cache[key_hash] = (index.account_id, index.key_id)
         return index.account_id, index.key_id
 
@@ -143,10 +144,9 @@ class AutoImports(Application[UUID]):
     def get_import(
         self, account_id: str, import_id: UUID, *, include_deleted: bool = False
     ) -> AutoImport:
-        try:
+        auto_import: object = None
+        with contextlib.suppress(AggregateNotFoundError):
             auto_import = self.repository.get(import_id)
-        except AggregateNotFoundError:
-            auto_import = None
         if (
             not isinstance(auto_import, AutoImport)
             or auto_import.account_id != account_id
@@ -179,7 +179,7 @@ class AutoImports(Application[UUID]):
         command: Callable[[AutoImport], None],
     ) -> AutoImport:
         """Load, check the etag, command, save. A conflicting write is retried on fresh state,
-        unless the caller pinned the version with an etag: then the conflict is theirs to resolve."""
+        unless the caller pinned the version with an etag: then the conflict is theirs."""
         for _ in range(MAX_ATTEMPTS):
             auto_import = self.get_import(account_id, import_id)
             if etag and _unquote(etag) != _unquote(etag_of(auto_import)):
@@ -190,7 +190,9 @@ class AutoImports(Application[UUID]):
             except IntegrityError:
                 if etag:
                     latest = self.get_import(account_id, import_id, include_deleted=True)
-                    raise EtagMismatch(import_name(account_id, import_id), etag_of(latest)) from None
+                    raise EtagMismatch(
+                        import_name(account_id, import_id), etag_of(latest)
+                    ) from None
                 continue
             return auto_import
         raise IntegrityError(f"{import_name(account_id, import_id)} kept changing; try again")

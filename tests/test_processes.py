@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -14,14 +15,16 @@ from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import imports_pb2 as pb
 from tests.conftest import PG_URL, STORES
 from tests.support import Client, ServerProcess
-from tests.test_api_imports import SECRET, create, error_of, shopify_import
+from tests.test_api_imports import SECRET, create, shopify_import
 
 REFRESH_SECRET = "1//refresh_TOPSECRET_9e107d9d372bb"
 
 
 def set_up_account(client: Client, account_id: str = "acme") -> str:
     client.accounts.UpsertAccount(
-        apb.UpsertAccountRequest(account=apb.Account(account_id=account_id, plan="lite", contact_limit=100))
+        apb.UpsertAccountRequest(
+            account=apb.Account(account_id=account_id, plan="lite", contact_limit=100)
+        )
     )
     return client.accounts.CreateApiKey(apb.CreateApiKeyRequest(account_id=account_id)).key
 
@@ -29,12 +32,15 @@ def set_up_account(client: Client, account_id: str = "acme") -> str:
 def stored_bytes(env: dict[str, str]) -> bytes:
     """Everything the service stored: the data directory's files, and on PostgreSQL every row of
     every table in its schema."""
-    data = b"".join(p.read_bytes() for p in Path(env["AUTOIMPORT_DATA_DIR"]).rglob("*") if p.is_file())
+    data = b"".join(
+        p.read_bytes() for p in Path(env["AUTOIMPORT_DATA_DIR"]).rglob("*") if p.is_file()
+    )
     if "AUTOIMPORT_DATABASE_SCHEMA" in env:
         schema = env["AUTOIMPORT_DATABASE_SCHEMA"]
         with psycopg.connect(PG_URL) as conn:
             tables = conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
             ).fetchall()
             assert len(tables) >= 4
             for (table,) in tables:
@@ -59,10 +65,18 @@ def test_everything_survives_a_restart_on_the_same_store(store_env: dict[str, st
         after = client.imports.ListImports(pb.ListImportsRequest(account_id="acme"))
         assert after == before
         assert [i.name for i in after.auto_imports] == [kept.name, paused.name]
-        assert client.imports.GetImport(pb.GetImportRequest(name=paused.name)).state == pb.AutoImport.PAUSED
-        history = list(client.imports.GetImportHistory(pb.GetImportHistoryRequest(name=deleted.name)))
+        assert (
+            client.imports.GetImport(pb.GetImportRequest(name=paused.name)).state
+            == pb.AutoImport.PAUSED
+        )
+        history = list(
+            client.imports.GetImportHistory(pb.GetImportHistoryRequest(name=deleted.name))
+        )
         assert [e.type for e in history] == ["Created", "Deleted"]
-        assert client.accounts.GetAccount(apb.GetAccountRequest(account_id="acme")).contact_limit == 100
+        assert (
+            client.accounts.GetAccount(apb.GetAccountRequest(account_id="acme")).contact_limit
+            == 100
+        )
 
 
 @pytest.mark.parametrize("store_env", STORES, indirect=True)
@@ -70,7 +84,8 @@ def test_credentials_are_never_stored_in_plain_text(store_env: dict[str, str]):
     with ServerProcess(store_env) as server, server.client(server.admin_token) as admin:
         key = set_up_account(admin)
         google = pb.AutoImport(
-            service="google_contacts", external_account="owner@example.com",
+            service="google_contacts",
+            external_account="owner@example.com",
             credentials=pb.Credentials(access_token=SECRET, refresh_token=REFRESH_SECRET),
         )
         created = create(admin, "acme", google)
@@ -78,7 +93,9 @@ def test_credentials_are_never_stored_in_plain_text(store_env: dict[str, str]):
             pb.UpdateImportRequest(
                 auto_import=pb.AutoImport(
                     name=created.name,
-                    credentials=pb.Credentials(access_token=SECRET + "2", refresh_token=REFRESH_SECRET + "2"),
+                    credentials=pb.Credentials(
+                        access_token=SECRET + "2", refresh_token=REFRESH_SECRET + "2"
+                    ),
                 )
             )
         )
@@ -93,7 +110,10 @@ def test_credentials_are_never_stored_in_plain_text(store_env: dict[str, str]):
 
 
 def test_sigterm_lets_a_call_in_flight_finish_and_refuses_new_ones(tmp_path: Path):
-    with ServerProcess({"AUTOIMPORT_DATA_DIR": str(tmp_path)}) as server, server.client(server.admin_token) as admin:
+    with (
+        ServerProcess({"AUTOIMPORT_DATA_DIR": str(tmp_path)}) as server,
+        server.client(server.admin_token) as admin,
+    ):
         set_up_account(admin)
         created = create(admin, "acme")
         updates = 600  # a history long enough to exceed the stream's flow-control window
@@ -114,6 +134,26 @@ def test_sigterm_lets_a_call_in_flight_finish_and_refuses_new_ones(tmp_path: Pat
     assert [first.version] + [e.version for e in rest] == list(range(1, updates + 2))
 
 
+def _update_at_the_same_time(
+    clients: list[Client], name: str, etag: str, round_number: int
+) -> list[object]:
+    """Each client sends UpdateImport with the same etag at the same moment; returns what each
+    got back: the import, or the status code of its error."""
+    start = threading.Barrier(len(clients))
+
+    def update(client: Client, tag: str) -> object:
+        start.wait()
+        change = pb.AutoImport(name=name, etag=etag, tags=[tag])
+        try:
+            return client.imports.UpdateImport(pb.UpdateImportRequest(auto_import=change))
+        except grpc.RpcError as e:
+            return e.code()
+
+    tags = [f"client{i}-round{round_number}" for i in range(len(clients))]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        return list(pool.map(update, clients, tags))
+
+
 def _first_refusal(server: ServerProcess) -> grpc.StatusCode:
     """Calls the stopping server until it refuses a new call (the signal takes a moment)."""
     deadline = time.monotonic() + 10
@@ -132,37 +172,20 @@ def _first_refusal(server: ServerProcess) -> grpc.StatusCode:
 def test_two_replicas_on_one_database_let_exactly_one_of_two_concurrent_updates_win(
     store_env: dict[str, str], tmp_path: Path
 ):
-    with ServerProcess(store_env) as one, ServerProcess({**store_env, "AUTOIMPORT_DATA_DIR": str(tmp_path / "2")}) as two:
+    with (
+        ServerProcess(store_env) as one,
+        ServerProcess({**store_env, "AUTOIMPORT_DATA_DIR": str(tmp_path / "2")}) as two,
+    ):
         with one.client(one.admin_token) as admin:
             key = set_up_account(admin)
             created = create(admin, "acme")
         with one.client(key) as a, two.client(key) as b:
             etag = created.etag
             for round_number in range(10):
-                outcomes: list[object] = [None, None]
-                start = threading.Barrier(2)
-
-                def update(i: int, client: Client, tags: list[str]) -> None:
-                    start.wait()
-                    try:
-                        outcomes[i] = client.imports.UpdateImport(
-                            pb.UpdateImportRequest(auto_import=pb.AutoImport(name=created.name, etag=etag, tags=tags))
-                        )
-                    except grpc.RpcError as e:
-                        outcomes[i] = e.code()
-
-                threads = [
-                    threading.Thread(target=update, args=(0, a, [f"a{round_number}"])),
-                    threading.Thread(target=update, args=(1, b, [f"b{round_number}"])),
-                ]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
+                outcomes = _update_at_the_same_time([a, b], created.name, etag, round_number)
 
                 winners = [o for o in outcomes if isinstance(o, pb.AutoImport)]
                 assert len(winners) == 1, outcomes
-                assert grpc.StatusCode.INTERNAL not in outcomes, "".join(one.output + two.output)[-4000:]
                 assert grpc.StatusCode.ABORTED in outcomes
                 current = b.imports.GetImport(pb.GetImportRequest(name=created.name))
                 assert current == winners[0]
@@ -175,7 +198,9 @@ def test_two_replicas_on_one_database_let_exactly_one_of_two_concurrent_updates_
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
-def test_when_the_projecting_replica_dies_another_takes_over(store_env: dict[str, str], tmp_path: Path):
+def test_when_the_projecting_replica_dies_another_takes_over(
+    store_env: dict[str, str], tmp_path: Path
+):
     one = ServerProcess(store_env).start()
     try:
         with ServerProcess({**store_env, "AUTOIMPORT_DATA_DIR": str(tmp_path / "2")}) as two:
@@ -195,16 +220,23 @@ def test_when_the_projecting_replica_dies_another_takes_over(store_env: dict[str
 
 def test_create_followed_at_once_by_list_shows_the_import(tmp_path: Path):
     """Read-your-writes, many times over, with the projector in the same process."""
-    with ServerProcess({"AUTOIMPORT_DATA_DIR": str(tmp_path)}) as server, server.client(server.admin_token) as admin:
+    with (
+        ServerProcess({"AUTOIMPORT_DATA_DIR": str(tmp_path)}) as server,
+        server.client(server.admin_token) as admin,
+    ):
         set_up_account(admin)
         for n in range(1, 31):
             create(admin, "acme", shopify_import(display_name=f"import {n}"))
-            listed = admin.imports.ListImports(pb.ListImportsRequest(account_id="acme", page_size=100))
+            listed = admin.imports.ListImports(
+                pb.ListImportsRequest(account_id="acme", page_size=100)
+            )
             assert len(listed.auto_imports) == n
 
 
 @pytest.mark.parametrize("store_env", STORES, indirect=True)
-def test_a_server_with_another_cipher_key_refuses_to_start(store_env: dict[str, str], tmp_path: Path):
+def test_a_server_with_another_cipher_key_refuses_to_start(
+    store_env: dict[str, str], tmp_path: Path
+):
     with ServerProcess(store_env) as server, server.client(server.admin_token) as admin:
         set_up_account(admin)
     from eventsourcing.cryptography import AESCipher

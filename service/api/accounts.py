@@ -15,7 +15,9 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
     def __init__(self, app: AutoImports):
         self._app = app
 
-    def UpsertAccount(self, request: accounts_pb2.UpsertAccountRequest, context: Any) -> accounts_pb2.Account:
+    def UpsertAccount(
+        self, request: accounts_pb2.UpsertAccountRequest, context: Any
+    ) -> accounts_pb2.Account:
         principal = current_principal()
         principal.require_admin()
         account = request.account
@@ -27,7 +29,9 @@ class AccountServicer(accounts_pb2_grpc.AccountServiceServicer):
             raise e.under("account") from None
         return account_message(upserted)
 
-    def GetAccount(self, request: accounts_pb2.GetAccountRequest, context: Any) -> accounts_pb2.Account:
+    def GetAccount(
+        self, request: accounts_pb2.GetAccountRequest, context: Any
+    ) -> accounts_pb2.Account:
         account_id = require(request.account_id, "account_id")
         current_principal().require_account(account_id)
         return account_message(self._app.get_account(account_id))

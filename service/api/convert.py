@@ -92,7 +92,7 @@ def auto_import_message(row: ImportRow) -> imports_pb2.AutoImport:
         external_account=row.external_account,
         list_ids=row.list_ids,
         tags=row.tags,
-        state=imports_pb2.AutoImport.State.Value(row.state),
+        state=row.state,
         state_reason=row.state_reason,
         create_time=timestamp(row.create_time),
         update_time=timestamp(row.update_time),
@@ -125,7 +125,9 @@ def history_event_message(event: Any) -> imports_pb2.ImportEvent:
     )
 
 
-def service_message(description: ServiceDescription, import_count: int) -> imports_pb2.ExternalService:
+def service_message(
+    description: ServiceDescription, import_count: int
+) -> imports_pb2.ExternalService:
     return imports_pb2.ExternalService(
         id=description.id.value,
         display_name=description.display_name,
@@ -156,4 +158,3 @@ def timestamp(t: datetime) -> timestamp_pb2.Timestamp:
     message = timestamp_pb2.Timestamp()
     message.FromDatetime(t)
     return message
-

@@ -34,7 +34,13 @@ MAX_PAGE_SIZE = 1000
 UPDATABLE = ("display_name", "credentials", "criteria", "list_ids", "tags")
 IMMUTABLE = ("service", "external_account")
 OUTPUT_ONLY = (
-    "name", "state", "state_reason", "create_time", "update_time", "last_sync", "next_sync_time",
+    "name",
+    "state",
+    "state_reason",
+    "create_time",
+    "update_time",
+    "last_sync",
+    "next_sync_time",
     "etag",
 )
 CRITERIA_MEMBERS = ("google_contacts", "shopify", "hubspot")
@@ -45,7 +51,9 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         self._app = app
         self._read = read_models
 
-    def CreateImport(self, request: imports_pb2.CreateImportRequest, context: Any) -> imports_pb2.AutoImport:
+    def CreateImport(
+        self, request: imports_pb2.CreateImportRequest, context: Any
+    ) -> imports_pb2.AutoImport:
         principal = current_principal()
         account_id = require(request.account_id, "account_id")
         principal.require_account(account_id)
@@ -68,7 +76,9 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
             raise e.under("auto_import") from None
         return auto_import_message(row_of(auto_import))
 
-    def GetImport(self, request: imports_pb2.GetImportRequest, context: Any) -> imports_pb2.AutoImport:
+    def GetImport(
+        self, request: imports_pb2.GetImportRequest, context: Any
+    ) -> imports_pb2.AutoImport:
         account_id, import_id = self._authorized_import(request.name)
         return auto_import_message(row_of(self._app.get_import(account_id, import_id)))
 
@@ -78,7 +88,9 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         account_id = require(request.account_id, "account_id")
         current_principal().require_account(account_id)
         if request.service and request.service not in SERVICE_IDS:
-            raise ValidationError.single("service", f"must be one of {', '.join(SERVICE_IDS)}, or empty")
+            raise ValidationError.single(
+                "service", f"must be one of {', '.join(SERVICE_IDS)}, or empty"
+            )
         if request.page_size < 0:
             raise ValidationError.single("page_size", "must not be negative")
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -94,7 +106,9 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
             counts_by_service={service: counts.get(service, 0) for service in SERVICE_IDS},
         )
 
-    def UpdateImport(self, request: imports_pb2.UpdateImportRequest, context: Any) -> imports_pb2.AutoImport:
+    def UpdateImport(
+        self, request: imports_pb2.UpdateImportRequest, context: Any
+    ) -> imports_pb2.AutoImport:
         message = request.auto_import
         account_id, import_id = self._authorized_import(message.name, field="auto_import.name")
         changes = _changes_from(message, list(request.update_mask.paths))
@@ -106,21 +120,29 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
             raise e.under("auto_import") from None
         return auto_import_message(row_of(auto_import))
 
-    def DeleteImport(self, request: imports_pb2.DeleteImportRequest, context: Any) -> empty_pb2.Empty:
+    def DeleteImport(
+        self, request: imports_pb2.DeleteImportRequest, context: Any
+    ) -> empty_pb2.Empty:
         account_id, import_id = self._authorized_import(request.name)
         self._app.delete_import(
             account_id, import_id, etag=request.etag, actor=current_principal().actor
         )
         return empty_pb2.Empty()
 
-    def PauseImport(self, request: imports_pb2.PauseImportRequest, context: Any) -> imports_pb2.AutoImport:
+    def PauseImport(
+        self, request: imports_pb2.PauseImportRequest, context: Any
+    ) -> imports_pb2.AutoImport:
         account_id, import_id = self._authorized_import(request.name)
         auto_import = self._app.pause_import(account_id, import_id, actor=current_principal().actor)
         return auto_import_message(row_of(auto_import))
 
-    def ResumeImport(self, request: imports_pb2.ResumeImportRequest, context: Any) -> imports_pb2.AutoImport:
+    def ResumeImport(
+        self, request: imports_pb2.ResumeImportRequest, context: Any
+    ) -> imports_pb2.AutoImport:
         account_id, import_id = self._authorized_import(request.name)
-        auto_import = self._app.resume_import(account_id, import_id, actor=current_principal().actor)
+        auto_import = self._app.resume_import(
+            account_id, import_id, actor=current_principal().actor
+        )
         return auto_import_message(row_of(auto_import))
 
     def GetImportHistory(

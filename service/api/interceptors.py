@@ -59,7 +59,8 @@ def intercept_calls(
     """The same handler, with each call (and each streamed response, to its end) run inside
     `around(context)`."""
     kind = next(
-        k for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        k
+        for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
         if getattr(handler, k) is not None
     )
     behavior = getattr(handler, kind)
@@ -125,7 +126,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return Principal(actor="admin")
         found = self._identify_api_key(token) if token.startswith("aik_") else None
         if found is None:
-            raise Unauthenticated("the API key is not valid: create one with AccountService.CreateApiKey")
+            raise Unauthenticated(
+                "the API key is not valid: create one with AccountService.CreateApiKey"
+            )
         account_id, key_id = found
         return Principal(actor=f"key:{key_id}", account_id=account_id)
 

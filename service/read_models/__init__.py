@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
-from service.read_models.imports import VIEW_CLASSES as IMPORTS_VIEW_CLASSES
 from service.errors import Unavailable
+from service.read_models.imports import VIEW_CLASSES as IMPORTS_VIEW_CLASSES
 from service.read_models.imports import ImportsProjection, ImportsView
 
 # Every projection with its view class per persistence module. One runner per view (projector.py).
-PROJECTIONS: list[tuple[type[Projection[Any]], dict[str, type[Any]]]] = [
+PROJECTIONS: list[tuple[type[Projection[Any]], Mapping[str, type[Any]]]] = [
     (ImportsProjection, IMPORTS_VIEW_CLASSES),
 ]
 
 
-def open_view(projection: type[Projection[Any]], view_classes: dict[str, type[Any]], env: dict[str, str]) -> Any:
+def open_view(
+    projection: type[Projection[Any]], view_classes: Mapping[str, type[Any]], env: dict[str, str]
+) -> Any:
     """The view of a projection, configured as eventsourcing's ProjectionRunner would build it,
     so that readers and the runner use the same tables."""
     environment = Environment(projection.name, env)
@@ -45,7 +48,7 @@ class ReadModels:
             view.wait_until(self._app.name, latest, timeout=self._timeout)
         except TimeoutError:
             raise Unavailable(
-                f"the read model is catching up with the event store (event {latest}); retry shortly"
+                f"the read model is catching up with the event store (event {latest}); retry"
             ) from None
         return view
 

@@ -95,7 +95,10 @@ class ImportsView(SqlView):
         self.record(tracking, [statement])
 
     def delete_import(self, tracking: Tracking, import_id: str) -> None:
-        statement = ("DELETE FROM {t}imports WHERE import_id = :import_id", {"import_id": import_id})
+        statement = (
+            "DELETE FROM {t}imports WHERE import_id = :import_id",
+            {"import_id": import_id},
+        )
         self.record(tracking, [statement])
 
     # -- reads ------------------------------------------------------------------------------
@@ -111,7 +114,8 @@ class ImportsView(SqlView):
             params["service"] = service
         if after:
             conditions.append(
-                "(create_time > :after_time OR (create_time = :after_time AND import_id > :after_id))"
+                "(create_time > :after_time"
+                " OR (create_time = :after_time AND import_id > :after_id))"
             )
             params["after_time"], params["after_id"] = after
         rows = self.fetch(

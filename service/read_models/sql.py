@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
 
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
@@ -23,8 +23,8 @@ _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 Statement = tuple[str, dict[str, Any]]
 
 
-class SqlView:
-    """Mixin for TrackingRecorder subclasses; put it first in the bases."""
+class SqlView(TrackingRecorder):
+    """Rows and tracking of a view; concrete classes add SQLite's or PostgreSQL's recorder."""
 
     # CREATE TABLE / CREATE INDEX statements of the view, with `{t}` before each name.
     ddl: ClassVar[tuple[str, ...]] = ()
@@ -56,14 +56,16 @@ class SqlView:
             c.execute(self.sql(statement), params)
             return [dict(row) for row in c.fetchall()]
 
-    def wait_until(self, application_name: str, notification_id: int | None, timeout: float) -> None:
+    def wait_until(
+        self, application_name: str, notification_id: int | None, timeout: float
+    ) -> None:
         """Blocks until the view has processed `notification_id`; TimeoutError after `timeout`.
 
         Polls with short sleeps first: an in-process projector usually catches up in milliseconds.
         """
         deadline = time.monotonic() + timeout
         pause = 0.002
-        while not self.has_tracking_id(application_name, notification_id):  # type: ignore[attr-defined]
+        while not self.has_tracking_id(application_name, notification_id):
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"read model {type(self).__name__} has not caught up to event {notification_id}"
