@@ -10,7 +10,7 @@ from domain.sources import Criteria, ServiceId, field_title, personalization_tag
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """A value the connector reads into a custom field of the account; fixed, never mapped by hand."""
+    """A value the connector reads into a custom field of the account (fixed, never mapped)."""
 
     key: str
     label: str

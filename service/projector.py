@@ -87,7 +87,9 @@ class Projector:
             if not held:
                 return
             app = self._app or open_application(self._settings)
-            view = open_view(projection_class, view_classes, self._settings.store_env(projection_class.name))
+            view = open_view(
+                projection_class, view_classes, self._settings.store_env(projection_class.name)
+            )
             projection = projection_class(view=view)
             wake = threading.Event()
             self._wakes.append(wake)

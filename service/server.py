@@ -63,7 +63,10 @@ def build_server(settings: Settings) -> Server:
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="rpc"),
-        interceptors=[ErrorInterceptor(), AuthInterceptor(settings.admin_token, app.identify_api_key)],
+        interceptors=[
+            ErrorInterceptor(),
+            AuthInterceptor(settings.admin_token, app.identify_api_key),
+        ],
     )
     imports_pb2_grpc.add_AutoImportServiceServicer_to_server(
         AutoImportServicer(app, read_models), server

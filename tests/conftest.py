@@ -18,9 +18,7 @@ from eventsourcing.cryptography import AESCipher
 
 from tests.support import Client, ServerProcess
 
-PG_URL = os.environ.get(
-    "AUTOIMPORT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("AUTOIMPORT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -92,7 +90,9 @@ def _store_env(store: str, data_dir: Path) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module", params=STORES)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """One server per store for a whole test module; tests isolate themselves by account."""
     for env in _store_env(request.param, tmp_path_factory.mktemp(request.param)):
         with ServerProcess(env) as process:

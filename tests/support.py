@@ -21,8 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0
 
 
-class _Token(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-             grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+class _Token(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
     """Adds `authorization: Bearer <token>` and a deadline to every call."""
 
     def __init__(self, token: str | None):
@@ -141,7 +145,7 @@ class ServerProcess:
 
 
 def rich_status(error: grpc.RpcError) -> dict[str, Any]:
-    """The error's google.rpc.Status details, decoded: {"ErrorInfo": msg, "BadRequest": msg, ...}."""
+    """The error's google.rpc.Status details by type name: {"ErrorInfo": msg, ...}."""
     from google.rpc import error_details_pb2
 
     status = rpc_status.from_call(error)  # type: ignore[arg-type]

@@ -19,7 +19,9 @@ from tests.test_api_imports import create, error_of, shopify_import, violations
 
 def upsert(client: Client, account_id: str, plan: str = "lite", limit: int = 500) -> apb.Account:
     return client.accounts.UpsertAccount(
-        apb.UpsertAccountRequest(account=apb.Account(account_id=account_id, plan=plan, contact_limit=limit))
+        apb.UpsertAccountRequest(
+            account=apb.Account(account_id=account_id, plan=plan, contact_limit=limit)
+        )
     )
 
 
@@ -52,7 +54,9 @@ def test_unknown_account_is_not_found(admin: Client):
     assert error.code() is grpc.StatusCode.NOT_FOUND
 
 
-def test_an_account_key_reads_its_own_account_only(account_client: Client, account: str, admin: Client):
+def test_an_account_key_reads_its_own_account_only(
+    account_client: Client, account: str, admin: Client
+):
     other = new_account_id()
     upsert(admin, other)
 
@@ -65,7 +69,9 @@ def test_an_account_key_reads_its_own_account_only(account_client: Client, accou
 
 def test_only_the_admin_upserts_accounts_and_creates_keys(account_client: Client, account: str):
     upsert_error = error_of(upsert, account_client, account, "enterprise", 10**9)
-    key_error = error_of(account_client.accounts.CreateApiKey, apb.CreateApiKeyRequest(account_id=account))
+    key_error = error_of(
+        account_client.accounts.CreateApiKey, apb.CreateApiKeyRequest(account_id=account)
+    )
 
     assert upsert_error.code() is grpc.StatusCode.PERMISSION_DENIED
     assert key_error.code() is grpc.StatusCode.PERMISSION_DENIED
@@ -74,18 +80,24 @@ def test_only_the_admin_upserts_accounts_and_creates_keys(account_client: Client
 def test_keys_are_distinct_and_each_identifies_itself_in_history(
     server: ServerProcess, admin: Client, account: str
 ):
-    keys = [admin.accounts.CreateApiKey(apb.CreateApiKeyRequest(account_id=account)) for _ in range(2)]
+    keys = [
+        admin.accounts.CreateApiKey(apb.CreateApiKeyRequest(account_id=account)) for _ in range(2)
+    ]
     assert keys[0].key != keys[1].key and keys[0].key_id != keys[1].key_id
 
     with server.client(keys[1].key) as client:
         created = create(client, account)
-        history = list(client.imports.GetImportHistory(pb.GetImportHistoryRequest(name=created.name)))
+        history = list(
+            client.imports.GetImportHistory(pb.GetImportHistoryRequest(name=created.name))
+        )
 
     assert history[0].actor == f"key:{keys[1].key_id}"
     assert keys[1].key not in str(history)
 
 
-def test_another_accounts_key_is_denied_everywhere(server: ServerProcess, admin: Client, account: str):
+def test_another_accounts_key_is_denied_everywhere(
+    server: ServerProcess, admin: Client, account: str
+):
     theirs = create(admin, account)
     intruder_account = new_account_id()
     upsert(admin, intruder_account)
@@ -132,8 +144,14 @@ def test_health_and_reflection_answer_without_a_token(server: ServerProcess):
     with grpc.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         overall = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
-        imports = health.Check(health_pb2.HealthCheckRequest(service="autoimport.v1.AutoImportService"), timeout=5)
+        imports = health.Check(
+            health_pb2.HealthCheckRequest(service="autoimport.v1.AutoImportService"), timeout=5
+        )
         services = ProtoReflectionDescriptorDatabase(channel).get_services()
 
     assert overall.status == imports.status == health_pb2.HealthCheckResponse.SERVING
-    assert {"autoimport.v1.AutoImportService", "autoimport.v1.AccountService", "grpc.health.v1.Health"} <= set(services)
+    assert {
+        "autoimport.v1.AutoImportService",
+        "autoimport.v1.AccountService",
+        "grpc.health.v1.Health",
+    } <= set(services)

@@ -27,9 +27,13 @@ def shopify_import(**overrides) -> pb.AutoImport:
     return pb.AutoImport(**fields)
 
 
-def create(client: Client, account: str, auto_import: pb.AutoImport | None = None, **kw) -> pb.AutoImport:
+def create(
+    client: Client, account: str, auto_import: pb.AutoImport | None = None, **kw
+) -> pb.AutoImport:
     return client.imports.CreateImport(
-        pb.CreateImportRequest(account_id=account, auto_import=auto_import or shopify_import(), **kw)
+        pb.CreateImportRequest(
+            account_id=account, auto_import=auto_import or shopify_import(), **kw
+        )
     )
 
 
@@ -90,7 +94,9 @@ def test_create_then_get_returns_the_import_without_credentials(
 def test_external_account_is_normalized_and_names_the_default_display_name(
     account_client: Client, account: str
 ):
-    created = create(account_client, account, shopify_import(external_account="My-Store.myshopify.com"))
+    created = create(
+        account_client, account, shopify_import(external_account="My-Store.myshopify.com")
+    )
 
     assert created.external_account == "my-store"
     assert created.display_name == "Shopify (my-store)"
@@ -196,7 +202,9 @@ def test_import_in_an_unknown_account_is_not_found(admin: Client):
     assert "UpsertAccount" in error.details()
 
 
-@pytest.mark.parametrize("name_suffix", [str(uuid.uuid4()), str(uuid.uuid5(uuid.NAMESPACE_URL, "x"))])
+@pytest.mark.parametrize(
+    "name_suffix", [str(uuid.uuid4()), str(uuid.uuid5(uuid.NAMESPACE_URL, "x"))]
+)
 def test_unknown_import_is_not_found(account_client: Client, account: str, name_suffix: str):
     name = f"accounts/{account}/imports/{name_suffix}"
 
@@ -208,7 +216,9 @@ def test_unknown_import_is_not_found(account_client: Client, account: str, name_
     assert info["ErrorInfo"].reason == "IMPORT_NOT_FOUND"
 
 
-@pytest.mark.parametrize("name", ["", "imports/1", "accounts/a/imports/not-a-uuid", "accounts//imports/x"])
+@pytest.mark.parametrize(
+    "name", ["", "imports/1", "accounts/a/imports/not-a-uuid", "accounts//imports/x"]
+)
 def test_malformed_name_is_invalid(account_client: Client, name: str):
     error = error_of(account_client.imports.GetImport, pb.GetImportRequest(name=name))
 
@@ -237,12 +247,16 @@ def test_import_of_another_account_reads_as_not_found_under_the_callers_name(
 
 def update(client: Client, auto_import: pb.AutoImport, *paths: str) -> pb.AutoImport:
     mask = field_mask_pb2.FieldMask(paths=list(paths)) if paths else None
-    return client.imports.UpdateImport(pb.UpdateImportRequest(auto_import=auto_import, update_mask=mask))
+    return client.imports.UpdateImport(
+        pb.UpdateImportRequest(auto_import=auto_import, update_mask=mask)
+    )
 
 
 def test_update_changes_only_the_masked_fields(account_client: Client, account: str):
     created = create(account_client, account)
-    change = pb.AutoImport(name=created.name, etag=created.etag, display_name="Renamed", tags=["ignored"])
+    change = pb.AutoImport(
+        name=created.name, etag=created.etag, display_name="Renamed", tags=["ignored"]
+    )
 
     updated = update(account_client, change, "display_name")
 
@@ -265,7 +279,9 @@ def test_update_without_mask_changes_the_fields_that_are_set(account_client: Cli
 def test_update_with_star_mask_replaces_every_updatable_field(account_client: Client, account: str):
     created = create(account_client, account)
     replacement = pb.AutoImport(
-        name=created.name, display_name="All new", credentials=pb.Credentials(access_token="new-token")
+        name=created.name,
+        display_name="All new",
+        credentials=pb.Credentials(access_token="new-token"),
     )
 
     updated = update(account_client, replacement, "*")
@@ -286,17 +302,26 @@ def test_update_of_criteria_and_credentials(account_client: Client, account: str
     updated = update(account_client, change, "shopify.customer_tag", "credentials")
 
     assert updated.shopify == pb.ShopifyCriteria(customer_tag="gold")
-    history = list(account_client.imports.GetImportHistory(pb.GetImportHistoryRequest(name=created.name)))
+    history = list(
+        account_client.imports.GetImportHistory(pb.GetImportHistoryRequest(name=created.name))
+    )
     assert [e.type for e in history] == ["Created", "Updated", "CredentialsRotated"]
     assert "rotated-token" not in str(history)
 
 
-def test_update_with_a_stale_etag_is_aborted_and_changes_nothing(account_client: Client, account: str):
+def test_update_with_a_stale_etag_is_aborted_and_changes_nothing(
+    account_client: Client, account: str
+):
     created = create(account_client, account)
-    update(account_client, pb.AutoImport(name=created.name, etag=created.etag, tags=["first"]), "tags")
+    update(
+        account_client, pb.AutoImport(name=created.name, etag=created.etag, tags=["first"]), "tags"
+    )
 
     error = error_of(
-        update, account_client, pb.AutoImport(name=created.name, etag=created.etag, tags=["second"]), "tags"
+        update,
+        account_client,
+        pb.AutoImport(name=created.name, etag=created.etag, tags=["second"]),
+        "tags",
     )
 
     assert error.code() is grpc.StatusCode.ABORTED
@@ -307,8 +332,13 @@ def test_update_with_a_stale_etag_is_aborted_and_changes_nothing(account_client:
 
 @pytest.mark.parametrize(
     ("path", "says"),
-    [("service", "cannot change"), ("external_account", "cannot change"),
-     ("state", "output only"), ("etag", "output only"), ("colour", "unknown field")],
+    [
+        ("service", "cannot change"),
+        ("external_account", "cannot change"),
+        ("state", "output only"),
+        ("etag", "output only"),
+        ("colour", "unknown field"),
+    ],
 )
 def test_update_mask_naming_a_field_that_cannot_be_updated_is_invalid(
     account_client: Client, account: str, path: str, says: str
@@ -369,13 +399,17 @@ def test_deleted_import_is_gone_from_get_list_and_update_but_its_history_stays(
 ):
     created = create(account_client, account)
 
-    account_client.imports.DeleteImport(pb.DeleteImportRequest(name=created.name, etag=created.etag))
+    account_client.imports.DeleteImport(
+        pb.DeleteImportRequest(name=created.name, etag=created.etag)
+    )
 
     get_error = error_of(account_client.imports.GetImport, pb.GetImportRequest(name=created.name))
     assert get_error.code() is grpc.StatusCode.NOT_FOUND
     update_error = error_of(update, account_client, pb.AutoImport(name=created.name, tags=["x"]))
     assert update_error.code() is grpc.StatusCode.NOT_FOUND
-    delete_again = error_of(account_client.imports.DeleteImport, pb.DeleteImportRequest(name=created.name))
+    delete_again = error_of(
+        account_client.imports.DeleteImport, pb.DeleteImportRequest(name=created.name)
+    )
     assert delete_again.code() is grpc.StatusCode.NOT_FOUND
     listed = account_client.imports.ListImports(pb.ListImportsRequest(account_id=account))
     assert listed.auto_imports == [] and listed.counts_by_service["shopify"] == 0
@@ -383,16 +417,22 @@ def test_deleted_import_is_gone_from_get_list_and_update_but_its_history_stays(
     assert [e.type for e in history] == ["Created", "Deleted"]
 
 
-def test_delete_with_a_stale_etag_is_aborted_and_keeps_the_import(account_client: Client, account: str):
+def test_delete_with_a_stale_etag_is_aborted_and_keeps_the_import(
+    account_client: Client, account: str
+):
     created = create(account_client, account)
     account_client.imports.PauseImport(pb.PauseImportRequest(name=created.name))
 
     error = error_of(
-        account_client.imports.DeleteImport, pb.DeleteImportRequest(name=created.name, etag=created.etag)
+        account_client.imports.DeleteImport,
+        pb.DeleteImportRequest(name=created.name, etag=created.etag),
     )
 
     assert error.code() is grpc.StatusCode.ABORTED
-    assert account_client.imports.GetImport(pb.GetImportRequest(name=created.name)).state == pb.AutoImport.PAUSED
+    assert (
+        account_client.imports.GetImport(pb.GetImportRequest(name=created.name)).state
+        == pb.AutoImport.PAUSED
+    )
 
 
 # -- history -------------------------------------------------------------------------------
@@ -407,10 +447,16 @@ def test_history_lists_every_event_in_order_with_actor_and_time(
     account_client.imports.ResumeImport(pb.ResumeImportRequest(name=created.name))
     admin.imports.DeleteImport(pb.DeleteImportRequest(name=created.name))
 
-    history = list(account_client.imports.GetImportHistory(pb.GetImportHistoryRequest(name=created.name)))
+    history = list(
+        account_client.imports.GetImportHistory(pb.GetImportHistoryRequest(name=created.name))
+    )
 
     assert [(e.version, e.type) for e in history] == [
-        (1, "Created"), (2, "Updated"), (3, "Paused"), (4, "Resumed"), (5, "Deleted"),
+        (1, "Created"),
+        (2, "Updated"),
+        (3, "Paused"),
+        (4, "Resumed"),
+        (5, "Deleted"),
     ]
     actors = [e.actor for e in history]
     assert actors[0].startswith("key:") and actors[2] == "admin" and actors[4] == "admin"
@@ -427,11 +473,17 @@ def test_history_lists_every_event_in_order_with_actor_and_time(
 
 def test_counts_by_service_follow_creates_and_deletes(account_client: Client, account: str):
     google = pb.AutoImport(
-        service="google_contacts", external_account="a@example.com",
+        service="google_contacts",
+        external_account="a@example.com",
         credentials=pb.Credentials(access_token="x", refresh_token="y"),
     )
-    hubspot = pb.AutoImport(service="hubspot", external_account="77", credentials=pb.Credentials(access_token="x"))
-    made = [create(account_client, account, i) for i in (google, shopify_import(), shopify_import(), hubspot)]
+    hubspot = pb.AutoImport(
+        service="hubspot", external_account="77", credentials=pb.Credentials(access_token="x")
+    )
+    made = [
+        create(account_client, account, i)
+        for i in (google, shopify_import(), shopify_import(), hubspot)
+    ]
     account_client.imports.DeleteImport(pb.DeleteImportRequest(name=made[1].name))
 
     listed = account_client.imports.ListImports(pb.ListImportsRequest(account_id=account))
@@ -439,7 +491,9 @@ def test_counts_by_service_follow_creates_and_deletes(account_client: Client, ac
 
     assert dict(listed.counts_by_service) == {"google_contacts": 1, "shopify": 1, "hubspot": 1}
     assert {s.id: s.import_count for s in services.services} == dict(listed.counts_by_service)
-    only_shopify = account_client.imports.ListImports(pb.ListImportsRequest(account_id=account, service="shopify"))
+    only_shopify = account_client.imports.ListImports(
+        pb.ListImportsRequest(account_id=account, service="shopify")
+    )
     assert [i.name for i in only_shopify.auto_imports] == [made[2].name]
 
 
@@ -461,9 +515,12 @@ def test_list_pages_through_every_import_once(account_client: Client, account: s
 
 
 @pytest.mark.parametrize("token", ["garbage", "eyJhZnRlciI6IFsxXX0"])
-def test_a_page_token_not_issued_by_the_server_is_invalid(account_client: Client, account: str, token: str):
+def test_a_page_token_not_issued_by_the_server_is_invalid(
+    account_client: Client, account: str, token: str
+):
     error = error_of(
-        account_client.imports.ListImports, pb.ListImportsRequest(account_id=account, page_token=token)
+        account_client.imports.ListImports,
+        pb.ListImportsRequest(account_id=account, page_token=token),
     )
 
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -473,33 +530,47 @@ def test_a_page_token_not_issued_by_the_server_is_invalid(account_client: Client
 def test_a_page_token_of_another_query_is_invalid(account_client: Client, account: str):
     for _ in range(3):
         create(account_client, account)
-    page = account_client.imports.ListImports(pb.ListImportsRequest(account_id=account, page_size=1))
+    page = account_client.imports.ListImports(
+        pb.ListImportsRequest(account_id=account, page_size=1)
+    )
 
     error = error_of(
         account_client.imports.ListImports,
-        pb.ListImportsRequest(account_id=account, service="hubspot", page_token=page.next_page_token),
+        pb.ListImportsRequest(
+            account_id=account, service="hubspot", page_token=page.next_page_token
+        ),
     )
 
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize(("request_fields", "field"), [({"page_size": -1}, "page_size"), ({"service": "x"}, "service")])
+@pytest.mark.parametrize(
+    ("request_fields", "field"), [({"page_size": -1}, "page_size"), ({"service": "x"}, "service")]
+)
 def test_invalid_list_requests(account_client: Client, account: str, request_fields, field):
-    error = error_of(account_client.imports.ListImports, pb.ListImportsRequest(account_id=account, **request_fields))
+    error = error_of(
+        account_client.imports.ListImports,
+        pb.ListImportsRequest(account_id=account, **request_fields),
+    )
 
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert field in violations(error)
 
 
 def test_list_services_describes_fields_and_tags(account_client: Client, account: str):
-    services = account_client.imports.ListServices(pb.ListServicesRequest(account_id=account)).services
+    services = account_client.imports.ListServices(
+        pb.ListServicesRequest(account_id=account)
+    ).services
 
     by_id = {s.id: s for s in services}
     assert set(by_id) == {"google_contacts", "shopify", "hubspot"}
     company = next(f for f in by_id["google_contacts"].fields if f.key == "company")
     assert company.title == "Google Contacts Company"
     assert company.personalization_tag == "%GOOGLE_CONTACTS_COMPANY%"
-    assert {f.personalization_tag for f in by_id["shopify"].fields} >= {"%SHOPIFY_TOTAL_SPENT%", "%SHOPIFY_ORDERS_COUNT%"}
+    assert {f.personalization_tag for f in by_id["shopify"].fields} >= {
+        "%SHOPIFY_TOTAL_SPENT%",
+        "%SHOPIFY_ORDERS_COUNT%",
+    }
     assert {f.personalization_tag for f in by_id["hubspot"].fields} >= {"%HUBSPOT_LIFECYCLE_STAGE%"}
 
 
@@ -508,6 +579,8 @@ def _other_account(admin: Client) -> str:
 
     other = f"other-{uuid.uuid4().hex[:8]}"
     admin.accounts.UpsertAccount(
-        accounts_pb2.UpsertAccountRequest(account=accounts_pb2.Account(account_id=other, plan="lite", contact_limit=10))
+        accounts_pb2.UpsertAccountRequest(
+            account=accounts_pb2.Account(account_id=other, plan="lite", contact_limit=10)
+        )
     )
     return other

@@ -67,14 +67,16 @@ def test_events_cannot_be_read_with_another_cipher_key(store_env: dict[str, str]
     app = open_application(Settings.from_env(store_env))
     created = new_import(app)
     app.close()
-    other = AutoImports({**Settings.from_env(store_env).store_env("events"), "CIPHER_KEY": AutoImports_key()})
+    other = AutoImports(
+        {**Settings.from_env(store_env).store_env("events"), "CIPHER_KEY": AutoImports_key()}
+    )
 
     with pytest.raises(MapperDeserialisationError):
         other.repository.get(created.id)
     other.close()
 
 
-def AutoImports_key() -> str:  # noqa: N802
+def AutoImports_key() -> str:
     from eventsourcing.cryptography import AESCipher
 
     return AESCipher.create_key(num_bytes=32)
