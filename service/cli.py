@@ -1,4 +1,5 @@
-"""`autoimport`: the server (`serve`), the projector (`projector`), and a client for people."""
+"""`autoimport`: the server (`serve`), the projector (`projector`), and a client for people
+(`accounts`, `imports`)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,52 @@ import argparse
 import logging
 import sys
 
+from service import client_cli
 from service.config import ConfigError, Settings
+
+SERVER_COMMANDS = ("serve", "projector")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command; returns the exit code (2 for usage errors, 1 when a call fails)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command not in SERVER_COMMANDS:
+            return client_cli.run(args)
+    except SystemExit as exit_:  # argparse: --help, and usage errors
+        return exit_.code if isinstance(exit_.code, int) else 2
+    return run_server_command(args.command)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoimport", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    client_cli.add_client_options(parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the gRPC server (configured by AUTOIMPORT_* variables)")
     commands.add_parser(
         "projector",
         help="keep the read models up to date, as a process of its own "
         "(then run servers with AUTOIMPORT_RUN_PROJECTIONS=no)",
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    client_cli.add_client_commands(commands)
+    return parser
+
+
+def run_server_command(command: str) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = Settings.from_env()
     except ConfigError as e:
         print(f"autoimport: {e}", file=sys.stderr)
         return 2
-    if args.command == "serve":
+    if command == "serve":
         from service.server import serve
 
         serve(settings)
-    elif args.command == "projector":
+    elif command == "projector":
         from service.projector import run_projector
 
         run_projector(settings)

@@ -110,7 +110,7 @@ def auto_import_message(row: ImportRow) -> imports_pb2.AutoImport:
 
 def history_event_message(event: Any) -> imports_pb2.ImportEvent:
     data = {
-        key: ("(rotated, not shown)" if key in _SECRET else value)
+        key: ("(hidden)" if key in _SECRET else value)
         for key, value in vars(event).items()
         if key not in _NOT_DETAILS
     }

@@ -1,0 +1,474 @@
+"""The client for people: `autoimport accounts ...` and `autoimport imports ...` call a server.
+
+Every verb is a function `(args, api) -> View`; `run` connects, calls it, and prints the view or
+the error. Nothing here decides what is valid: the server does, and its answer is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2, json_format
+
+from autoimport.v1 import accounts_pb2, accounts_pb2_grpc, imports_pb2, imports_pb2_grpc
+from service.client_output import View, as_dict, compact_json, emit, error_lines, record, table
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+# The criteria options of each service, named after the fields of its criteria message.
+CRITERIA_OPTIONS = {
+    "google_contacts": ("contact_group",),
+    "shopify": ("subscribed_only", "customer_tag"),
+    "hubspot": ("lifecycle_stage",),
+}
+SERVICES = "{" + ",".join(CRITERIA_OPTIONS) + "}"
+# Each token option falls back on its environment variable, so that secrets can stay off the
+# command line.
+TOKEN_VARIABLES = {
+    "access_token": "AUTOIMPORT_ACCESS_TOKEN",
+    "refresh_token": "AUTOIMPORT_REFRESH_TOKEN",
+}
+# The repeated label fields: their option, its metavar, and what one label is.
+LABELS = {"list_ids": ("--list-id", "ID", "list id"), "tags": ("--tag", "TAG", "tag")}
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """Options that make no request; shown like argparse's errors (exit code 2)."""
+
+
+class Api:
+    """The stubs on one channel; `call` sends the token and the deadline with every request."""
+
+    def __init__(self, channel: grpc.Channel, token: str, timeout: float):
+        self.accounts = accounts_pb2_grpc.AccountServiceStub(channel)
+        self.imports = imports_pb2_grpc.AutoImportServiceStub(channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+
+    def call(self, method: Callable[..., T], request: Any) -> T:
+        return method(request, metadata=self._metadata, timeout=self._timeout)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the verb the arguments name: 0 when it succeeds, 1 when the server says no."""
+    try:
+        with connect(args) as api:
+            view = args.verb(args, api)
+    except UsageError as error:
+        args.usage_error(str(error))  # prints the usage and raises SystemExit(2)
+        raise
+    except grpc.RpcError as error:
+        print("\n".join(error_lines(error)), file=sys.stderr)
+        return 1
+    emit(view, args.json)
+    return 0
+
+
+@contextmanager
+def connect(args: argparse.Namespace) -> Iterator[Api]:
+    """The one place that opens the channel and picks the token."""
+    address = args.address or os.environ.get("AUTOIMPORT_ADDRESS") or DEFAULT_ADDRESS
+    with _channel(address, args.ca_cert or os.environ.get("AUTOIMPORT_CA_CERT")) as channel:
+        yield Api(channel, _token(args.token), args.timeout)
+
+
+def _channel(address: str, ca_cert: str | None) -> grpc.Channel:
+    if not ca_cert:
+        return grpc.insecure_channel(address)
+    try:
+        root_certificates = Path(ca_cert).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read the CA certificate {ca_cert}: {e.strerror}") from None
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
+
+
+def _token(option: str | None) -> str:
+    """--token; else $AUTOIMPORT_TOKEN; else the admin token a local server keeps in its data
+    directory (so that `make run` users need no set-up); else none."""
+    if option is not None:
+        return option
+    if token := os.environ.get("AUTOIMPORT_TOKEN"):
+        return token
+    token_file = Path(os.environ.get("AUTOIMPORT_DATA_DIR") or "./data") / "admin.token"
+    return token_file.read_text().strip() if token_file.is_file() else ""
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "client options",
+        "for the accounts and imports commands; give them before the command, e.g. "
+        "`autoimport --json imports list --account A`",
+    )
+    group.add_argument(
+        "--address", help=f"server host:port (default: $AUTOIMPORT_ADDRESS, else {DEFAULT_ADDRESS})"
+    )
+    group.add_argument(
+        "--token",
+        help="the admin token or an account's API key (default: $AUTOIMPORT_TOKEN, else the "
+        "content of $AUTOIMPORT_DATA_DIR/admin.token, ./data/admin.token when unset)",
+    )
+    group.add_argument(
+        "--json", action="store_true", help="print the responses as JSON (proto field names)"
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline of each call (default: 30)",
+    )
+    group.add_argument(
+        "--ca-cert",
+        metavar="FILE",
+        help="connect with TLS, trusting this CA certificate (PEM) (default: $AUTOIMPORT_CA_CERT; "
+        "unset: plaintext)",
+    )
+
+
+def add_client_commands(commands: Any) -> None:
+    """Adds `accounts` and `imports` to the subcommands of the `autoimport` parser."""
+    accounts = commands.add_parser(
+        "accounts",
+        help="client: accounts and their API keys",
+        description="Accounts and their "
+        "API keys. upsert and create-key need the admin token; get also takes the account's key.",
+    )
+    _add_account_verbs(accounts.add_subparsers(dest="verb_name", required=True, metavar="VERB"))
+    imports = commands.add_parser(
+        "imports",
+        help="client: auto imports",
+        description="Auto imports of an account: the admin token or an API key of the account.",
+    )
+    _add_import_verbs(imports.add_subparsers(dest="verb_name", required=True, metavar="VERB"))
+
+
+def _verb(verbs: Any, name: str, verb: Callable[..., View], help: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = verbs.add_parser(name, help=help, description=help)
+    parser.set_defaults(verb=verb, usage_error=parser.error)
+    return parser
+
+
+def _add_account_verbs(verbs: Any) -> None:
+    upsert = _verb(
+        verbs, "upsert", upsert_account, "create an account, or change its plan and limit"
+    )
+    upsert.add_argument("account_id", metavar="ACCOUNT_ID")
+    upsert.add_argument("--plan", required=True, help='e.g. "lite" or "plus"')
+    upsert.add_argument("--contact-limit", type=int, required=True, metavar="N")
+    get = _verb(verbs, "get", get_account, "show an account")
+    get.add_argument("account_id", metavar="ACCOUNT_ID")
+    create_key = _verb(
+        verbs, "create-key", create_api_key, "create an API key of the account (shown only once)"
+    )
+    create_key.add_argument("account_id", metavar="ACCOUNT_ID")
+
+
+def _add_import_verbs(verbs: Any) -> None:
+    create = _verb(verbs, "create", create_import, "create an import")
+    create.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+    create.add_argument("--service", required=True, metavar=SERVICES)
+    create.add_argument(
+        "--external-account",
+        required=True,
+        metavar="X",
+        help="Google account email, Shopify shop, or HubSpot portal id",
+    )
+    create.add_argument("--display-name", metavar="NAME")
+    _add_token_options(create)
+    _add_criteria_options(create, resettable=False)
+    _add_label_options(create, clearable=False)
+    create.add_argument("--request-id", metavar="UUID", help="makes a retried create safe")
+
+    listing = _verb(verbs, "list", list_imports, "list an account's imports (every page)")
+    listing.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+    listing.add_argument("--service", default="", metavar=SERVICES, help="only this service's")
+    listing.add_argument(
+        "--page-size", type=int, default=0, metavar="N", help="imports per call (default: 50)"
+    )
+
+    update = _verb(
+        verbs,
+        "update",
+        update_import,
+        "change the fields the options name, and only those "
+        "(a token option replaces both tokens, the absent one taken from its variable)",
+    )
+    update.add_argument("name", metavar="NAME")
+    update.add_argument("--etag", help="fail (ABORTED) if the import changed since this etag")
+    update.add_argument("--display-name", metavar="NAME")
+    _add_token_options(update)
+    update.add_argument(
+        "--credentials-from-env",
+        action="store_true",
+        help="replace the credentials with $AUTOIMPORT_ACCESS_TOKEN and $AUTOIMPORT_REFRESH_TOKEN",
+    )
+    _add_criteria_options(update, resettable=True)
+    _add_label_options(update, clearable=True)
+
+    delete = _verb(verbs, "delete", delete_import, "delete an import (its history stays)")
+    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("--etag", help="fail (ABORTED) if the import changed since this etag")
+    for name, verb, help in (
+        ("get", get_import, "show an import"),
+        ("pause", pause_import, "pause an import's syncs"),
+        ("resume", resume_import, "resume a paused import"),
+        ("history", import_history, "every event of an import, oldest first"),
+    ):
+        _verb(verbs, name, verb, help).add_argument("name", metavar="NAME")
+
+    services = _verb(verbs, "services", list_services, "the services an import can read")
+    services.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+
+
+def _add_token_options(parser: argparse.ArgumentParser) -> None:
+    for name, variable in TOKEN_VARIABLES.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            metavar="TOKEN",
+            help=f"{name.replace('_', ' ')} of the external account (absent: ${variable})",
+        )
+
+
+def _add_criteria_options(parser: argparse.ArgumentParser, resettable: bool) -> None:
+    group = parser.add_argument_group(
+        "criteria",
+        "which contacts to import; options of one service only (they replace the "
+        "whole criteria); none: every contact",
+    )
+    group.add_argument("--contact-group", metavar="G", help='Google Contacts: "contactGroups/..."')
+    group.add_argument(
+        "--subscribed-only",
+        action="store_true",
+        default=None,
+        help="Shopify: only customers subscribed to email marketing",
+    )
+    group.add_argument("--customer-tag", metavar="T", help="Shopify: only customers with this tag")
+    group.add_argument(
+        "--lifecycle-stage", metavar="S", help="HubSpot: only contacts in this lifecycle stage"
+    )
+    if resettable:
+        group.add_argument(
+            "--all-contacts", action="store_true", help="reset the criteria: every contact"
+        )
+
+
+def _add_label_options(parser: argparse.ArgumentParser, clearable: bool) -> None:
+    for field, (option, metavar, label) in LABELS.items():
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(
+            option,
+            dest=field,
+            action="append",
+            metavar=metavar,
+            help=f"a {label} of the imported contacts (repeatable)",
+        )
+        if clearable:
+            group.add_argument(
+                "--clear-" + field.replace("_", "-"),
+                dest=f"clear_{field}",
+                action="store_true",
+                help=f"remove every {label}",
+            )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds greater than 0")
+    return seconds
+
+
+# -- building requests --------------------------------------------------------------------------
+
+
+def _credentials(args: argparse.Namespace) -> imports_pb2.Credentials:
+    """Each token from its option or, when the option is absent, from its variable."""
+    tokens = {name: getattr(args, name) for name in TOKEN_VARIABLES}
+    for name, variable in TOKEN_VARIABLES.items():
+        if tokens[name] is None:
+            tokens[name] = os.environ.get(variable, "")
+    return imports_pb2.Credentials(**tokens)
+
+
+def _criteria_given(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The criteria options given, by the criteria member they belong to."""
+    given: dict[str, dict[str, Any]] = {}
+    for member, options in CRITERIA_OPTIONS.items():
+        for option in options:
+            if getattr(args, option) is not None:
+                given.setdefault(member, {})[option] = getattr(args, option)
+    return given
+
+
+def _set_criteria(auto_import: imports_pb2.AutoImport, args: argparse.Namespace) -> bool:
+    """Sets the criteria member the options belong to; False when no criteria option is given."""
+    given = _criteria_given(args)
+    if len(given) > 1 or (given and getattr(args, "all_contacts", False)):
+        raise UsageError("give the criteria options of one service only, or --all-contacts")
+    for member, values in given.items():
+        criteria = getattr(auto_import, member)
+        criteria.SetInParent()  # set even when every value is the default
+        for option, value in values.items():
+            setattr(criteria, option, value)
+    return bool(given)
+
+
+def _set_changes(auto_import: imports_pb2.AutoImport, args: argparse.Namespace) -> list[str]:
+    """Sets what the update options give; returns the update_mask paths of exactly those."""
+    paths = []
+    if args.display_name is not None:
+        auto_import.display_name = args.display_name
+        paths.append("display_name")
+    if args.credentials_from_env or any(getattr(args, n) is not None for n in TOKEN_VARIABLES):
+        auto_import.credentials.CopyFrom(_credentials(args))
+        paths.append("credentials")
+    if _set_criteria(auto_import, args) or args.all_contacts:
+        paths.append("criteria")
+    for field in LABELS:
+        if getattr(args, field) or getattr(args, f"clear_{field}"):
+            getattr(auto_import, field).extend(getattr(args, field) or [])
+            paths.append(field)
+    return paths
+
+
+# -- the verbs ----------------------------------------------------------------------------------
+
+
+def upsert_account(args: argparse.Namespace, api: Api) -> View:
+    account = accounts_pb2.Account(
+        account_id=args.account_id, plan=args.plan, contact_limit=args.contact_limit
+    )
+    request = accounts_pb2.UpsertAccountRequest(account=account)
+    return record(api.call(api.accounts.UpsertAccount, request))
+
+
+def get_account(args: argparse.Namespace, api: Api) -> View:
+    request = accounts_pb2.GetAccountRequest(account_id=args.account_id)
+    return record(api.call(api.accounts.GetAccount, request))
+
+
+def create_api_key(args: argparse.Namespace, api: Api) -> View:
+    request = accounts_pb2.CreateApiKeyRequest(account_id=args.account_id)
+    view = record(api.call(api.accounts.CreateApiKey, request))
+    return View(view.data, view.text, note="The key is shown only this once: store it now.")
+
+
+def create_import(args: argparse.Namespace, api: Api) -> View:
+    auto_import = imports_pb2.AutoImport(
+        service=args.service,
+        external_account=args.external_account,
+        display_name=args.display_name or "",
+        credentials=_credentials(args),
+        list_ids=args.list_ids or [],
+        tags=args.tags or [],
+    )
+    _set_criteria(auto_import, args)
+    request = imports_pb2.CreateImportRequest(
+        account_id=args.account, auto_import=auto_import, request_id=args.request_id or ""
+    )
+    return record(api.call(api.imports.CreateImport, request))
+
+
+def get_import(args: argparse.Namespace, api: Api) -> View:
+    return record(api.call(api.imports.GetImport, imports_pb2.GetImportRequest(name=args.name)))
+
+
+def list_imports(args: argparse.Namespace, api: Api) -> View:
+    request = imports_pb2.ListImportsRequest(
+        account_id=args.account, service=args.service, page_size=args.page_size
+    )
+    listed = imports_pb2.ListImportsResponse()
+    while True:
+        page = api.call(api.imports.ListImports, request)
+        listed.auto_imports.extend(page.auto_imports)
+        listed.counts_by_service.update(page.counts_by_service)
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    rows = [
+        (
+            i.name,
+            i.service,
+            i.external_account,
+            imports_pb2.AutoImport.State.Name(i.state),
+            i.display_name,
+        )
+        for i in listed.auto_imports
+    ]
+    counts = ", ".join(f"{s} {n}" for s, n in sorted(listed.counts_by_service.items()))
+    text = table(("NAME", "SERVICE", "EXTERNAL ACCOUNT", "STATE", "DISPLAY NAME"), rows)
+    return View(as_dict(listed), f"{text}\n\nimports per service: {counts}")
+
+
+def update_import(args: argparse.Namespace, api: Api) -> View:
+    auto_import = imports_pb2.AutoImport(name=args.name, etag=args.etag or "")
+    paths = _set_changes(auto_import, args)
+    if not paths:
+        raise UsageError(
+            "nothing to update: give --display-name, --access-token/--refresh-token, criteria "
+            "options or --all-contacts, --list-id or --clear-list-ids, --tag or --clear-tags"
+        )
+    request = imports_pb2.UpdateImportRequest(
+        auto_import=auto_import, update_mask=field_mask_pb2.FieldMask(paths=paths)
+    )
+    return record(api.call(api.imports.UpdateImport, request))
+
+
+def delete_import(args: argparse.Namespace, api: Api) -> View:
+    request = imports_pb2.DeleteImportRequest(name=args.name, etag=args.etag or "")
+    api.call(api.imports.DeleteImport, request)
+    return View({}, f"deleted {args.name}")
+
+
+def pause_import(args: argparse.Namespace, api: Api) -> View:
+    return record(api.call(api.imports.PauseImport, imports_pb2.PauseImportRequest(name=args.name)))
+
+
+def resume_import(args: argparse.Namespace, api: Api) -> View:
+    request = imports_pb2.ResumeImportRequest(name=args.name)
+    return record(api.call(api.imports.ResumeImport, request))
+
+
+def import_history(args: argparse.Namespace, api: Api) -> View:
+    request = imports_pb2.GetImportHistoryRequest(name=args.name)
+    events = list(api.call(api.imports.GetImportHistory, request))
+    rows = [
+        (
+            str(e.version),
+            e.time.ToJsonString(),
+            e.type,
+            e.actor,
+            compact_json(json_format.MessageToDict(e.details)),
+        )
+        for e in events
+    ]
+    text = table(("VERSION", "TIME", "TYPE", "ACTOR", "DETAILS"), rows)
+    return View([as_dict(e) for e in events], text)
+
+
+def list_services(args: argparse.Namespace, api: Api) -> View:
+    request = imports_pb2.ListServicesRequest(account_id=args.account)
+    services = api.call(api.imports.ListServices, request).services
+    summary = table(
+        ("SERVICE", "DISPLAY NAME", "IMPORTS", "CRITERIA"),
+        [(s.id, s.display_name, str(s.import_count), s.criteria_description) for s in services],
+    )
+    fields = table(
+        ("SERVICE", "FIELD", "TITLE", "PERSONALIZATION TAG"),
+        [(s.id, f.key, f.title, f.personalization_tag) for s in services for f in s.fields],
+    )
+    return View({"services": [as_dict(s) for s in services]}, f"{summary}\n\n{fields}")

@@ -1,0 +1,119 @@
+"""What the client shows: aligned records and tables for people, or JSON; errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+EMPTY = "-"
+
+
+@dataclass(frozen=True)
+class View:
+    """What a command shows: `data` with --json, `text` otherwise; `note` goes to stderr."""
+
+    data: Any
+    text: str
+    note: str = ""
+
+
+def emit(view: View, as_json: bool) -> None:
+    """The one place that prints a command's result."""
+    if view.note:
+        print(view.note, file=sys.stderr)
+    print(json.dumps(view.data, indent=2, ensure_ascii=False) if as_json else view.text)
+
+
+def as_dict(message: Message) -> dict[str, Any]:
+    """The message as proto3 JSON, with proto field names and every field (defaults too)."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def record(message: Message) -> View:
+    """A single resource: one aligned `field: value` line per field, nested fields dotted."""
+    data = as_dict(message)
+    return View(data, aligned(_fields(data, cast(Descriptor, message.DESCRIPTOR))))
+
+
+def aligned(pairs: Iterable[tuple[str, str]]) -> str:
+    pairs = list(pairs)
+    width = max((len(name) for name, _ in pairs), default=0) + 1
+    return "\n".join(f"{name + ':':<{width}} {value}" for name, value in pairs)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Columns aligned on their widest cell, two spaces apart."""
+    lines = [list(headers), *([str(cell) for cell in row] for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def error_lines(error: grpc.RpcError) -> list[str]:
+    """`error: <CODE>: <details>`, then one indented line per field violation."""
+    call = cast(grpc.Call, error)
+    lines = [f"error: {call.code().name}: {call.details()}"]
+    lines += [f"  {v.field}: {v.description}" for v in _field_violations(call)]
+    return lines
+
+
+def _field_violations(call: grpc.Call) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    try:
+        status = rpc_status.from_call(call)  # type: ignore[arg-type]
+    except ValueError:  # the rich status disagrees with the call's code or message
+        return []
+    violations: list[error_details_pb2.BadRequest.FieldViolation] = []
+    for detail in status.details if status is not None else []:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            violations.extend(bad_request.field_violations)
+    return violations
+
+
+def _fields(
+    data: dict[str, Any], descriptor: Descriptor, prefix: str = ""
+) -> list[tuple[str, str]]:
+    """`(dotted name, value)` in the order of the proto definition."""
+    pairs: list[tuple[str, str]] = []
+    for field in descriptor.fields:
+        if field.name not in data:
+            continue
+        value, name, message_type = data[field.name], prefix + field.name, field.message_type
+        if isinstance(value, dict) and message_type is not None and _is_plain(message_type):
+            pairs += _fields(value, message_type, name + ".")
+        else:
+            pairs.append((name, _cell(value)))
+    return pairs
+
+
+def _is_plain(descriptor: Descriptor) -> bool:
+    """A message of the API itself (not a map entry, not a well-known type such as Struct)."""
+    return not descriptor.GetOptions().map_entry and not descriptor.full_name.startswith(
+        "google.protobuf."
+    )
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value or EMPTY
+    if isinstance(value, list):
+        return ", ".join(_cell(item) for item in value) or EMPTY
+    return compact_json(value)
