@@ -15,7 +15,12 @@ import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.persistence import (
+    IntegrityError,
+    OperationalError,
+    Tracking,
+    TrackingRecorder,
+)
 from eventsourcing.postgres import PostgresTrackingRecorder
 
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
@@ -38,7 +43,17 @@ class SqlView(TrackingRecorder):
         return _NAMED_PARAMETER.sub(r"%(\1)s", statement.replace("{p}", prefix))
 
     def create_table(self) -> None:
-        super().create_table()  # type: ignore[misc]
+        for attempt in range(5):
+            try:
+                super().create_table()  # type: ignore[misc]
+                break
+            except (IntegrityError, OperationalError):
+                # Another process (a server and a projector starting together) created the
+                # tracking table between eventsourcing's check and its first insert, or holds
+                # the lock of SQLite's switch to WAL: look again.
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
         with self.datastore.transaction(commit=True) as c:
             for statement in self.ddl:
                 c.execute(self.sql(statement))
