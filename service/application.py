@@ -13,17 +13,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import IntegrityError, MapperDeserialisationError, Recording
-from psycopg import sql
+from eventsourcing.persistence import IntegrityError, Recording
 
 from connectors import SERVICES
 from domain.account import Account, ApiKey
 from domain.auto_import import AutoImport, ImportChanges, NewImport
 from domain.sources import ServiceId
-from service.config import ConfigError, Settings
 from service.errors import EtagMismatch, NotFound
 
 MAX_ATTEMPTS = 10
@@ -209,39 +206,6 @@ class AutoImports(Application[UUID]):
             if len(page) < HISTORY_PAGE:
                 return
             version = page[-1].originator_version
-
-
-def open_application(settings: Settings) -> AutoImports:
-    prepare_store(settings)
-    app = AutoImports(settings.store_env("events"))
-    check_cipher_key(app)
-    return app
-
-
-def check_cipher_key(app: AutoImports) -> None:
-    """Refuses a key that cannot read the store: with replicas on one database, a replica that
-    generated a key of its own would otherwise fail on every event the others wrote."""
-    first = app.recorder.select_notifications(start=1, limit=1)
-    try:
-        for notification in first:
-            app.mapper.to_domain_event(notification)
-    except MapperDeserialisationError:
-        app.close()
-        raise ConfigError(
-            "the event store was written with another cipher key: set AUTOIMPORT_CIPHER_KEY to "
-            "that key (every replica on one database needs the same one)"
-        ) from None
-
-
-def prepare_store(settings: Settings) -> None:
-    """Creates the PostgreSQL schema when it does not exist (eventsourcing creates the tables)."""
-    if settings.uses_postgres:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                    sql.Identifier(settings.database_schema)
-                )
-            )
 
 
 def _unquote(etag: str) -> str:

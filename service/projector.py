@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,14 +24,16 @@ import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection, ProjectionRunner
 
-from service.application import AutoImports, open_application, prepare_store
+from service.application import AutoImports
 from service.config import Settings
 from service.read_models import PROJECTIONS, open_view
+from service.stores import lock_key, open_application, prepare_store
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.5  # seconds between polls on SQLite when nothing wakes the projector
 RETRY_INTERVAL = 1.0  # seconds between attempts to take a lease, or to restart after an error
+MAX_PAUSE = 30.0  # seconds: the longest pause between restarts of a crashing projection
 BATCH = 500
 
 
@@ -72,38 +74,43 @@ class Projector:
         self._stopping.wait()
 
     def _supervise(self, target: Any, projection: type[Projection[Any]], view_classes: Any) -> None:
+        """Runs a view until stopped; a crashed run restarts from its last tracking record, after
+        a pause that doubles while it keeps crashing (the database may be down)."""
+        pause = RETRY_INTERVAL
         while not self._stopping.is_set():
+            started = time.monotonic()
             try:
                 target(projection, view_classes)
-            except Exception as e:  # a crashed runner restarts from its last tracking record
+            except Exception as e:
                 self.errors.append(e)
                 log.exception("projection %s failed; restarting", projection.name)
-                self._stopping.wait(RETRY_INTERVAL)
+                pause = RETRY_INTERVAL if time.monotonic() - started > MAX_PAUSE else pause
+                self._stopping.wait(pause)
+                pause = min(pause * 2, MAX_PAUSE)
 
     # -- SQLite: poll ------------------------------------------------------------------------
     def _run_sqlite(self, projection_class: type[Projection[Any]], view_classes: Any) -> None:
         lock_path = self._settings.data_dir / f"{projection_class.name}.lock"
-        with _file_lease(lock_path, self._stopping) as held:
+        with _file_lease(lock_path, self._stopping) as held, contextlib.ExitStack() as resources:
             if not held:
                 return
-            app = self._app or open_application(self._settings)
+            app = self._app
+            if app is None:
+                app = open_application(self._settings)
+                resources.callback(app.close)
             view = open_view(
                 projection_class, view_classes, self._settings.store_env(projection_class.name)
             )
+            resources.callback(view.datastore.close)
             projection = projection_class(view=view)
             wake = threading.Event()
             self._wakes.append(wake)
+            resources.callback(self._wakes.remove, wake)
             log.info("projecting %s", projection_class.name)
-            try:
-                while not self._stopping.is_set():
-                    wake.clear()
-                    if catch_up(app, projection) < BATCH:
-                        wake.wait(POLL_INTERVAL)
-            finally:
-                self._wakes.remove(wake)
-                view.datastore.close()
-                if self._app is None:
-                    app.close()
+            while not self._stopping.is_set():
+                wake.clear()
+                if catch_up(app, projection) < BATCH:
+                    wake.wait(POLL_INTERVAL)
 
     # -- PostgreSQL: ProjectionRunner ------------------------------------------------------
     def _run_postgres(self, projection_class: type[Projection[Any]], view_classes: Any) -> None:
@@ -119,7 +126,9 @@ class Projector:
                 env=env,
             )
             log.info("projecting %s", projection_class.name)
-            with runner:
+            # The runner closes its application, not its view: close that too, or every restart
+            # would leak a pool of connections.
+            with contextlib.closing(runner.view.datastore), runner:
                 while not self._stopping.is_set():
                     runner.run_forever(timeout=RETRY_INTERVAL)  # raises the runner's error
                     lease.execute("SELECT 1")  # lost the lease's session? then stop projecting
@@ -158,8 +167,7 @@ def _file_lease(path: Any, stopping: threading.Event) -> Iterator[bool]:
 def _advisory_lease(
     database_url: str, name: str, stopping: threading.Event
 ) -> Iterator[psycopg.Connection[Any] | None]:
-    digest = hashlib.sha256(f"autoimport-projector/{name}".encode()).digest()
-    key = int.from_bytes(digest[:8], "big", signed=True)
+    key = lock_key(f"autoimport-projector/{name}")
     with psycopg.connect(database_url, autocommit=True) as conn:
         while True:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()

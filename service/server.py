@@ -17,10 +17,11 @@ from autoimport.v1 import accounts_pb2, accounts_pb2_grpc, imports_pb2, imports_
 from service.api.accounts import AccountServicer
 from service.api.imports import AutoImportServicer
 from service.api.interceptors import AuthInterceptor, ErrorInterceptor
-from service.application import AutoImports, open_application
+from service.application import AutoImports
 from service.config import Settings
 from service.projector import Projector
 from service.read_models import ReadModels
+from service.stores import open_application
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ import pytest
 
 from domain.auto_import import AutoImport, Credentials, ImportChanges, ImportState, NewImport
 from domain.sources import ServiceId
-from service.application import AutoImports, open_application
+from service.application import AutoImports
 from service.config import Settings
+from service.stores import open_application
 from tests.conftest import STORES
 
 

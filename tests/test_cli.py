@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import types
@@ -11,13 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from autoimport.v1 import imports_pb2
 from service import cli
-from tests.support import ServerProcess
+from tests.support import ServerProcess, self_signed_certificate
 
 CLIENT_VARIABLES = (
     "AUTOIMPORT_ADDRESS",
@@ -442,77 +439,26 @@ def test_help_documents_the_client_options(capsys: pytest.CaptureFixture[str]) -
         assert option in out
 
 
-class TlsServerProcess(ServerProcess):
-    def __init__(self, env: dict[str, str], ca_cert: Path):
-        super().__init__(env)
-        self.ca_cert = ca_cert
-
-    def wait_serving(self) -> None:
-        credentials = grpc.ssl_channel_credentials(self.ca_cert.read_bytes())
-        with grpc.secure_channel(self.address, credentials) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            health.Check(health_pb2.HealthCheckRequest(), timeout=30, wait_for_ready=True)
-
-
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[TlsServerProcess]:
-    cert, key = _self_signed_certificate(tmp_path)
+def tls_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    cert, key = self_signed_certificate(tmp_path)
     env = {
         "AUTOIMPORT_DATA_DIR": str(tmp_path / "data"),
         "AUTOIMPORT_TLS_CERT": str(cert),
         "AUTOIMPORT_TLS_KEY": str(key),
     }
-    process = TlsServerProcess(env, cert)
-    with process:
+    with ServerProcess(env) as process:
         yield process
 
 
 def test_tls_with_ca_cert(
-    tls_server: TlsServerProcess,
+    tls_server: ServerProcess,
     client_env: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cli_ = Cli(tls_server, capsys)
     assert cli_.run("accounts", "get", "nobody").err.startswith("error: UNAVAILABLE: ")
-    monkeypatch.setenv("AUTOIMPORT_CA_CERT", str(tls_server.ca_cert))
+    monkeypatch.setenv("AUTOIMPORT_CA_CERT", tls_server.env["AUTOIMPORT_TLS_CERT"])
     upserted = cli_.ok("accounts", "upsert", "tls", "--plan", "lite", "--contact-limit", "10")
     assert upserted.fields()["account_id"] == "tls"
-
-
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1, its own CA."""
-    from ipaddress import IPv4Address
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path

@@ -1,0 +1,140 @@
+"""The projector and the imports view, in-process: exactly once, resumable, no leaks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from domain.auto_import import AutoImport, Credentials, ImportChanges, NewImport
+from service import projector as projector_module
+from service.application import AutoImports
+from service.config import Settings
+from service.projector import Projector, catch_up
+from service.read_models import IMPORTS_VIEW_CLASSES, open_view
+from service.read_models.imports import ImportsProjection
+from service.stores import open_application
+from tests.conftest import PG_URL, STORES
+
+
+@pytest.fixture
+def settings(store_env: dict[str, str]) -> Settings:
+    return Settings.from_env(store_env)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[AutoImports]:
+    application = open_application(settings)
+    yield application
+    application.close()
+
+
+def open_imports_view(settings: Settings, name: str = ImportsProjection.name) -> Any:
+    return open_view(
+        type(name, (ImportsProjection,), {"name": name}),
+        IMPORTS_VIEW_CLASSES,
+        settings.store_env(name),
+    )
+
+
+def make_imports(app: AutoImports, count: int) -> list[AutoImport]:
+    app.upsert_account("acme", "lite", 100, actor="admin")
+    made = []
+    for n in range(count):
+        made.append(
+            app.create_import(
+                "acme", NewImport("shopify", f"s{n}", Credentials("t")), actor="admin"
+            )
+        )
+    return made
+
+
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_an_event_is_applied_to_the_view_once_even_when_delivered_twice(
+    app: AutoImports, settings: Settings
+):
+    created = make_imports(app, 1)[0]
+    app.update_import("acme", created.id, ImportChanges(tags=["x"]), etag="", actor="admin")
+    view = open_imports_view(settings)
+    projection = ImportsProjection(view=view)
+    catch_up(app, projection)
+    last = app.recorder.max_notification_id()
+    update_event = app.mapper.to_domain_event(app.recorder.select_notifications(last, 1)[0])
+
+    with pytest.raises(IntegrityError):
+        projection.process_event(update_event, Tracking(app.name, last))
+
+    rows = view.list_imports("acme", "", 10, "").rows
+    assert [(r.tags, r.version) for r in rows] == [(["x"], 2)]
+    view.datastore.close()
+
+
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_a_view_rebuilt_from_the_start_equals_the_live_one(app: AutoImports, settings: Settings):
+    made = make_imports(app, 7)
+    app.pause_import("acme", made[1].id, actor="admin")
+    app.delete_import("acme", made[2].id, etag="", actor="admin")
+    app.update_import("acme", made[3].id, ImportChanges(display_name="x"), etag="", actor="admin")
+    live = ImportsProjection(view=open_imports_view(settings))
+    rebuilt = ImportsProjection(view=open_imports_view(settings, "rebuilt_view"))
+    while catch_up(app, live, batch=3):  # small batches: resuming from tracking each time
+        pass
+    catch_up(app, rebuilt, batch=1000)
+
+    assert rebuilt.view.list_imports("acme", "", 100, "") == live.view.list_imports(
+        "acme", "", 100, ""
+    )
+    assert live.view.count_by_service("acme") == {"shopify": 6}
+    live.view.datastore.close()
+    rebuilt.view.datastore.close()
+
+
+class _FailingProjection(ImportsProjection):
+    name = "failing_view"
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        raise RuntimeError("a projection bug")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
+def test_a_crashing_projection_restarts_without_leaking_connections(
+    app: AutoImports, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    make_imports(app, 1)
+    monkeypatch.setattr(
+        projector_module, "PROJECTIONS", [(_FailingProjection, IMPORTS_VIEW_CLASSES)]
+    )
+    monkeypatch.setattr(projector_module, "RETRY_INTERVAL", 0.05)
+    monkeypatch.setattr(projector_module, "MAX_PAUSE", 0.1)
+    projector = Projector(settings)
+    projector.start()
+    try:
+        _wait_for(lambda: len(projector.errors) >= 3)
+        connections_after_3 = _connections()
+        _wait_for(lambda: len(projector.errors) >= 15)
+        connections_after_15 = _connections()
+    finally:
+        projector.stop()
+
+    assert connections_after_15 <= connections_after_3 + 2
+
+
+def _connections() -> int:
+    with psycopg.connect(PG_URL) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _wait_for(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
