@@ -47,6 +47,10 @@ def hash_api_key(key: str) -> str:
 
 class AutoImports(Application[UUID]):
     name = "AutoImports"
+    # Keep recently used aggregates in memory. Each load still reads the events saved after the
+    # cached version (fast-forward), so replicas sharing a database stay consistent; it spares
+    # replaying up to 200 events since the last snapshot (UpdateImport 6.5 ms -> 0.8 ms).
+    env = {"AGGREGATE_CACHE_MAXSIZE": "10000"}  # noqa: RUF012 (the library's API)
     snapshotting_intervals = {AutoImport: 200, Account: 200}  # noqa: RUF012 (the library's API)
 
     def __init__(self, env: dict[str, str] | None = None) -> None:

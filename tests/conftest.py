@@ -12,31 +12,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from eventsourcing.cryptography import AESCipher
 
-from tests.support import Client, ServerProcess
+from tests.support import PG_URL, Client, ServerProcess, postgres_error
+from tests.support import store_env as store_env_of
 
-PG_URL = os.environ.get("AUTOIMPORT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def _postgres_reachable() -> str | None:
-    try:
-        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as e:
-        return str(e).strip()
-    return None
-
-
 _pg_error: list[str | None] = []
 
 
 def require_postgres() -> None:
     if not _pg_error:
-        _pg_error.append(_postgres_reachable())
+        _pg_error.append(postgres_error())
     if _pg_error[0] is None:
         return
     message = (
@@ -53,40 +40,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require_postgres()
 
 
-def new_schema() -> str:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    return schema
-
-
-def drop_schema(schema: str) -> None:
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
 @pytest.fixture
 def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
     """Server environment for the store named by the test's `store` parameter."""
-    yield from _store_env(request.param if hasattr(request, "param") else "sqlite", tmp_path)
-
-
-def _store_env(store: str, data_dir: Path) -> Iterator[dict[str, str]]:
-    env = {"AUTOIMPORT_DATA_DIR": str(data_dir / "data")}
-    if store == "sqlite":
+    with store_env_of(getattr(request, "param", "sqlite"), tmp_path) as env:
         yield env
-        return
-    schema = new_schema()
-    try:
-        # Replicas on one database share the cipher key, as a deployment configures them.
-        yield {
-            **env,
-            "AUTOIMPORT_DATABASE_URL": PG_URL,
-            "AUTOIMPORT_DATABASE_SCHEMA": schema,
-            "AUTOIMPORT_CIPHER_KEY": AESCipher.create_key(num_bytes=32),
-        }
-    finally:
-        drop_schema(schema)
 
 
 @pytest.fixture(scope="module", params=STORES)
@@ -94,9 +52,9 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """One server per store for a whole test module; tests isolate themselves by account."""
-    for env in _store_env(request.param, tmp_path_factory.mktemp(request.param)):
-        with ServerProcess(env) as process:
-            yield process
+    data_dir = tmp_path_factory.mktemp(request.param)
+    with store_env_of(request.param, data_dir) as env, ServerProcess(env) as process:
+        yield process
 
 
 @pytest.fixture

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg
+from eventsourcing.cryptography import AESCipher
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
@@ -19,6 +24,40 @@ from autoimport.v1 import accounts_pb2_grpc, imports_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0
+PG_URL = os.environ.get("AUTOIMPORT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_error() -> str | None:
+    """Why the PostgreSQL of PG_URL cannot be used, on one line; None when it can."""
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as e:
+        return " ".join(str(e).split())
+    return None
+
+
+@contextlib.contextmanager
+def store_env(store: str, data_dir: Path) -> Iterator[dict[str, str]]:
+    """A server's environment on "sqlite" or "postgres"; on PostgreSQL in a schema of its own,
+    dropped afterwards, with the cipher key set as replicas of a deployment share it."""
+    env = {"AUTOIMPORT_DATA_DIR": str(data_dir / "data"), "AUTOIMPORT_DATABASE_URL": ""}
+    if store == "sqlite":
+        yield env
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield {
+            **env,
+            "AUTOIMPORT_DATABASE_URL": PG_URL,
+            "AUTOIMPORT_DATABASE_SCHEMA": schema,
+            "AUTOIMPORT_CIPHER_KEY": AESCipher.create_key(num_bytes=32),
+        }
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 class _Token(

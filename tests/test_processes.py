@@ -18,8 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import imports_pb2 as pb
-from tests.conftest import PG_URL, STORES
-from tests.support import ROOT, Client, ServerProcess
+from tests.conftest import STORES
+from tests.support import PG_URL, ROOT, Client, ServerProcess
 from tests.test_api_imports import SECRET, create, error_of, shopify_import
 
 REFRESH_SECRET = "1//refresh_TOPSECRET_9e107d9d372bb"

@@ -18,7 +18,8 @@ from service.projector import Projector, catch_up
 from service.read_models import IMPORTS_VIEW_CLASSES, open_view
 from service.read_models.imports import ImportsProjection
 from service.stores import open_application
-from tests.conftest import PG_URL, STORES
+from tests.conftest import STORES
+from tests.support import PG_URL
 
 
 @pytest.fixture
