@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from domain.auto_import import AutoImport
 from domain.sources import Criteria, ServiceId, field_title, personalization_tag
+from domain.sync import ContactPage, DeclaredField
 
 
 @dataclass(frozen=True)
@@ -29,33 +33,45 @@ class ServiceDescription:
     def tag_of(self, spec: FieldSpec) -> str:
         return personalization_tag(self.display_name, spec.label)
 
-
-@dataclass(frozen=True)
-class ExternalContact:
-    """One contact as the external service holds it, already mapped to the account's vocabulary."""
-
-    external_id: str
-    email: str
-    first_name: str = ""
-    last_name: str = ""
-    phone: str = ""
-    # The source says this person opted out of email: a new contact is added unsubscribed.
-    opted_out: bool = False
-    # Values of the connector's declared fields, keyed by FieldSpec.key.
-    fields: dict[str, str] = field(default_factory=dict)
+    def declared_fields(self) -> dict[str, DeclaredField]:
+        return {
+            spec.key: DeclaredField(spec.key, self.title_of(spec), self.tag_of(spec))
+            for spec in self.fields
+        }
 
 
-@dataclass(frozen=True)
-class ContactPage:
-    contacts: list[ExternalContact]
-    # Where the next read resumes once every contact of this page is processed; opaque to callers.
-    cursor: str
-    has_more: bool
+class ConnectorError(Exception):
+    """A failure talking to the external service; the message says what a person can do."""
+
+
+class RetryableError(ConnectorError):
+    """Worth trying again later: rate limited, unavailable, timed out."""
+
+
+class AuthError(ConnectorError):
+    """The service rejected the credentials: the account must be reconnected."""
+
+
+class PermanentError(ConnectorError):
+    """A request the service will keep refusing (e.g. a criteria it does not know)."""
+
+
+class ConnectorUnavailable(Exception):
+    """This build has no client for the service."""
 
 
 class Connector(Protocol):
-    """Reads one external account's contacts that match the criteria, after a cursor."""
+    """Reads one external account's contacts that match an import's criteria, in a stable order
+    (the order the cursor follows), page by page."""
 
-    description: ServiceDescription
+    # How far behind the present the source's search may be: a sync reads only contacts changed
+    # before its start minus this, so that none changed meanwhile is passed over.
+    lag: timedelta
 
-    def fetch_page(self, criteria: Criteria, cursor: str | None) -> ContactPage: ...
+    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+        """The contacts after `cursor` ("" for the beginning) changed at or before `until`."""
+        ...
+
+
+# Builds the connector that reads an import's external account with its credentials.
+ConnectorFactory = Callable[[AutoImport], Connector]

@@ -51,6 +51,25 @@ class Account(Aggregate):
         self.contact_count = 0
         self.api_key_ids: list[str] = []
 
+    class ContactsAdded(Aggregate.Event):
+        count: int
+
+    @property
+    def capacity(self) -> int:
+        """How many more contacts the account may hold."""
+        return max(0, self.contact_limit - self.contact_count)
+
+    def add_contacts(self, count: int) -> None:
+        """Counts new contacts; saved with them, so concurrent syncs cannot exceed the limit."""
+        if count > self.capacity:
+            raise ValueError(f"the account has room for {self.capacity} contacts, not {count}")
+        if count:
+            self._add_contacts(count=count)
+
+    @event(ContactsAdded)
+    def _add_contacts(self, count: int) -> None:
+        self.contact_count += count
+
     def change_plan(self, plan: str, contact_limit: int, *, actor: str) -> None:
         """A lower limit than the contacts held is allowed: it only stops new additions."""
         violations = Violations()

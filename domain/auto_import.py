@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
@@ -14,6 +15,7 @@ from domain.errors import (
     ImportAlreadyPaused,
     ImportIsDeleted,
     ImportNeedsReauth,
+    ImportNotActive,
     ImportNotPaused,
     Violations,
 )
@@ -32,6 +34,44 @@ ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:contact-autoimport")
 MAX_DISPLAY_NAME = 200
 MAX_LABELS = 100
 _LIST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+MAX_SKIPPED_IN_REPORT = 100
+
+
+class SyncOutcome(StrEnum):
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    CAPPED = "CAPPED"
+    LIMIT_REACHED = "LIMIT_REACHED"
+    FAILED = "FAILED"
+
+
+class SkipReason(StrEnum):
+    MISSING_EMAIL = "missing email"
+    INVALID_EMAIL = "invalid email"
+    CONTACT_LIMIT = "contact limit reached"
+
+
+def new_sync_report(sync_id: str, start_time: datetime) -> dict[str, Any]:
+    """A sync's report as the aggregate keeps it (JSON-friendly, for events and snapshots)."""
+    return {
+        "sync_id": sync_id,
+        "outcome": SyncOutcome.RUNNING.value,
+        "start_time": start_time.isoformat(),
+        "end_time": "",
+        "fetched": 0,
+        "added": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "skipped_missing_email": 0,
+        "skipped_invalid_email": 0,
+        "deferred": 0,
+        "blocked_by_limit": 0,
+        "fields_created": 0,
+        "skipped": [],
+        "error": "",
+    }
 
 
 class ImportState(StrEnum):
@@ -173,6 +213,54 @@ class AutoImport(Aggregate):
     class Deleted(Aggregate.Event):
         actor: str
 
+    # -- sync events: what every sync did, contact by contact --------------------------------
+    class SyncStarted(Aggregate.Event):
+        sync_id: str
+        request_id: str
+        start_time: datetime
+        until: datetime  # contacts changed after this wait for the next sync
+        actor: str
+
+    class ContactAdded(Aggregate.Event):
+        contact_id: str
+        email: str
+        external_id: str
+
+    class ContactUpdated(Aggregate.Event):
+        contact_id: str
+        email: str
+        external_id: str
+        changed: list[str]
+
+    class ContactSkipped(Aggregate.Event):
+        external_id: str
+        email: str
+        reason: str
+
+    class FieldCreated(Aggregate.Event):
+        field_id: str
+        key: str
+        title: str
+        personalization_tag: str
+
+    class LimitReached(Aggregate.Event):
+        blocked: int  # new contacts of the page not added: the account is full
+
+    class BatchCapped(Aggregate.Event):
+        deferred: int  # contacts of the page left for the next window
+
+    class CursorAdvanced(Aggregate.Event):
+        cursor: str  # every contact before it is processed
+        fetched: int
+        unchanged: int
+
+    class SyncCompleted(Aggregate.Event):
+        report: dict[str, Any]
+
+    class SyncFailed(Aggregate.Event):
+        reason: str
+        report: dict[str, Any]
+
     @staticmethod
     def create_id(account_id: str, request_id: str) -> UUID:
         """A repeated request_id names the same import, so a retried create cannot make two."""
@@ -249,6 +337,12 @@ class AutoImport(Aggregate):
         self.tags = list(tags)
         self._state = ImportState.ACTIVE.value
         self.state_reason = ""
+        # The version of the last change of settings or state, not of sync progress: the etag,
+        # so that a sync running meanwhile does not invalidate what a person just read.
+        self.config_version = 1
+        self.cursor: str | None = None  # where the next sync resumes
+        self.running_sync: dict[str, Any] | None = None  # the report of the sync under way
+        self.last_sync: dict[str, Any] | None = None  # the report of the last finished sync
 
     # -- what the rest of the service reads -------------------------------------------------
     @property
@@ -323,6 +417,7 @@ class AutoImport(Aggregate):
 
     @event(Updated)
     def _update(self, changes: dict[str, Any], actor: str) -> None:
+        self.config_version = self.version + 1
         for name, value in changes.items():
             if name == "criteria":
                 self._criteria = dict(value)
@@ -331,6 +426,7 @@ class AutoImport(Aggregate):
 
     @event(CredentialsRotated)
     def _rotate_credentials(self, credentials: dict[str, str], actor: str) -> None:
+        self.config_version = self.version + 1
         self._credentials = dict(credentials)
         if self.state is ImportState.NEEDS_REAUTH:
             # New credentials are how a person reconnects the account.
@@ -346,6 +442,7 @@ class AutoImport(Aggregate):
 
     @event(Paused)
     def _pause(self, actor: str) -> None:
+        self.config_version = self.version + 1
         self.state = ImportState.PAUSED
         self.state_reason = ""
 
@@ -358,6 +455,7 @@ class AutoImport(Aggregate):
 
     @event(Resumed)
     def _resume(self, actor: str) -> None:
+        self.config_version = self.version + 1
         self.state = ImportState.ACTIVE
 
     def delete(self, *, actor: str) -> None:
@@ -366,8 +464,136 @@ class AutoImport(Aggregate):
 
     @event(Deleted)
     def _delete(self, actor: str) -> None:
+        self.config_version = self.version + 1
         self.state = ImportState.DELETED
         self.state_reason = ""
+
+    # -- syncs ------------------------------------------------------------------------------
+    def check_can_sync(self) -> None:
+        self.check_not_deleted()
+        self.check_not_needing_reauth()
+        if self.state is ImportState.PAUSED:
+            raise ImportNotActive("the import is paused: resume it to sync")
+
+    def start_sync(
+        self, *, sync_id: str, request_id: str, now: datetime, until: datetime, actor: str
+    ) -> None:
+        self.check_can_sync()
+        self._start_sync(
+            sync_id=sync_id, request_id=request_id, start_time=now, until=until, actor=actor
+        )
+
+    @event(SyncStarted)
+    def _start_sync(
+        self, sync_id: str, request_id: str, start_time: datetime, until: datetime, actor: str
+    ) -> None:
+        self.running_sync = new_sync_report(sync_id, start_time)
+        self.running_sync["request_id"] = request_id
+        self.running_sync["until"] = until.isoformat()
+
+    @property
+    def sync_until(self) -> datetime:
+        assert self.running_sync is not None
+        return datetime.fromisoformat(self.running_sync["until"])
+
+    def _count(self, name: str, n: int = 1) -> None:
+        assert self.running_sync is not None, "sync events need a running sync"
+        self.running_sync[name] += n
+
+    def record_added(self, contact_id: str, email: str, external_id: str) -> None:
+        self._added(contact_id=contact_id, email=email, external_id=external_id)
+
+    @event(ContactAdded)
+    def _added(self, contact_id: str, email: str, external_id: str) -> None:
+        self._count("added")
+
+    def record_updated(
+        self, contact_id: str, email: str, external_id: str, changed: list[str]
+    ) -> None:
+        self._updated(contact_id=contact_id, email=email, external_id=external_id, changed=changed)
+
+    @event(ContactUpdated)
+    def _updated(self, contact_id: str, email: str, external_id: str, changed: list[str]) -> None:
+        self._count("updated")
+
+    def record_skipped(self, external_id: str, email: str, reason: SkipReason) -> None:
+        self._skipped(external_id=external_id, email=email, reason=reason.value)
+
+    @event(ContactSkipped)
+    def _skipped(self, external_id: str, email: str, reason: str) -> None:
+        counter = {
+            SkipReason.MISSING_EMAIL.value: "skipped_missing_email",
+            SkipReason.INVALID_EMAIL.value: "skipped_invalid_email",
+            SkipReason.CONTACT_LIMIT.value: "blocked_by_limit",
+        }[reason]
+        self._count(counter)
+        assert self.running_sync is not None
+        if len(self.running_sync["skipped"]) < MAX_SKIPPED_IN_REPORT:
+            self.running_sync["skipped"].append(
+                {"external_id": external_id, "email": email, "reason": reason}
+            )
+
+    def record_field_created(self, field_id: str, key: str, title: str, tag: str) -> None:
+        self._field_created(field_id=field_id, key=key, title=title, personalization_tag=tag)
+
+    @event(FieldCreated)
+    def _field_created(self, field_id: str, key: str, title: str, personalization_tag: str) -> None:
+        self._count("fields_created")
+
+    def record_limit_reached(self, blocked: int) -> None:
+        self._limit_reached(blocked=blocked)
+
+    @event(LimitReached)
+    def _limit_reached(self, blocked: int) -> None:
+        pass  # each blocked contact was counted by its ContactSkipped
+
+    def record_capped(self, deferred: int) -> None:
+        self._capped(deferred=deferred)
+
+    @event(BatchCapped)
+    def _capped(self, deferred: int) -> None:
+        self._count("deferred", deferred)
+
+    def advance_cursor(self, cursor: str, *, fetched: int, unchanged: int) -> None:
+        self._advance(cursor=cursor, fetched=fetched, unchanged=unchanged)
+
+    @event(CursorAdvanced)
+    def _advance(self, cursor: str, fetched: int, unchanged: int) -> None:
+        self.cursor = cursor
+        self._count("fetched", fetched)
+        self._count("unchanged", unchanged)
+
+    def complete_sync(self, now: datetime) -> None:
+        assert self.running_sync is not None
+        report = {**self.running_sync, "end_time": now.isoformat()}
+        if report["blocked_by_limit"]:
+            report["outcome"] = SyncOutcome.LIMIT_REACHED.value
+        elif report["deferred"]:
+            report["outcome"] = SyncOutcome.CAPPED.value
+        else:
+            report["outcome"] = SyncOutcome.COMPLETED.value
+        self._complete(report=report)
+
+    @event(SyncCompleted)
+    def _complete(self, report: dict[str, Any]) -> None:
+        self.last_sync = report
+        self.running_sync = None
+
+    def fail_sync(self, reason: str, now: datetime) -> None:
+        """Ends the running sync as failed; what its pages saved stays saved."""
+        assert self.running_sync is not None
+        report = {
+            **self.running_sync,
+            "outcome": SyncOutcome.FAILED.value,
+            "end_time": now.isoformat(),
+            "error": reason,
+        }
+        self._fail(reason=reason, report=report)
+
+    @event(SyncFailed)
+    def _fail(self, reason: str, report: dict[str, Any]) -> None:
+        self.last_sync = report
+        self.running_sync = None
 
 
 # eventsourcing redefines event classes as dataclasses, generating a repr() that would show the

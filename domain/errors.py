@@ -69,3 +69,7 @@ class ImportAlreadyPaused(InvalidTransition):
 
 class ImportNeedsReauth(InvalidTransition):
     reason = "IMPORT_NEEDS_REAUTH"
+
+
+class ImportNotActive(InvalidTransition):
+    reason = "IMPORT_NOT_ACTIVE"

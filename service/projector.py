@@ -71,7 +71,8 @@ class Projector:
 
     def run_forever(self) -> None:
         self.start()
-        self._stopping.wait()
+        while not self._stopping.wait(0.2):  # short steps, so that signals get handled
+            pass
 
     def _supervise(self, target: Any, projection: type[Projection[Any]], view_classes: Any) -> None:
         """Runs a view until stopped; a crashed run restarts from its last tracking record, after
@@ -139,10 +140,11 @@ def catch_up(app: AutoImports, projection: Projection[Any], batch: int = BATCH) 
     view = projection.view
     start = (view.max_tracking_id(app.name) or 0) + 1
     notifications = app.recorder.select_notifications(start=start, limit=batch)
-    for notification in notifications:
-        projection.process_event(
-            app.mapper.to_domain_event(notification), Tracking(app.name, notification.id)
-        )
+    with view.batch():  # one commit for the batch: a sync page is hundreds of events
+        for notification in notifications:
+            projection.process_event(
+                app.mapper.to_domain_event(notification), Tracking(app.name, notification.id)
+            )
     return len(notifications)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -13,8 +14,20 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from autoimport.v1 import accounts_pb2, accounts_pb2_grpc, imports_pb2, imports_pb2_grpc
+import connectors
+from autoimport.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    contacts_pb2,
+    contacts_pb2_grpc,
+    fields_pb2,
+    fields_pb2_grpc,
+    imports_pb2,
+    imports_pb2_grpc,
+)
+from connectors.base import ConnectorFactory
 from service.api.accounts import AccountServicer
+from service.api.contacts import ContactServicer, FieldServicer
 from service.api.imports import AutoImportServicer
 from service.api.interceptors import AuthInterceptor, ErrorInterceptor
 from service.application import AutoImports
@@ -22,12 +35,15 @@ from service.config import Settings
 from service.projector import Projector
 from service.read_models import ReadModels
 from service.stores import open_application
+from service.sync import SyncEngine
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     imports_pb2.DESCRIPTOR.services_by_name["AutoImportService"].full_name,
     accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    contacts_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
+    fields_pb2.DESCRIPTOR.services_by_name["FieldService"].full_name,
 )
 GRACE_SECONDS = 10.0
 WORKERS = 16
@@ -53,7 +69,9 @@ class Server:
         self.app.close()
 
 
-def build_server(settings: Settings) -> Server:
+def build_server(
+    settings: Settings, connector_for: ConnectorFactory = connectors.connector_for
+) -> Server:
     app = open_application(settings)
     read_models = ReadModels(app, settings.store_env)  # creates the views' tables, so first
     projector = None
@@ -69,10 +87,20 @@ def build_server(settings: Settings) -> Server:
             AuthInterceptor(settings.admin_token, app.identify_api_key),
         ],
     )
+    engine = SyncEngine(
+        app,
+        connector_for,
+        interval=settings.sync_interval,
+        single_process=not settings.uses_postgres,
+    )
     imports_pb2_grpc.add_AutoImportServiceServicer_to_server(
-        AutoImportServicer(app, read_models), server
+        AutoImportServicer(app, read_models, engine, settings.sync_interval), server
     )
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(app), server)
+    contacts_pb2_grpc.add_ContactServiceServicer_to_server(
+        ContactServicer(app, read_models), server
+    )
+    fields_pb2_grpc.add_FieldServiceServicer_to_server(FieldServicer(read_models), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -104,15 +132,23 @@ def _add_port(server: grpc.Server, settings: Settings) -> int:
     return port
 
 
-def serve(settings: Settings) -> None:
+def wait_for_signal(stopping: threading.Event) -> None:
+    """Waits in short steps: the kernel may deliver a signal to any thread, and Python runs its
+    handler only when the main thread next runs Python code, which an unbounded wait never does."""
+    while not stopping.wait(0.2):
+        pass
+
+
+def serve(settings: Settings, connector_for: ConnectorFactory = connectors.connector_for) -> None:
     """Runs until SIGTERM or SIGINT, then stops gracefully."""
-    server = build_server(settings)
+    server = build_server(settings, connector_for)
     store = "PostgreSQL" if settings.uses_postgres else f"SQLite in {settings.data_dir}"
     print(f"autoimport listening on {server.address} ({store})", flush=True)
     print(f"admin token: {settings.admin_token}", flush=True)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    stopping.wait()
+    wait_for_signal(stopping)
     log.info("stopping: finishing calls in flight")
     server.stop()

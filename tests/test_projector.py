@@ -15,8 +15,8 @@ from service import projector as projector_module
 from service.application import AutoImports
 from service.config import Settings
 from service.projector import Projector, catch_up
-from service.read_models import IMPORTS_VIEW_CLASSES, open_view
-from service.read_models.imports import ImportsProjection
+from service.read_models import open_view
+from service.read_models.views import VIEW_CLASSES, AccountViewsProjection
 from service.stores import open_application
 from tests.conftest import STORES
 from tests.support import PG_URL
@@ -34,10 +34,10 @@ def app(settings: Settings) -> Iterator[AutoImports]:
     application.close()
 
 
-def open_imports_view(settings: Settings, name: str = ImportsProjection.name) -> Any:
+def open_imports_view(settings: Settings, name: str = AccountViewsProjection.name) -> Any:
     return open_view(
-        type(name, (ImportsProjection,), {"name": name}),
-        IMPORTS_VIEW_CLASSES,
+        type(name, (AccountViewsProjection,), {"name": name}),
+        VIEW_CLASSES,
         settings.store_env(name),
     )
 
@@ -61,7 +61,7 @@ def test_an_event_is_applied_to_the_view_once_even_when_delivered_twice(
     created = make_imports(app, 1)[0]
     app.update_import("acme", created.id, ImportChanges(tags=["x"]), etag="", actor="admin")
     view = open_imports_view(settings)
-    projection = ImportsProjection(view=view)
+    projection = AccountViewsProjection(view=view)
     catch_up(app, projection)
     last = app.recorder.max_notification_id()
     update_event = app.mapper.to_domain_event(app.recorder.select_notifications(last, 1)[0])
@@ -80,8 +80,8 @@ def test_a_view_rebuilt_from_the_start_equals_the_live_one(app: AutoImports, set
     app.pause_import("acme", made[1].id, actor="admin")
     app.delete_import("acme", made[2].id, etag="", actor="admin")
     app.update_import("acme", made[3].id, ImportChanges(display_name="x"), etag="", actor="admin")
-    live = ImportsProjection(view=open_imports_view(settings))
-    rebuilt = ImportsProjection(view=open_imports_view(settings, "rebuilt_view"))
+    live = AccountViewsProjection(view=open_imports_view(settings))
+    rebuilt = AccountViewsProjection(view=open_imports_view(settings, "rebuilt_view"))
     while catch_up(app, live, batch=3):  # small batches: resuming from tracking each time
         pass
     catch_up(app, rebuilt, batch=1000)
@@ -94,7 +94,7 @@ def test_a_view_rebuilt_from_the_start_equals_the_live_one(app: AutoImports, set
     rebuilt.view.datastore.close()
 
 
-class _FailingProjection(ImportsProjection):
+class _FailingProjection(AccountViewsProjection):
     name = "failing_view"
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -107,9 +107,7 @@ def test_a_crashing_projection_restarts_without_leaking_connections(
     app: AutoImports, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ):
     make_imports(app, 1)
-    monkeypatch.setattr(
-        projector_module, "PROJECTIONS", [(_FailingProjection, IMPORTS_VIEW_CLASSES)]
-    )
+    monkeypatch.setattr(projector_module, "PROJECTIONS", [(_FailingProjection, VIEW_CLASSES)])
     monkeypatch.setattr(projector_module, "RETRY_INTERVAL", 0.05)
     monkeypatch.setattr(projector_module, "MAX_PAUSE", 0.1)
     projector = Projector(settings)

@@ -86,6 +86,16 @@ class AutoImportServiceStub:
                 request_serializer=autoimport_dot_v1_dot_imports__pb2.ListServicesRequest.SerializeToString,
                 response_deserializer=autoimport_dot_v1_dot_imports__pb2.ListServicesResponse.FromString,
                 _registered_method=True)
+        self.TriggerSync = channel.unary_unary(
+                '/autoimport.v1.AutoImportService/TriggerSync',
+                request_serializer=autoimport_dot_v1_dot_imports__pb2.TriggerSyncRequest.SerializeToString,
+                response_deserializer=autoimport_dot_v1_dot_imports__pb2.SyncReport.FromString,
+                _registered_method=True)
+        self.ListSyncs = channel.unary_unary(
+                '/autoimport.v1.AutoImportService/ListSyncs',
+                request_serializer=autoimport_dot_v1_dot_imports__pb2.ListSyncsRequest.SerializeToString,
+                response_deserializer=autoimport_dot_v1_dot_imports__pb2.ListSyncsResponse.FromString,
+                _registered_method=True)
 
 
 class AutoImportServiceServicer:
@@ -157,6 +167,22 @@ class AutoImportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TriggerSync(self, request, context):
+        """Runs one sync of the import now and returns its report. While a sync of the import runs,
+        returns that sync's report (outcome RUNNING) instead of starting another.
+        FAILED_PRECONDITION for a paused, deleted or disconnected import.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSyncs(self, request, context):
+        """The import's syncs, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AutoImportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +230,16 @@ def add_AutoImportServiceServicer_to_server(servicer, server):
                     servicer.ListServices,
                     request_deserializer=autoimport_dot_v1_dot_imports__pb2.ListServicesRequest.FromString,
                     response_serializer=autoimport_dot_v1_dot_imports__pb2.ListServicesResponse.SerializeToString,
+            ),
+            'TriggerSync': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSync,
+                    request_deserializer=autoimport_dot_v1_dot_imports__pb2.TriggerSyncRequest.FromString,
+                    response_serializer=autoimport_dot_v1_dot_imports__pb2.SyncReport.SerializeToString,
+            ),
+            'ListSyncs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSyncs,
+                    request_deserializer=autoimport_dot_v1_dot_imports__pb2.ListSyncsRequest.FromString,
+                    response_serializer=autoimport_dot_v1_dot_imports__pb2.ListSyncsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -455,6 +491,60 @@ class AutoImportService:
             '/autoimport.v1.AutoImportService/ListServices',
             autoimport_dot_v1_dot_imports__pb2.ListServicesRequest.SerializeToString,
             autoimport_dot_v1_dot_imports__pb2.ListServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoimport.v1.AutoImportService/TriggerSync',
+            autoimport_dot_v1_dot_imports__pb2.TriggerSyncRequest.SerializeToString,
+            autoimport_dot_v1_dot_imports__pb2.SyncReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSyncs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoimport.v1.AutoImportService/ListSyncs',
+            autoimport_dot_v1_dot_imports__pb2.ListSyncsRequest.SerializeToString,
+            autoimport_dot_v1_dot_imports__pb2.ListSyncsResponse.FromString,
             options,
             channel_credentials,
             insecure,

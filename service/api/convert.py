@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from autoimport.v1 import accounts_pb2, imports_pb2
+from autoimport.v1 import accounts_pb2, contacts_pb2, fields_pb2, imports_pb2
 from connectors.base import ServiceDescription
 from domain.account import Account
 from domain.auto_import import AutoImport, Credentials
+from domain.contact import Contact, InvalidEmail, normalize_email
 from domain.errors import ValidationError
 from domain.sources import (
     Criteria,
@@ -21,9 +22,12 @@ from domain.sources import (
     ShopifyCriteria,
 )
 from service.application import import_name
+from service.read_models.contacts import ContactRow
+from service.read_models.fields import FieldRow
 from service.read_models.imports import ImportRow
 
 _NAME_PARTS = ("accounts", "imports")
+CSV_SOURCE = "csv"  # what a contact's sources say for a CSV import
 # Event attributes that are bookkeeping, or secret, and never part of a history entry's details.
 _NOT_DETAILS = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor"}
 _SECRET = {"credentials"}
@@ -45,6 +49,20 @@ def require(value: str, field: str) -> str:
     if not value:
         raise ValidationError.single(field, "is required")
     return value
+
+
+def page_size_of(requested: int, *, default: int, maximum: int) -> int:
+    """AIP-158: 0 means the default; larger than the maximum is brought down to it."""
+    if requested < 0:
+        raise ValidationError.single("page_size", "must not be negative")
+    return min(requested or default, maximum)
+
+
+def email_of(value: str, field: str = "email") -> str:
+    try:
+        return normalize_email(require(value, field))
+    except InvalidEmail as e:
+        raise ValidationError.single(field, f"must be a valid email address ({e})") from None
 
 
 def credentials_from(message: imports_pb2.Credentials) -> Credentials:
@@ -80,11 +98,13 @@ def row_of(auto_import: AutoImport) -> ImportRow:
         state_reason=auto_import.state_reason,
         create_time=auto_import.created_on,
         update_time=auto_import.modified_on,
-        version=auto_import.version,
+        version=auto_import.config_version,
+        last_sync=auto_import.last_sync,
+        running_sync=auto_import.running_sync,
     )
 
 
-def auto_import_message(row: ImportRow) -> imports_pb2.AutoImport:
+def auto_import_message(row: ImportRow, sync_interval: float) -> imports_pb2.AutoImport:
     message = imports_pb2.AutoImport(
         name=import_name(row.account_id, row.import_id),
         service=row.service,
@@ -102,10 +122,94 @@ def auto_import_message(row: ImportRow) -> imports_pb2.AutoImport:
     for key, value in row.criteria.items():
         setattr(criteria_message, key, value)
     criteria_message.SetInParent()  # the oneof says which service, even with default criteria
+    name = message.name
+    if row.last_sync:
+        message.last_sync.CopyFrom(sync_report_message(row.last_sync, name))
     if row.state == "ACTIVE":
-        # Never synced yet, so the first sync is due from creation on.
-        message.next_sync_time.CopyFrom(timestamp(row.create_time))
+        # One interval after the last sync started; never synced: due since its creation.
+        due = row.create_time
+        if row.last_sync:
+            due = datetime.fromisoformat(row.last_sync["start_time"]) + timedelta(
+                seconds=sync_interval
+            )
+        message.next_sync_time.CopyFrom(timestamp(due))
     return message
+
+
+_REPORT_COUNTERS = (
+    "fetched",
+    "added",
+    "updated",
+    "unchanged",
+    "skipped_missing_email",
+    "skipped_invalid_email",
+    "deferred",
+    "blocked_by_limit",
+    "fields_created",
+)
+
+
+def sync_report_message(report: dict[str, Any], name: str) -> imports_pb2.SyncReport:
+    message = imports_pb2.SyncReport(
+        sync_id=report["sync_id"],
+        import_name=name,
+        outcome=report["outcome"],
+        start_time=timestamp(datetime.fromisoformat(report["start_time"])),
+        skipped=[imports_pb2.SyncReport.SkippedContact(**s) for s in report["skipped"]],
+        error=report["error"],
+        **{counter: report[counter] for counter in _REPORT_COUNTERS},
+    )
+    if report["end_time"]:
+        message.end_time.CopyFrom(timestamp(datetime.fromisoformat(report["end_time"])))
+    return message
+
+
+def contact_row_of(contact: Contact) -> ContactRow:
+    return ContactRow(
+        contact_id=str(contact.id),
+        account_id=contact.account_id,
+        email=contact.email,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        phone=contact.phone,
+        status=contact.status.value,
+        fields=dict(contact.fields),
+        list_ids=list(contact.list_ids),
+        tags=list(contact.tags),
+        sources=list(contact.sources),
+        create_time=contact.created_on,
+        update_time=contact.modified_on,
+    )
+
+
+def contact_message(row: ContactRow) -> contacts_pb2.Contact:
+    return contacts_pb2.Contact(
+        id=row.contact_id,
+        email=row.email,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        phone=row.phone,
+        status=row.status,
+        fields=row.fields,
+        list_ids=row.list_ids,
+        tags=row.tags,
+        source_imports=[
+            source if source == CSV_SOURCE else import_name(row.account_id, source)
+            for source in row.sources
+        ],
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+    )
+
+
+def field_message(row: FieldRow) -> fields_pb2.CustomField:
+    return fields_pb2.CustomField(
+        id=row.field_id,
+        title=row.title,
+        personalization_tag=row.personalization_tag,
+        service=row.service,
+        create_time=timestamp(row.create_time),
+    )
 
 
 def history_event_message(event: Any) -> imports_pb2.ImportEvent:

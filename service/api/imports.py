@@ -19,18 +19,21 @@ from service.api.convert import (
     credentials_from,
     criteria_from,
     history_event_message,
+    page_size_of,
     parse_import_name,
     require,
     row_of,
     service_message,
+    sync_report_message,
 )
 from service.api.interceptors import current_principal
 from service.application import AutoImports
+from service.errors import NotFound
 from service.read_models import ReadModels
-from service.read_models.imports import InvalidPageToken
+from service.read_models.imports import ImportRow
+from service.read_models.sql import InvalidPageToken
+from service.sync import SyncEngine
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 UPDATABLE = ("display_name", "credentials", "criteria", "list_ids", "tags")
 IMMUTABLE = ("service", "external_account")
 OUTPUT_ONLY = (
@@ -47,9 +50,16 @@ CRITERIA_MEMBERS = ("google_contacts", "shopify", "hubspot")
 
 
 class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
-    def __init__(self, app: AutoImports, read_models: ReadModels):
+    def __init__(
+        self, app: AutoImports, read_models: ReadModels, engine: SyncEngine, sync_interval: float
+    ):
         self._app = app
         self._read = read_models
+        self._engine = engine
+        self._interval = sync_interval
+
+    def _message(self, row: ImportRow) -> imports_pb2.AutoImport:
+        return auto_import_message(row, self._interval)
 
     def CreateImport(
         self, request: imports_pb2.CreateImportRequest, context: Any
@@ -74,13 +84,16 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
             )
         except ValidationError as e:
             raise e.under("auto_import") from None
-        return auto_import_message(row_of(auto_import))
+        return self._message(row_of(auto_import))
 
     def GetImport(
         self, request: imports_pb2.GetImportRequest, context: Any
     ) -> imports_pb2.AutoImport:
         account_id, import_id = self._authorized_import(request.name)
-        return auto_import_message(row_of(self._app.get_import(account_id, import_id)))
+        row = self._read.caught_up().get_import(account_id, str(import_id))
+        if row is None:
+            raise NotFound("import", request.name)
+        return self._message(row)
 
     def ListImports(
         self, request: imports_pb2.ListImportsRequest, context: Any
@@ -91,17 +104,15 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
             raise ValidationError.single(
                 "service", f"must be one of {', '.join(SERVICE_IDS)}, or empty"
             )
-        if request.page_size < 0:
-            raise ValidationError.single("page_size", "must not be negative")
-        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        view = self._read.caught_up(self._read.imports)
+        page_size = page_size_of(request.page_size, default=50, maximum=1000)
+        view = self._read.caught_up()
         try:
             page = view.list_imports(account_id, request.service, page_size, request.page_token)
         except InvalidPageToken as e:
             raise ValidationError.single("page_token", str(e)) from None
         counts = view.count_by_service(account_id)
         return imports_pb2.ListImportsResponse(
-            auto_imports=[auto_import_message(row) for row in page.rows],
+            auto_imports=[self._message(row) for row in page.rows],
             next_page_token=page.next_page_token,
             counts_by_service={service: counts.get(service, 0) for service in SERVICE_IDS},
         )
@@ -118,7 +129,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
             )
         except ValidationError as e:
             raise e.under("auto_import") from None
-        return auto_import_message(row_of(auto_import))
+        return self._message(row_of(auto_import))
 
     def DeleteImport(
         self, request: imports_pb2.DeleteImportRequest, context: Any
@@ -134,7 +145,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
     ) -> imports_pb2.AutoImport:
         account_id, import_id = self._authorized_import(request.name)
         auto_import = self._app.pause_import(account_id, import_id, actor=current_principal().actor)
-        return auto_import_message(row_of(auto_import))
+        return self._message(row_of(auto_import))
 
     def ResumeImport(
         self, request: imports_pb2.ResumeImportRequest, context: Any
@@ -143,7 +154,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         auto_import = self._app.resume_import(
             account_id, import_id, actor=current_principal().actor
         )
-        return auto_import_message(row_of(auto_import))
+        return self._message(row_of(auto_import))
 
     def GetImportHistory(
         self, request: imports_pb2.GetImportHistoryRequest, context: grpc.ServicerContext
@@ -159,9 +170,37 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
     ) -> imports_pb2.ListServicesResponse:
         account_id = require(request.account_id, "account_id")
         current_principal().require_account(account_id)
-        counts = self._read.caught_up(self._read.imports).count_by_service(account_id)
+        counts = self._read.caught_up().count_by_service(account_id)
         return imports_pb2.ListServicesResponse(
             services=[service_message(d, counts.get(d.id.value, 0)) for d in SERVICES.values()]
+        )
+
+    def TriggerSync(
+        self, request: imports_pb2.TriggerSyncRequest, context: Any
+    ) -> imports_pb2.SyncReport:
+        account_id, import_id = self._authorized_import(request.name)
+        _check_request_id(request.request_id)
+        report = self._engine.trigger(
+            account_id, import_id, request_id=request.request_id, actor=current_principal().actor
+        )
+        return sync_report_message(report, request.name)
+
+    def ListSyncs(
+        self, request: imports_pb2.ListSyncsRequest, context: Any
+    ) -> imports_pb2.ListSyncsResponse:
+        account_id, import_id = self._authorized_import(request.name)
+        page_size = page_size_of(request.page_size, default=20, maximum=100)
+        auto_import = self._app.get_import(account_id, import_id, include_deleted=True)
+        try:
+            page = self._read.caught_up().list_syncs(str(import_id), page_size, request.page_token)
+        except InvalidPageToken as e:
+            raise ValidationError.single("page_token", str(e)) from None
+        reports = page.reports
+        if auto_import.running_sync is not None and not request.page_token:
+            reports = [auto_import.running_sync, *reports][:page_size]
+        return imports_pb2.ListSyncsResponse(
+            syncs=[sync_report_message(r, request.name) for r in reports],
+            next_page_token=page.next_page_token,
         )
 
     @staticmethod

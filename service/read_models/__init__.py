@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
@@ -10,12 +10,11 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
 from service.errors import Unavailable
-from service.read_models.imports import VIEW_CLASSES as IMPORTS_VIEW_CLASSES
-from service.read_models.imports import ImportsProjection, ImportsView
+from service.read_models.views import VIEW_CLASSES, AccountViews, AccountViewsProjection
 
 # Every projection with its view class per persistence module. One runner per view (projector.py).
 PROJECTIONS: list[tuple[type[Projection[Any]], Mapping[str, type[Any]]]] = [
-    (ImportsProjection, IMPORTS_VIEW_CLASSES),
+    (AccountViewsProjection, VIEW_CLASSES),
 ]
 
 
@@ -33,24 +32,23 @@ def open_view(
 class ReadModels:
     """The views a server reads, and the wait that gives a caller read-your-writes."""
 
-    def __init__(self, app: Any, store_env: Any, timeout: float = 10.0):
+    def __init__(self, app: Any, store_env: Callable[[str], dict[str, str]], timeout: float = 10.0):
         self._app = app
         self._timeout = timeout
-        self.imports: ImportsView = open_view(
-            ImportsProjection, IMPORTS_VIEW_CLASSES, store_env(ImportsProjection.name)
-        )
+        name = AccountViewsProjection.name
+        self.views: AccountViews = open_view(AccountViewsProjection, VIEW_CLASSES, store_env(name))
 
-    def caught_up(self, view: Any) -> Any:
-        """The view, once it has processed every event saved so far (so also the caller's own
-        writes). Raises Unavailable if its projector does not get there in time."""
+    def caught_up(self) -> AccountViews:
+        """The views, once they have processed every event saved so far (so also the caller's
+        own writes). Raises Unavailable if the projector does not get there in time."""
         latest = self._app.recorder.max_notification_id()
         try:
-            view.wait_until(self._app.name, latest, timeout=self._timeout)
+            self.views.wait_until(self._app.name, latest, timeout=self._timeout)
         except TimeoutError:
             raise Unavailable(
                 f"the read model is catching up with the event store (event {latest}); retry"
             ) from None
-        return view
+        return self.views
 
     def close(self) -> None:
-        self.imports.datastore.close()
+        self.views.datastore.close()

@@ -10,9 +10,14 @@ become `%(name)s` for psycopg.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import json
 import re
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 from eventsourcing.persistence import (
@@ -61,10 +66,40 @@ class SqlView(TrackingRecorder):
     def record(self, tracking: Tracking, statements: Iterable[Statement] = ()) -> None:
         """Applies the statements and records the tracking, atomically. An event already
         recorded makes the insert of its tracking fail, which rolls the statements back."""
-        with self.datastore.transaction(commit=True) as c:
+        with self._transaction() as c:
             for statement, params in statements:
                 c.execute(self.sql(statement), params)
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        self.record(tracking)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Records made inside share one transaction: one commit for a batch of events instead
+        of one per event. All or nothing, tracking included, so still exactly once."""
+        with self.datastore.transaction(commit=True) as c:
+            self._local().cursor = c
+            try:
+                yield
+            finally:
+                self._local().cursor = None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        cursor = self._local().cursor
+        if cursor is not None:
+            yield cursor
+            return
+        with self.datastore.transaction(commit=True) as c:
+            yield c
+
+    def _local(self) -> threading.local:
+        if not hasattr(self, "_thread_state"):
+            self._thread_state = threading.local()
+        if not hasattr(self._thread_state, "cursor"):
+            self._thread_state.cursor = None
+        return self._thread_state
 
     def fetch(self, statement: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as c:
@@ -87,3 +122,35 @@ class SqlView(TrackingRecorder):
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
+
+
+class InvalidPageToken(ValueError):
+    pass
+
+
+def encode_page_token(after: list[Any], query: str) -> str:
+    """An opaque, URL-safe token: the sort key of the last row given, and which query it is for."""
+    raw = json.dumps({"after": after, "query": query}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, query: str, size: int) -> list[Any]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after, key = data["after"], data["query"]
+        if not isinstance(after, list) or len(after) != size:
+            raise ValueError("wrong sort key")
+    except (ValueError, KeyError, TypeError):
+        raise InvalidPageToken("is not a page token this service issued") from None
+    if key != query:
+        raise InvalidPageToken("belongs to a list with other filters: start again without it")
+    return after
+
+
+def query_key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def iso(t: Any) -> str:
+    """Timestamps as fixed-width text, so that text order is time order."""
+    return str(t.isoformat(timespec="microseconds"))

@@ -1,0 +1,55 @@
+"""The ExternalAccount aggregate: the 500-contact budget of one external account's sync window,
+shared by every import of the account that reads it."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.auto_import import ID_NAMESPACE
+
+CONTACTS_PER_WINDOW = 500
+
+
+def window_of(now: float, interval: float) -> int:
+    """The number of the sync window holding `now` (seconds since the epoch): windows are
+    consecutive spans of one sync interval."""
+    return int(now // interval)
+
+
+class ExternalAccount(Aggregate):
+    @staticmethod
+    def create_id(account_id: str, service: str, external_account: str) -> UUID:
+        return uuid5(ID_NAMESPACE, f"external-account/{account_id}/{service}/{external_account}")
+
+    class Opened(Aggregate.Created):
+        account_id: str
+        service: str
+        external_account: str
+
+    class BudgetUsed(Aggregate.Event):
+        window: int
+        count: int
+
+    @event(Opened)
+    def __init__(self, *, account_id: str, service: str, external_account: str) -> None:
+        self.account_id = account_id
+        self.service = service
+        self.external_account = external_account
+        self.window = -1
+        self.used = 0
+
+    def remaining(self, window: int) -> int:
+        return CONTACTS_PER_WINDOW - (self.used if window == self.window else 0)
+
+    def use(self, window: int, count: int) -> None:
+        if count > self.remaining(window):
+            raise ValueError(f"only {self.remaining(window)} contacts left in window {window}")
+        if count:
+            self._use(window=window, count=count)
+
+    @event(BudgetUsed)
+    def _use(self, window: int, count: int) -> None:
+        self.used = (self.used if window == self.window else 0) + count
+        self.window = window

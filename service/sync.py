@@ -1,0 +1,240 @@
+"""The sync engine: runs one sync of one import, page by page, against its connector.
+
+The decisions are the domain's (domain/sync.py); this module loads what a page needs, saves it
+in one transaction with everything it changed, and retries a page that met a concurrent write.
+The import's cursor is saved with each page, so a sync that dies (a crash, a kill, a lost
+connection) resumes from the last saved page, and contacts it saved are never added twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4, uuid5
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from connectors import SERVICES
+from connectors.base import ConnectorError, ConnectorFactory
+from domain.auto_import import AutoImport, ImportState
+from domain.contact import Contact, InvalidEmail, normalize_email
+from domain.custom_field import CustomField
+from domain.external_account import ExternalAccount, window_of
+from domain.sync import ContactPage, sync_page
+from service.application import AutoImports
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 20
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        app: AutoImports,
+        connector_for: ConnectorFactory,
+        *,
+        interval: float,
+        single_process: bool,
+        stale_after: float = 600.0,
+        clock: Clock = utc_now,
+    ):
+        """`single_process`: no other process runs syncs on this store (SQLite), so a sync that
+        is recorded as running but not running here was interrupted. Otherwise a sync with no
+        progress for `stale_after` seconds is taken as interrupted."""
+        self._app = app
+        self._connector_for = connector_for
+        self._interval = interval
+        self._single_process = single_process
+        self._stale_after = timedelta(seconds=stale_after)
+        self._clock = clock
+        self._locks: dict[UUID, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def trigger(
+        self, account_id: str, import_id: UUID, *, request_id: str = "", actor: str
+    ) -> dict[str, Any]:
+        """Runs a sync and returns its report; while one runs, returns that one's report."""
+        lock = self._lock_of(import_id)
+        if not lock.acquire(blocking=False):
+            return self._current_report(account_id, import_id)
+        try:
+            return self._run(account_id, import_id, request_id, actor)
+        finally:
+            lock.release()
+
+    def _lock_of(self, import_id: UUID) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(import_id, threading.Lock())
+
+    def _current_report(self, account_id: str, import_id: UUID) -> dict[str, Any]:
+        auto_import = self._app.get_import(account_id, import_id)
+        report = auto_import.running_sync or auto_import.last_sync
+        assert report is not None, "a sync runs in this process, so it was recorded"
+        return report
+
+    def _run(self, account_id: str, import_id: UUID, request_id: str, actor: str) -> dict[str, Any]:
+        sync_id = str(uuid5(import_id, request_id) if request_id else uuid4())
+        started = self._start(account_id, import_id, sync_id, request_id, actor)
+        if started.running_sync is None or started.running_sync["sync_id"] != sync_id:
+            # Already done (a retried request), or running in another process.
+            return started.running_sync or started.last_sync or {}
+        connector = self._connector_for(started)
+        window = window_of(self._clock().timestamp(), self._interval)
+        declared = SERVICES[started.service].declared_fields()
+        criteria = started.criteria
+        cursor = started.cursor or ""
+        try:
+            while True:
+                page = connector.fetch_page(criteria, cursor, started.sync_until)
+                outcome = self._save_page(account_id, import_id, sync_id, window, page, declared)
+                if outcome is None:  # paused or deleted meanwhile: stop here
+                    return (
+                        self._app.get_import(account_id, import_id, include_deleted=True).last_sync
+                        or {}
+                    )
+                capped, cursor = outcome
+                if capped or not page.has_more:
+                    break
+        except ConnectorError as e:
+            return self._finish(account_id, import_id, sync_id, failure=str(e))
+        except Exception:
+            log.exception("sync %s of import %s failed", sync_id, import_id)
+            self._finish(
+                account_id, import_id, sync_id, failure="internal error: see the server log"
+            )
+            raise
+        return self._finish(account_id, import_id, sync_id)
+
+    def _start(
+        self, account_id: str, import_id: UUID, sync_id: str, request_id: str, actor: str
+    ) -> AutoImport:
+        for _ in range(MAX_ATTEMPTS):
+            auto_import = self._app.get_import(account_id, import_id)
+            if request_id and (auto_import.last_sync or {}).get("sync_id") == sync_id:
+                return auto_import
+            now = self._clock()
+            running = auto_import.running_sync
+            if running is not None:
+                if running["sync_id"] == sync_id or not self._abandoned(auto_import, now):
+                    return auto_import
+                auto_import.fail_sync("interrupted: the server running it stopped", now)
+            auto_import.check_can_sync()
+            lag = self._connector_for(auto_import).lag  # no connector: refused, nothing recorded
+            auto_import.start_sync(
+                sync_id=sync_id, request_id=request_id, now=now, until=now - lag, actor=actor
+            )
+            try:
+                self._app.save(auto_import)
+            except IntegrityError:
+                continue
+            return auto_import
+        raise IntegrityError(f"import {import_id} kept changing; try again")
+
+    def _abandoned(self, auto_import: AutoImport, now: datetime) -> bool:
+        # This process holds the import's lock, so the sync is not running here.
+        return self._single_process or now - auto_import.modified_on > self._stale_after
+
+    def _save_page(
+        self,
+        account_id: str,
+        import_id: UUID,
+        sync_id: str,
+        window: int,
+        page: ContactPage,
+        declared: Any,
+    ) -> tuple[bool, str] | None:
+        """Decides and saves one page; decides again on fresh state after a concurrent write.
+        Returns (capped, cursor), or None when the import stopped (paused, deleted)."""
+        app = self._app
+        for _ in range(MAX_ATTEMPTS):
+            auto_import = app.get_import(account_id, import_id, include_deleted=True)
+            running = auto_import.running_sync
+            if running is None or running["sync_id"] != sync_id:
+                return None  # taken as interrupted by another process
+            if auto_import.state is not ImportState.ACTIVE:
+                if not auto_import.is_deleted:
+                    auto_import.fail_sync(
+                        f"stopped: the import became {auto_import.state.value}", self._clock()
+                    )
+                    app.save(auto_import)
+                return None
+            account = app.get_account(account_id)
+            external = self._external_account(auto_import)
+            result = sync_page(
+                auto_import=auto_import,
+                account=account,
+                external=external,
+                window=window,
+                page=page,
+                contacts=self._contacts_of(account_id, page),
+                fields={
+                    key: self._get(
+                        CustomField.create_id(account_id, auto_import.service.value, key)
+                    )
+                    for key in declared
+                },
+                declared=declared,
+            )
+            try:
+                app.save(
+                    auto_import, account, external, *result.new_aggregates, *result.updated_contacts
+                )
+            except IntegrityError:
+                continue
+            return result.capped, auto_import.cursor or ""
+        raise IntegrityError(f"a page of import {import_id} kept meeting concurrent writes")
+
+    def _finish(
+        self, account_id: str, import_id: UUID, sync_id: str, failure: str = ""
+    ) -> dict[str, Any]:
+        for _ in range(MAX_ATTEMPTS):
+            auto_import = self._app.get_import(account_id, import_id, include_deleted=True)
+            running = auto_import.running_sync
+            if running is None or running["sync_id"] != sync_id:
+                return auto_import.last_sync or {}
+            if failure:
+                auto_import.fail_sync(failure, self._clock())
+            else:
+                auto_import.complete_sync(self._clock())
+            try:
+                self._app.save(auto_import)
+            except IntegrityError:
+                continue
+            assert auto_import.last_sync is not None
+            return auto_import.last_sync
+        raise IntegrityError(f"import {import_id} kept changing; try again")
+
+    def _external_account(self, auto_import: AutoImport) -> ExternalAccount:
+        ids = (auto_import.account_id, auto_import.service.value, auto_import.external_account)
+        external = self._get(ExternalAccount.create_id(*ids))
+        if external is None:
+            external = ExternalAccount(account_id=ids[0], service=ids[1], external_account=ids[2])
+        assert isinstance(external, ExternalAccount)
+        return external
+
+    def _contacts_of(self, account_id: str, page: ContactPage) -> dict[str, Contact | None]:
+        contacts: dict[str, Contact | None] = {}
+        for contact in page.contacts:
+            try:
+                email = normalize_email(contact.email) if contact.email.strip() else ""
+            except InvalidEmail:
+                continue
+            if email and email not in contacts:
+                contacts[email] = self._get(Contact.create_id(account_id, email))
+        return contacts
+
+    def _get(self, aggregate_id: UUID) -> Any:
+        try:
+            return self._app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
