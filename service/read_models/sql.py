@@ -102,6 +102,11 @@ class SqlView(TrackingRecorder):
         return self._thread_state
 
     def fetch(self, statement: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows of a query; inside a batch, in the batch's transaction, which sees its writes."""
+        cursor = self._local().cursor
+        if cursor is not None:
+            cursor.execute(self.sql(statement), params)
+            return [dict(row) for row in cursor.fetchall()]
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.sql(statement), params)
             return [dict(row) for row in c.fetchall()]

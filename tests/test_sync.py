@@ -1,0 +1,473 @@
+"""The sync engine against a scripted source, in-process, on SQLite and PostgreSQL: one test per
+rule of design.md section 4 (invariants 1 to 8)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from domain.auto_import import AutoImport, Credentials, ImportChanges, NewImport
+from domain.errors import ImportNotActive
+from domain.sources import ShopifyCriteria
+from service.application import AutoImports
+from service.config import Settings
+from service.projector import catch_up
+from service.read_models import open_view
+from service.read_models.contacts import ContactRow
+from service.read_models.views import VIEW_CLASSES, AccountViews, AccountViewsProjection
+from service.stores import open_application
+from service.sync import SyncEngine
+from tests.conftest import STORES
+from tests.scripted import T0, ScriptedConnectors, ScriptedSource, SourceDown
+
+INTERVAL = 1800.0
+START = datetime(2026, 6, 1, tzinfo=UTC)  # the start of a sync window
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def next_window(self) -> None:
+        self.now += timedelta(seconds=INTERVAL)
+
+
+class World:
+    """An application, its views, a scripted source per external account, and a sync engine."""
+
+    def __init__(self, settings: Settings, **connector_options: Any):
+        self.app: AutoImports = open_application(settings)
+        name = AccountViewsProjection.name
+        self.views: AccountViews = open_view(
+            AccountViewsProjection, VIEW_CLASSES, settings.store_env(name)
+        )
+        self.projection = AccountViewsProjection(view=self.views)
+        self.connectors = ScriptedConnectors(**connector_options)
+        self.clock = Clock()
+        self.engine = SyncEngine(
+            self.app, self.connectors, interval=INTERVAL, single_process=True, clock=self.clock
+        )
+
+    def account(self, account_id: str = "acme", limit: int = 100_000) -> str:
+        self.app.upsert_account(account_id, "plus", limit, actor="admin")
+        return account_id
+
+    def new_import(
+        self, external_account: str = "store-a", account_id: str = "acme", **settings: Any
+    ) -> AutoImport:
+        new = NewImport("shopify", external_account, Credentials("token"), **settings)
+        return self.app.create_import(account_id, new, actor="admin")
+
+    def source(self, external_account: str = "store-a") -> ScriptedSource:
+        return self.connectors.source(external_account)
+
+    def sync(self, auto_import: AutoImport, **kw: Any) -> dict[str, Any]:
+        return self.engine.trigger(auto_import.account_id, auto_import.id, actor="scheduler", **kw)
+
+    def contacts(self, account_id: str = "acme") -> list[ContactRow]:
+        while catch_up(self.app, self.projection):
+            pass
+        rows, token = [], ""
+        while True:
+            page = self.views.list_contacts(account_id, 1000, token)
+            rows += page.rows
+            token = page.next_page_token
+            if not token:
+                return rows
+
+    def close(self) -> None:
+        self.views.datastore.close()
+        self.app.close()
+
+
+@pytest.fixture
+def world(store_env: dict[str, str]) -> Iterator[World]:
+    w = World(Settings.from_env(store_env))
+    yield w
+    w.close()
+
+
+def emails(rows: list[ContactRow]) -> list[str]:
+    return sorted(r.email for r in rows)
+
+
+pytestmark = pytest.mark.parametrize("store_env", STORES, indirect=True)
+
+
+# -- invariant 1 and 2: nothing lost, nothing doubled -------------------------------------------
+
+
+def test_first_sync_pulls_every_contact_and_later_syncs_only_changes(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(120)
+
+    first = world.sync(auto_import)
+    world.source().touch("c000007", T0 + timedelta(hours=1), first_name="Seven")
+    world.source().put("new1", "new1@example.com", T0 + timedelta(hours=1))
+    second = world.sync(auto_import)
+    third = world.sync(auto_import)
+
+    assert (first["outcome"], first["fetched"], first["added"]) == ("COMPLETED", 120, 120)
+    assert (second["fetched"], second["added"], second["updated"]) == (2, 1, 1)
+    assert (third["fetched"], third["added"], third["updated"]) == (0, 0, 0)
+    rows = world.contacts()
+    assert len(rows) == 121
+    assert next(r for r in rows if r.email == "c000007@example.com").first_name == "Seven"
+
+
+def test_1200_contacts_sharing_one_timestamp_arrive_over_three_windows_none_twice(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(1200, updated_at=T0)  # every contact ties on updated_at
+
+    reports = []
+    for _ in range(3):
+        reports.append(world.sync(auto_import))
+        world.clock.next_window()
+
+    assert [r["added"] for r in reports] == [500, 500, 200]
+    assert [r["outcome"] for r in reports] == ["CAPPED", "CAPPED", "COMPLETED"]
+    assert reports[0]["deferred"] > 0
+    rows = world.contacts()
+    assert emails(rows) == sorted(f"c{n:06d}@example.com" for n in range(1200))
+
+
+def test_a_second_sync_in_the_same_window_adds_nothing_more(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(600)
+
+    first = world.sync(auto_import)
+    second = world.sync(auto_import)
+
+    assert (first["added"], first["outcome"]) == (500, "CAPPED")
+    assert (second["added"], second["outcome"]) == (0, "CAPPED")
+    world.clock.next_window()
+    assert world.sync(auto_import)["added"] == 100
+
+
+def test_contacts_changed_while_a_sync_runs_are_not_lost(world: World):
+    world.account()
+    auto_import = world.new_import()
+    source = world.source()
+    source.fill(250)
+
+    def change_the_source(page: int) -> None:
+        if page == 1:  # after the first page was read and saved
+            late = START + timedelta(seconds=5)  # after the sync started
+            source.touch("c000010", late, first_name="Changed")  # already imported
+            source.touch("c000200", late, first_name="Moved")  # not read yet
+            source.put("late1", "late1@example.com", late)
+
+    world.connectors.options["before_page"] = change_the_source
+    first = world.sync(auto_import)
+    world.clock.now += timedelta(seconds=60)
+    world.connectors.options.clear()
+    second = world.sync(auto_import)
+
+    assert first["added"] == 249  # c000200 moved past the sync's upper bound
+    assert (second["added"], second["updated"]) == (2, 1)
+    rows = {r.email: r for r in world.contacts()}
+    assert len(rows) == 251
+    assert rows["c000010@example.com"].first_name == "Changed"
+    assert rows["c000200@example.com"].first_name == "Moved"
+
+
+def test_a_failed_sync_resumes_from_its_last_saved_page(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(350)
+
+    def fail_on_third_page(page: int) -> None:
+        if page == 2:
+            raise SourceDown("the source went away")
+
+    world.connectors.options["before_page"] = fail_on_third_page
+    failed = world.sync(auto_import)
+    world.connectors.options.clear()
+    resumed = world.sync(auto_import)
+
+    assert (failed["outcome"], failed["added"], failed["error"]) == (
+        "FAILED",
+        200,
+        "the source went away",
+    )
+    assert (resumed["outcome"], resumed["added"], resumed["fetched"]) == ("COMPLETED", 150, 150)
+    assert len(world.contacts()) == 350
+
+
+def test_missing_and_invalid_emails_are_skipped_with_their_reason(world: World):
+    world.account()
+    auto_import = world.new_import()
+    source = world.source()
+    source.put("ok", "Ok@Example.COM")
+    source.put("none", "")
+    source.put("bad", "not-an-email")
+    source.put("bad2", "a@@b.com")
+
+    report = world.sync(auto_import)
+
+    assert (report["added"], report["skipped_missing_email"], report["skipped_invalid_email"]) == (
+        1,
+        1,
+        2,
+    )
+    assert {(s["external_id"], s["reason"]) for s in report["skipped"]} == {
+        ("none", "missing email"),
+        ("bad", "invalid email"),
+        ("bad2", "invalid email"),
+    }
+    assert emails(world.contacts()) == ["ok@example.com"]
+
+
+def test_one_contact_per_email_across_imports_and_spellings(world: World):
+    world.account()
+    first, second = world.new_import("store-a"), world.new_import("store-b")
+    world.source("store-a").put("1", "Jane@Example.com")
+    world.source("store-b").put("9", "jane@example.COM", first_name="Jane")
+
+    world.sync(first)
+    report = world.sync(second)
+
+    assert (report["added"], report["updated"]) == (0, 1)
+    rows = world.contacts()
+    assert len(rows) == 1 and rows[0].first_name == "Jane"
+    assert set(rows[0].sources) == {str(first.id), str(second.id)}
+
+
+# -- invariant 3: the contact limit ---------------------------------------------------------------
+
+
+def test_limit_1000_with_1300_candidates_adds_exactly_1000_and_still_updates(world: World):
+    world.account(limit=1000)
+    auto_import = world.new_import()
+    world.source().fill(1300)
+
+    reports = []
+    for _ in range(3):
+        reports.append(world.sync(auto_import))
+        world.clock.next_window()
+    world.source().touch("c000001", T0 + timedelta(days=1), first_name="Updated")
+    after_limit = world.sync(auto_import)
+
+    assert sum(r["added"] for r in reports) == 1000
+    assert [r["outcome"] for r in reports] == ["CAPPED", "LIMIT_REACHED", "COMPLETED"]
+    assert sum(r["blocked_by_limit"] for r in reports) == 300
+    assert (after_limit["updated"], after_limit["added"]) == (1, 0)
+    rows = world.contacts()
+    assert len(rows) == 1000
+    assert next(r for r in rows if r.email == "c000001@example.com").first_name == "Updated"
+    assert world.app.get_account("acme").contact_count == 1000
+
+
+def test_concurrent_syncs_of_four_imports_never_exceed_the_limit_or_double_an_email(world: World):
+    world.account(limit=700)
+    imports = [world.new_import(f"store-{n}") for n in range(4)]
+    for n in range(4):
+        source = world.source(f"store-{n}")
+        source.fill(300, prefix=f"s{n}-")
+        source.fill(100, prefix="shared")  # the same 100 people in every store
+
+    errors: list[BaseException] = []
+
+    def run(auto_import: AutoImport) -> None:
+        try:
+            world.sync(auto_import)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in imports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert not errors
+    rows = world.contacts()
+    assert len(rows) == 700 == len(set(emails(rows)))
+    assert world.app.get_account("acme").contact_count == 700
+
+
+# -- invariant 4: 500 per window per external account ------------------------------------------
+
+
+def test_two_imports_of_one_external_account_share_500_per_window(world: World):
+    world.account()
+    vip = world.new_import("store-a", criteria=ShopifyCriteria(customer_tag="vip"))
+    everyone = world.new_import("store-a")
+    world.source("store-a").fill(400)
+
+    first = world.sync(vip)
+    second = world.sync(everyone)
+    world.clock.next_window()
+    third = world.sync(everyone)
+
+    assert first["added"] == 400
+    assert second["added"] + second["updated"] == 100 and second["outcome"] == "CAPPED"
+    assert third["updated"] == 300
+    assert len(world.contacts()) == 400
+
+
+# -- invariant 5: consent -------------------------------------------------------------------------
+
+
+def test_an_unsubscribed_contact_stays_unsubscribed_when_an_import_updates_it(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().put("1", "jane@example.com")
+    world.sync(auto_import)
+    world.app.unsubscribe_contact("acme", "jane@example.com", actor="key:x")
+    world.source().touch("1", T0 + timedelta(hours=1), first_name="Jane", opted_out=False)
+
+    report = world.sync(auto_import)
+
+    assert report["updated"] == 1
+    (row,) = world.contacts()
+    assert (row.status, row.first_name) == ("UNSUBSCRIBED", "Jane")
+
+
+def test_a_new_contact_that_opted_out_at_the_source_is_added_unsubscribed(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().put("1", "out@example.com", opted_out=True)
+    world.source().put("2", "in@example.com")
+
+    world.sync(auto_import)
+
+    statuses = {r.email: r.status for r in world.contacts()}
+    assert statuses == {"out@example.com": "UNSUBSCRIBED", "in@example.com": "ACTIVE"}
+
+
+def test_imported_contacts_get_the_imports_lists_and_tags(world: World):
+    world.account()
+    auto_import = world.new_import(list_ids=["newsletter"], tags=["shopify"])
+    world.source().put("1", "jane@example.com")
+    world.sync(auto_import)
+    world.app.update_import(
+        "acme", auto_import.id, ImportChanges(tags=["vip"]), etag="", actor="admin"
+    )
+    world.source().touch("1", T0 + timedelta(hours=1))
+
+    world.sync(auto_import)
+
+    (row,) = world.contacts()
+    assert (row.list_ids, row.tags) == (["newsletter"], ["shopify", "vip"])
+
+
+# -- invariant 6: fields ----------------------------------------------------------------------
+
+
+def test_a_field_is_created_once_across_two_imports_of_the_same_service(world: World):
+    world.account()
+    first, second = world.new_import("store-a"), world.new_import("store-b")
+    world.source("store-a").put("1", "a@example.com", fields={"total_spent": "10.00"})
+    world.source("store-b").put(
+        "2", "b@example.com", fields={"total_spent": "20.00", "country": "FR"}
+    )
+
+    reports = [world.sync(first), world.sync(second)]
+
+    assert [r["fields_created"] for r in reports] == [1, 1]  # Total Spent, then Country
+    world.contacts()
+    fields = world.views.list_fields("acme", "shopify")
+    assert sorted((f.title, f.personalization_tag) for f in fields) == [
+        ("Shopify Country", "%SHOPIFY_COUNTRY%"),
+        ("Shopify Total Spent", "%SHOPIFY_TOTAL_SPENT%"),
+    ]
+    values = {r.email: r.fields for r in world.contacts()}
+    assert values["b@example.com"] == {"%SHOPIFY_TOTAL_SPENT%": "20.00", "%SHOPIFY_COUNTRY%": "FR"}
+
+
+# -- running syncs, states ------------------------------------------------------------------------
+
+
+def test_a_second_trigger_while_a_sync_runs_returns_the_running_sync(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(150)
+    reading, release = threading.Event(), threading.Event()
+
+    def block_on_second_page(page: int) -> None:
+        if page == 1:
+            reading.set()
+            release.wait(10)
+
+    world.connectors.options["before_page"] = block_on_second_page
+    results: list[dict[str, Any]] = []
+    runner = threading.Thread(target=lambda: results.append(world.sync(auto_import)))
+    runner.start()
+    assert reading.wait(10)
+    during = world.sync(auto_import)
+    release.set()
+    runner.join()
+
+    assert during["outcome"] == "RUNNING" and during["sync_id"] == results[0]["sync_id"]
+    assert during["added"] == 100
+    assert results[0]["added"] == 150
+
+
+def test_a_retried_trigger_with_the_same_request_id_returns_the_same_sync(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(10)
+
+    first = world.sync(auto_import, request_id="5f0c3a3e-2b1c-4c55-9d43-6a3f2f5b8e01")
+    again = world.sync(auto_import, request_id="5f0c3a3e-2b1c-4c55-9d43-6a3f2f5b8e01")
+
+    assert again == first
+
+
+def test_a_paused_import_does_not_sync(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.app.pause_import("acme", auto_import.id, actor="admin")
+
+    with pytest.raises(ImportNotActive):
+        world.sync(auto_import)
+
+
+def test_replaying_every_event_into_empty_views_gives_the_live_views(world: World):
+    world.account(limit=300)
+    first, second = world.new_import("store-a"), world.new_import("store-b")
+    world.source("store-a").fill(200, prefix="a")
+    world.source("store-b").fill(200, prefix="b")
+    world.sync(first)
+    world.sync(second)
+    world.app.unsubscribe_contact("acme", "a000003@example.com", actor="admin")
+    live = world.contacts()
+
+    name = "replayed_views"
+    replayed_views = open_view(
+        type(name, (AccountViewsProjection,), {"name": name}),
+        VIEW_CLASSES,
+        _store_env_of(world, name),
+    )
+    replayed = AccountViewsProjection(view=replayed_views)
+    while catch_up(world.app, replayed, batch=137):
+        pass
+
+    assert replayed_views.list_contacts("acme", 1000, "") == world.views.list_contacts(
+        "acme", 1000, ""
+    )
+    assert len(live) == 300
+    assert replayed_views.list_fields("acme", "") == world.views.list_fields("acme", "")
+    assert replayed_views.list_imports("acme", "", 10, "") == world.views.list_imports(
+        "acme", "", 10, ""
+    )
+    replayed_views.datastore.close()
+
+
+def _store_env_of(world: World, name: str) -> dict[str, str]:
+    """The environment of a fresh store for views called `name`, beside the live ones."""
+    env = dict(world.app.env)
+    if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
+        env["SQLITE_DBNAME"] = env["SQLITE_DBNAME"].replace("events.sqlite", f"{name}.sqlite")
+    return env
