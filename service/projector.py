@@ -120,7 +120,7 @@ class Projector:
         with _advisory_lease(self._settings.database_url, lease_name, self._stopping) as lease:
             if lease is None:
                 return
-            runner = ProjectionRunner(
+            runner = _Runner(
                 application_class=AutoImports,
                 projection_class=projection_class,
                 view_class=view_classes[env["PERSISTENCE_MODULE"]],
@@ -133,6 +133,19 @@ class Projector:
                 while not self._stopping.is_set():
                     runner.run_forever(timeout=RETRY_INTERVAL)  # raises the runner's error
                     lease.execute("SELECT 1")  # lost the lease's session? then stop projecting
+
+
+class _Runner(ProjectionRunner[AutoImports, Any]):
+    """eventsourcing's ProjectionRunner, closing its view if it fails to start (its pool of
+    connections would leak at every restart otherwise)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        try:
+            super().__init__(**kwargs)
+        except BaseException:
+            if hasattr(self, "view"):
+                self.view.datastore.close()
+            raise
 
 
 def catch_up(app: AutoImports, projection: Projection[Any], batch: int = BATCH) -> int:
