@@ -88,3 +88,55 @@ class UnsubscribeContactRequest(_message.Message):
     account_id: str
     email: str
     def __init__(self, account_id: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
+
+class ImportCsvRequest(_message.Message):
+    __slots__ = ("options", "chunk")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    options: CsvImportOptions
+    chunk: bytes
+    def __init__(self, options: _Optional[_Union[CsvImportOptions, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class CsvImportOptions(_message.Message):
+    __slots__ = ("account_id", "list_ids", "tags", "request_id")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIST_IDS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    list_ids: _containers.RepeatedScalarFieldContainer[str]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    def __init__(self, account_id: _Optional[str] = ..., list_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CsvImportReport(_message.Message):
+    __slots__ = ("rows", "added", "updated", "unchanged", "duplicates_in_file", "skipped_missing_email", "skipped_invalid_email", "blocked_by_limit", "fields_created", "errors")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_IN_FILE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_MISSING_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_INVALID_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_BY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_CREATED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    added: int
+    updated: int
+    unchanged: int
+    duplicates_in_file: int
+    skipped_missing_email: int
+    skipped_invalid_email: int
+    blocked_by_limit: int
+    fields_created: int
+    errors: _containers.RepeatedCompositeFieldContainer[CsvRowError]
+    def __init__(self, rows: _Optional[int] = ..., added: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., duplicates_in_file: _Optional[int] = ..., skipped_missing_email: _Optional[int] = ..., skipped_invalid_email: _Optional[int] = ..., blocked_by_limit: _Optional[int] = ..., fields_created: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[CsvRowError, _Mapping]]] = ...) -> None: ...
+
+class CsvRowError(_message.Message):
+    __slots__ = ("row", "reason")
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    row: int
+    reason: str
+    def __init__(self, row: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -50,6 +50,11 @@ class ContactServiceStub:
                 request_serializer=autoimport_dot_v1_dot_contacts__pb2.UnsubscribeContactRequest.SerializeToString,
                 response_deserializer=autoimport_dot_v1_dot_contacts__pb2.Contact.FromString,
                 _registered_method=True)
+        self.ImportCsv = channel.stream_unary(
+                '/autoimport.v1.ContactService/ImportCsv',
+                request_serializer=autoimport_dot_v1_dot_contacts__pb2.ImportCsvRequest.SerializeToString,
+                response_deserializer=autoimport_dot_v1_dot_contacts__pb2.CsvImportReport.FromString,
+                _registered_method=True)
 
 
 class ContactServiceServicer:
@@ -75,6 +80,15 @@ class ContactServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportCsv(self, request_iterator, context):
+        """Imports a CSV file, the uncapped alternative to auto imports for bulk loads: first a message
+        with the options, then the file's bytes in chunks of any size. The same limit, validation
+        and consent rules as syncs apply. A malformed file gets INVALID_ARGUMENT naming the row.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContactServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +106,11 @@ def add_ContactServiceServicer_to_server(servicer, server):
                     servicer.UnsubscribeContact,
                     request_deserializer=autoimport_dot_v1_dot_contacts__pb2.UnsubscribeContactRequest.FromString,
                     response_serializer=autoimport_dot_v1_dot_contacts__pb2.Contact.SerializeToString,
+            ),
+            'ImportCsv': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportCsv,
+                    request_deserializer=autoimport_dot_v1_dot_contacts__pb2.ImportCsvRequest.FromString,
+                    response_serializer=autoimport_dot_v1_dot_contacts__pb2.CsvImportReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +195,33 @@ class ContactService:
             '/autoimport.v1.ContactService/UnsubscribeContact',
             autoimport_dot_v1_dot_contacts__pb2.UnsubscribeContactRequest.SerializeToString,
             autoimport_dot_v1_dot_contacts__pb2.Contact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCsv(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/autoimport.v1.ContactService/ImportCsv',
+            autoimport_dot_v1_dot_contacts__pb2.ImportCsvRequest.SerializeToString,
+            autoimport_dot_v1_dot_contacts__pb2.CsvImportReport.FromString,
             options,
             channel_credentials,
             insecure,
