@@ -13,21 +13,19 @@ wakes it at once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection, ProjectionRunner
 
 from service.application import AutoImports
 from service.config import Settings
+from service.leases import advisory_lease, file_lease
 from service.read_models import PROJECTIONS, open_view
-from service.stores import lock_key, open_application, prepare_store
+from service.stores import open_application, prepare_store
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +90,10 @@ class Projector:
     # -- SQLite: poll ------------------------------------------------------------------------
     def _run_sqlite(self, projection_class: type[Projection[Any]], view_classes: Any) -> None:
         lock_path = self._settings.data_dir / f"{projection_class.name}.lock"
-        with _file_lease(lock_path, self._stopping) as held, contextlib.ExitStack() as resources:
+        with (
+            file_lease(lock_path, self._stopping, RETRY_INTERVAL) as held,
+            contextlib.ExitStack() as resources,
+        ):
             if not held:
                 return
             app = self._app
@@ -116,8 +117,12 @@ class Projector:
     # -- PostgreSQL: ProjectionRunner ------------------------------------------------------
     def _run_postgres(self, projection_class: type[Projection[Any]], view_classes: Any) -> None:
         env = self._settings.store_env(projection_class.name)
-        lease_name = f"{self._settings.database_schema}.{projection_class.name}"
-        with _advisory_lease(self._settings.database_url, lease_name, self._stopping) as lease:
+        lease_name = (
+            f"autoimport-projector/{self._settings.database_schema}.{projection_class.name}"
+        )
+        with advisory_lease(
+            self._settings.database_url, lease_name, self._stopping, RETRY_INTERVAL
+        ) as lease:
             if lease is None:
                 return
             runner = _Runner(
@@ -159,39 +164,6 @@ def catch_up(app: AutoImports, projection: Projection[Any], batch: int = BATCH) 
                 app.mapper.to_domain_event(notification), Tracking(app.name, notification.id)
             )
     return len(notifications)
-
-
-@contextlib.contextmanager
-def _file_lease(path: Any, stopping: threading.Event) -> Iterator[bool]:
-    with open(path, "a") as f:
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if stopping.wait(RETRY_INTERVAL):
-                    yield False
-                    return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _advisory_lease(
-    database_url: str, name: str, stopping: threading.Event
-) -> Iterator[psycopg.Connection[Any] | None]:
-    key = lock_key(f"autoimport-projector/{name}")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while True:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-            if row and row[0]:
-                break
-            if stopping.wait(RETRY_INTERVAL):
-                yield None
-                return
-        yield conn
 
 
 def run_projector(settings: Settings) -> None:

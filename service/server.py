@@ -32,6 +32,7 @@ from service.api.imports import AutoImportServicer
 from service.api.interceptors import AuthInterceptor, ErrorInterceptor
 from service.application import AutoImports
 from service.config import Settings
+from service.leases import Leases, LocalLeases, PostgresLeases
 from service.projector import Projector
 from service.read_models import ReadModels
 from service.stores import open_application
@@ -91,7 +92,7 @@ def build_server(
         app,
         connector_for,
         interval=settings.sync_interval,
-        single_process=not settings.uses_postgres,
+        leases=sync_leases(settings),
     )
     imports_pb2_grpc.add_AutoImportServiceServicer_to_server(
         AutoImportServicer(app, read_models, engine, settings.sync_interval), server
@@ -114,6 +115,12 @@ def build_server(
     host = settings.listen.rpartition(":")[0]
     server.start()
     return Server(server, health_servicer, app, read_models, projector, f"{host}:{port}")
+
+
+def sync_leases(settings: Settings) -> Leases:
+    if settings.uses_postgres:
+        return PostgresLeases(settings.database_url, f"autoimport/{settings.database_schema}")
+    return LocalLeases()  # SQLite: this is the only process
 
 
 def _add_port(server: grpc.Server, settings: Settings) -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import psycopg
 from eventsourcing.persistence import MapperDeserialisationError
 from psycopg import sql
 
 from service.application import AutoImports
 from service.config import ConfigError, Settings
+from service.leases import lock_key
 from service.read_models import PROJECTIONS, open_view
 
 
@@ -56,8 +55,3 @@ def check_cipher_key(app: AutoImports) -> None:
             "the event store was written with another cipher key: set AUTOIMPORT_CIPHER_KEY to "
             "that key (every replica on one database needs the same one)"
         ) from None
-
-
-def lock_key(name: str) -> int:
-    """A 64-bit advisory lock key for a name."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)

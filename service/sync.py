@@ -9,9 +9,9 @@ connection) resumes from the last saved page, and contacts it saved are never ad
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
@@ -26,6 +26,8 @@ from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount, window_of
 from domain.sync import ContactPage, sync_page
 from service.application import AutoImports
+from service.errors import Unavailable
+from service.leases import Leases
 
 log = logging.getLogger(__name__)
 
@@ -44,43 +46,34 @@ class SyncEngine:
         connector_for: ConnectorFactory,
         *,
         interval: float,
-        single_process: bool,
-        stale_after: float = 600.0,
+        leases: Leases,
         clock: Clock = utc_now,
     ):
-        """`single_process`: no other process runs syncs on this store (SQLite), so a sync that
-        is recorded as running but not running here was interrupted. Otherwise a sync with no
-        progress for `stale_after` seconds is taken as interrupted."""
+        """`leases` make sure that one sync of an import runs at a time in the deployment."""
         self._app = app
         self._connector_for = connector_for
         self._interval = interval
-        self._single_process = single_process
-        self._stale_after = timedelta(seconds=stale_after)
+        self._leases = leases
         self._clock = clock
-        self._locks: dict[UUID, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
 
     def trigger(
         self, account_id: str, import_id: UUID, *, request_id: str = "", actor: str
     ) -> dict[str, Any]:
         """Runs a sync and returns its report; while one runs, returns that one's report."""
-        lock = self._lock_of(import_id)
-        if not lock.acquire(blocking=False):
-            return self._current_report(account_id, import_id)
-        try:
-            return self._run(account_id, import_id, request_id, actor)
-        finally:
-            lock.release()
+        self._app.get_import(account_id, import_id)  # NOT_FOUND before anything else
+        with self._leases.hold(f"sync/{import_id}") as held:
+            if held:
+                return self._run(account_id, import_id, request_id, actor)
+        return self._running_report(account_id, import_id)
 
-    def _lock_of(self, import_id: UUID) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(import_id, threading.Lock())
-
-    def _current_report(self, account_id: str, import_id: UUID) -> dict[str, Any]:
-        auto_import = self._app.get_import(account_id, import_id)
-        report = auto_import.running_sync or auto_import.last_sync
-        assert report is not None, "a sync runs in this process, so it was recorded"
-        return report
+    def _running_report(self, account_id: str, import_id: UUID) -> dict[str, Any]:
+        """The report of the sync that holds the lease (it may take a moment to record it)."""
+        for _ in range(50):
+            auto_import = self._app.get_import(account_id, import_id)
+            if auto_import.running_sync is not None:
+                return auto_import.running_sync
+            time.sleep(0.1)
+        raise Unavailable("a sync of this import is starting elsewhere: retry shortly")
 
     def _run(self, account_id: str, import_id: UUID, request_id: str, actor: str) -> dict[str, Any]:
         sync_id = str(uuid5(import_id, request_id) if request_id else uuid4())
@@ -123,10 +116,9 @@ class SyncEngine:
             if request_id and (auto_import.last_sync or {}).get("sync_id") == sync_id:
                 return auto_import
             now = self._clock()
-            running = auto_import.running_sync
-            if running is not None:
-                if running["sync_id"] == sync_id or not self._abandoned(auto_import, now):
-                    return auto_import
+            if auto_import.running_sync is not None:
+                # We hold the lease, so the sync recorded as running runs nowhere: its process
+                # died. Its saved pages stay; the new sync resumes from its cursor.
                 auto_import.fail_sync("interrupted: the server running it stopped", now)
             auto_import.check_can_sync()
             lag = self._connector_for(auto_import).lag  # no connector: refused, nothing recorded
@@ -139,10 +131,6 @@ class SyncEngine:
                 continue
             return auto_import
         raise IntegrityError(f"import {import_id} kept changing; try again")
-
-    def _abandoned(self, auto_import: AutoImport, now: datetime) -> bool:
-        # This process holds the import's lock, so the sync is not running here.
-        return self._single_process or now - auto_import.modified_on > self._stale_after
 
     def _save_page(
         self,

@@ -101,7 +101,7 @@ class Client:
 class ServerProcess:
     """`autoimport serve` in a subprocess on a free loopback port, with the given environment."""
 
-    def __init__(self, env: dict[str, str], extra_args: tuple[str, ...] = ()):
+    def __init__(self, env: dict[str, str], module: str = "service.cli serve"):
         self.env = {
             **os.environ,
             "AUTOIMPORT_LISTEN": "127.0.0.1:0",
@@ -110,13 +110,14 @@ class ServerProcess:
             **env,
         }
         self.admin_token = self.env["AUTOIMPORT_ADMIN_TOKEN"]
+        self.command = [sys.executable, "-m", *module.split()]
         self.process: subprocess.Popen[str] | None = None
         self.address = ""
         self.output: list[str] = []
 
     def start(self) -> ServerProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"],
+            self.command,
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,

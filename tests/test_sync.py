@@ -15,6 +15,7 @@ from domain.errors import ImportNotActive
 from domain.sources import ShopifyCriteria
 from service.application import AutoImports
 from service.config import Settings
+from service.leases import LocalLeases
 from service.projector import catch_up
 from service.read_models import open_view
 from service.read_models.contacts import ContactRow
@@ -52,7 +53,7 @@ class World:
         self.connectors = ScriptedConnectors(**connector_options)
         self.clock = Clock()
         self.engine = SyncEngine(
-            self.app, self.connectors, interval=INTERVAL, single_process=True, clock=self.clock
+            self.app, self.connectors, interval=INTERVAL, leases=LocalLeases(), clock=self.clock
         )
 
     def account(self, account_id: str = "acme", limit: int = 100_000) -> str:

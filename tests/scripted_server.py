@@ -1,0 +1,73 @@
+"""`python -m tests.scripted_server`: the real server (as `autoimport serve`), whose connectors
+read scripted sources from JSON files, for end-to-end tests of syncs over gRPC.
+
+AUTOIMPORT_TEST_SOURCES names a directory with one `<external account>.json` per external
+account: {"contacts": [{"external_id", "email", "updated_at", ...}], "page_size": 100,
+"page_delay": 0.0}. The file is read again for every page, so tests can edit it at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from connectors.base import Connector
+from domain.auto_import import AutoImport
+from domain.sources import Criteria
+from domain.sync import ContactPage
+from service.config import ConfigError, Settings
+from service.server import serve
+from tests.scripted import ScriptedConnector, ScriptedSource
+
+
+def write_source(
+    directory: Path, external_account: str, contacts: list[dict[str, Any]], **options: Any
+) -> None:
+    path = directory / f"{external_account}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"contacts": contacts, **options}))
+    temporary.replace(path)  # atomic: a page never reads half a file
+
+
+class FileConnector:
+    def __init__(self, path: Path):
+        self.path = path
+        self.lag = ScriptedConnector(ScriptedSource()).lag
+
+    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+        data = json.loads(self.path.read_text()) if self.path.exists() else {"contacts": []}
+        time.sleep(data.get("page_delay", 0.0))
+        source = ScriptedSource()
+        for contact in data["contacts"]:
+            values = dict(contact)
+            updated_at = datetime.fromisoformat(values.pop("updated_at"))
+            source.put(values.pop("external_id"), values.pop("email"), updated_at, **values)
+        connector = ScriptedConnector(source, page_size=data.get("page_size", 100))
+        return connector.fetch_page(criteria, cursor, until)
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    directory = Path(os.environ["AUTOIMPORT_TEST_SOURCES"])
+
+    def connector_for(auto_import: AutoImport) -> Connector:
+        return FileConnector(directory / f"{auto_import.external_account}.json")
+
+    try:
+        serve(Settings.from_env(), connector_for)
+    except ConfigError as e:
+        print(f"autoimport: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

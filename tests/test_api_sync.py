@@ -1,0 +1,326 @@
+"""Syncs over gRPC: TriggerSync, ListSyncs, contacts and fields, against scripted sources served
+to a real server process (tests/scripted_server.py); crash safety with SIGKILL; replicas."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from autoimport.v1 import accounts_pb2 as apb
+from autoimport.v1 import contacts_pb2 as cpb
+from autoimport.v1 import contacts_pb2_grpc, fields_pb2_grpc
+from autoimport.v1 import fields_pb2 as fpb
+from autoimport.v1 import imports_pb2 as pb
+from tests.conftest import STORES
+from tests.scripted import T0
+from tests.scripted_server import write_source
+from tests.support import Client, ServerProcess, store_env
+from tests.test_api_imports import error_of, violations
+
+SCRIPTED = "tests.scripted_server"
+
+
+def contacts_of(count: int, prefix: str = "c", **values: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "external_id": f"{prefix}{n:05d}",
+            "email": f"{prefix}{n:05d}@example.com",
+            "updated_at": (T0 + timedelta(seconds=n)).isoformat(),
+            **values,
+        }
+        for n in range(count)
+    ]
+
+
+class SyncWorld:
+    def __init__(self, server: ServerProcess, sources: Path):
+        self.server = server
+        self.sources = sources
+        self.admin = server.client(server.admin_token)
+        self.contacts = contacts_pb2_grpc.ContactServiceStub(self.admin.channel)
+        self.fields = fields_pb2_grpc.FieldServiceStub(self.admin.channel)
+
+    def account(self, limit: int = 100_000) -> str:
+        account_id = f"acct-{uuid.uuid4().hex[:8]}"
+        self.admin.accounts.UpsertAccount(
+            apb.UpsertAccountRequest(
+                account=apb.Account(account_id=account_id, plan="p", contact_limit=limit)
+            )
+        )
+        return account_id
+
+    def new_import(
+        self, account_id: str, contacts: list[dict[str, Any]], **options: Any
+    ) -> pb.AutoImport:
+        store = f"store-{uuid.uuid4().hex[:8]}"
+        write_source(self.sources, store, contacts, **options)
+        return self.admin.imports.CreateImport(
+            pb.CreateImportRequest(
+                account_id=account_id,
+                auto_import=pb.AutoImport(
+                    service="shopify",
+                    external_account=store,
+                    credentials=pb.Credentials(access_token="t"),
+                    tags=["shop"],
+                ),
+            )
+        )
+
+    def sync(self, auto_import: pb.AutoImport, client: Client | None = None) -> pb.SyncReport:
+        return (client or self.admin).imports.TriggerSync(
+            pb.TriggerSyncRequest(name=auto_import.name), timeout=120
+        )
+
+    def all_contacts(self, account_id: str) -> list[cpb.Contact]:
+        found, token = [], ""
+        while True:
+            page = self.contacts.ListContacts(
+                cpb.ListContactsRequest(account_id=account_id, page_size=1000, page_token=token)
+            )
+            found += page.contacts
+            token = page.next_page_token
+            if not token:
+                return found
+
+
+@pytest.fixture(scope="module", params=STORES)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SyncWorld]:
+    folder = tmp_path_factory.mktemp(request.param)
+    sources = folder / "sources"
+    sources.mkdir()
+    with (
+        store_env(request.param, folder) as env,
+        ServerProcess({**env, "AUTOIMPORT_TEST_SOURCES": str(sources)}, SCRIPTED) as server,
+    ):
+        yield SyncWorld(server, sources)
+
+
+def test_trigger_sync_imports_the_contacts_and_reports_it(world: SyncWorld):
+    account = world.account()
+    contacts = contacts_of(120, fields={"total_spent": "12.50"})
+    contacts[3]["email"] = "broken"
+    auto_import = world.new_import(account, contacts)
+
+    report = world.sync(auto_import)
+
+    assert report.outcome == pb.SyncReport.COMPLETED
+    assert (report.fetched, report.added, report.skipped_invalid_email, report.fields_created) == (
+        120,
+        119,
+        1,
+        1,
+    )
+    assert [(s.external_id, s.reason) for s in report.skipped] == [("c00003", "invalid email")]
+    assert (
+        report.import_name == auto_import.name
+        and report.end_time.ToDatetime() >= report.start_time.ToDatetime()
+    )
+    fetched = world.admin.imports.GetImport(pb.GetImportRequest(name=auto_import.name))
+    assert fetched.last_sync == report
+    assert fetched.etag == auto_import.etag  # sync progress leaves the etag alone
+    syncs = world.admin.imports.ListSyncs(pb.ListSyncsRequest(name=auto_import.name))
+    assert list(syncs.syncs) == [report]
+    listed = world.contacts.ListContacts(cpb.ListContactsRequest(account_id=account, page_size=5))
+    assert listed.total_size == 119 and len(listed.contacts) == 5 and listed.next_page_token
+    contact = world.contacts.GetContact(
+        cpb.GetContactRequest(account_id=account, email="C00007@Example.com")
+    )
+    assert contact.email == "c00007@example.com"
+    assert dict(contact.fields) == {"%SHOPIFY_TOTAL_SPENT%": "12.50"}
+    assert list(contact.tags) == ["shop"] and list(contact.source_imports) == [auto_import.name]
+    assert contact.status == cpb.Contact.ACTIVE
+    fields = world.fields.ListFields(fpb.ListFieldsRequest(account_id=account))
+    assert [(f.title, f.personalization_tag, f.service) for f in fields.fields] == [
+        ("Shopify Total Spent", "%SHOPIFY_TOTAL_SPENT%", "shopify")
+    ]
+    assert (
+        world.admin.accounts.GetAccount(apb.GetAccountRequest(account_id=account)).contact_count
+        == 119
+    )
+
+
+def test_unsubscribed_contacts_stay_unsubscribed_through_syncs(world: SyncWorld):
+    account = world.account()
+    contacts = contacts_of(3)
+    auto_import = world.new_import(account, contacts)
+    world.sync(auto_import)
+
+    unsubscribed = world.contacts.UnsubscribeContact(
+        cpb.UnsubscribeContactRequest(account_id=account, email="c00001@example.com")
+    )
+    contacts[1].update(first_name="Renamed", updated_at=(T0 + timedelta(days=1)).isoformat())
+    write_source(world.sources, auto_import.external_account, contacts)
+    report = world.sync(auto_import)
+
+    assert unsubscribed.status == cpb.Contact.UNSUBSCRIBED
+    assert report.updated == 1
+    after = world.contacts.GetContact(
+        cpb.GetContactRequest(account_id=account, email="c00001@example.com")
+    )
+    assert (after.status, after.first_name) == (cpb.Contact.UNSUBSCRIBED, "Renamed")
+
+
+def test_sync_of_a_paused_import_fails_its_precondition(world: SyncWorld):
+    account = world.account()
+    auto_import = world.new_import(account, contacts_of(1))
+    world.admin.imports.PauseImport(pb.PauseImportRequest(name=auto_import.name))
+
+    error = error_of(world.sync, auto_import)
+
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "resume" in error.details()
+
+
+def test_contacts_and_syncs_of_another_account_are_out_of_reach(world: SyncWorld):
+    account, other = world.account(), world.account()
+    auto_import = world.new_import(account, contacts_of(2))
+    world.sync(auto_import)
+    key = world.admin.accounts.CreateApiKey(apb.CreateApiKeyRequest(account_id=other)).key
+
+    with world.server.client(key) as intruder:
+        contacts = contacts_pb2_grpc.ContactServiceStub(intruder.channel)
+        fields = fields_pb2_grpc.FieldServiceStub(intruder.channel)
+        denied = [
+            error_of(world.sync, auto_import, intruder),
+            error_of(intruder.imports.ListSyncs, pb.ListSyncsRequest(name=auto_import.name)),
+            error_of(contacts.ListContacts, cpb.ListContactsRequest(account_id=account)),
+            error_of(
+                contacts.GetContact,
+                cpb.GetContactRequest(account_id=account, email="c00000@example.com"),
+            ),
+            error_of(
+                contacts.UnsubscribeContact,
+                cpb.UnsubscribeContactRequest(account_id=account, email="c00000@example.com"),
+            ),
+            error_of(fields.ListFields, fpb.ListFieldsRequest(account_id=account)),
+        ]
+        own = contacts.ListContacts(cpb.ListContactsRequest(account_id=other))
+
+    assert all(e.code() is grpc.StatusCode.PERMISSION_DENIED for e in denied)
+    assert own.total_size == 0
+
+
+def test_contact_requests_with_a_bad_email_are_invalid(world: SyncWorld):
+    account = world.account()
+
+    error = error_of(
+        world.contacts.GetContact, cpb.GetContactRequest(account_id=account, email="nope")
+    )
+    missing = error_of(
+        world.contacts.GetContact, cpb.GetContactRequest(account_id=account, email="a@b.co")
+    )
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "email" in violations(error)
+    assert missing.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_a_sync_killed_midway_loses_nothing_and_doubles_nothing_after_a_restart(tmp_path: Path):
+    for store in ("sqlite", "postgres"):
+        if store == "postgres":
+            from tests.conftest import require_postgres
+
+            require_postgres()
+        _kill_during_sync(tmp_path / store, store)
+
+
+def _kill_during_sync(folder: Path, store: str) -> None:
+    sources = folder / "sources"
+    sources.mkdir(parents=True)
+    with store_env(store, folder) as env:
+        env = {**env, "AUTOIMPORT_TEST_SOURCES": str(sources)}
+        server = ServerProcess(env, SCRIPTED).start()
+        world = SyncWorld(server, sources)
+        account = world.account()
+        auto_import = world.new_import(account, contacts_of(450), page_size=50, page_delay=0.15)
+        outcome: list[object] = []
+        syncing = threading.Thread(target=lambda: outcome.append(error_of(world.sync, auto_import)))
+        syncing.start()
+        _wait_for_contacts(world, account, at_least=100)
+        server.kill()  # SIGKILL, mid-sync
+        syncing.join()
+        world.admin.channel.close()
+
+        with ServerProcess(env, SCRIPTED) as restarted:
+            world = SyncWorld(restarted, sources)
+            write_source(sources, auto_import.external_account, contacts_of(450), page_size=50)
+            report = world.sync(auto_import)
+            syncs = world.admin.imports.ListSyncs(pb.ListSyncsRequest(name=auto_import.name)).syncs
+            everyone = world.all_contacts(account)
+            world.admin.channel.close()
+
+    assert outcome[0].code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert report.outcome == pb.SyncReport.COMPLETED and 0 < report.added < 450
+    assert [s.outcome for s in syncs] == [pb.SyncReport.COMPLETED, pb.SyncReport.FAILED]
+    assert "interrupted" in syncs[1].error
+    assert syncs[1].added + report.added == 450  # the killed sync's saved pages count
+    emails = sorted(c.email for c in everyone)
+    assert emails == sorted(f"c{n:05d}@example.com" for n in range(450))
+
+
+def _wait_for_contacts(world: SyncWorld, account: str, at_least: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while (
+        world.contacts.ListContacts(cpb.ListContactsRequest(account_id=account)).total_size
+        < at_least
+    ):
+        assert time.monotonic() < deadline, "the sync made no progress"
+        time.sleep(0.05)
+
+
+@pytest.mark.postgres
+def test_two_replicas_syncing_four_imports_into_one_account_keep_the_limit(tmp_path: Path):
+    from tests.conftest import require_postgres
+
+    require_postgres()
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    with store_env("postgres", tmp_path) as env:
+        env = {**env, "AUTOIMPORT_TEST_SOURCES": str(sources)}
+        second_env = {**env, "AUTOIMPORT_DATA_DIR": str(tmp_path / "second")}
+        with ServerProcess(env, SCRIPTED) as one, ServerProcess(second_env, SCRIPTED) as two:
+            world_one, world_two = SyncWorld(one, sources), SyncWorld(two, sources)
+            account = world_one.account(limit=600)
+            imports = [
+                world_one.new_import(
+                    account,
+                    contacts_of(250, prefix=f"s{n}-") + contacts_of(100, prefix="shared"),
+                    page_size=40,
+                )
+                for n in range(4)
+            ]
+            errors: list[BaseException] = []
+
+            def run(world: SyncWorld, auto_import: pb.AutoImport) -> None:
+                try:
+                    world.sync(auto_import)
+                except BaseException as e:
+                    errors.append(e)
+
+            threads = [
+                threading.Thread(target=run, args=(world_one if n % 2 else world_two, i))
+                for n, i in enumerate(imports)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            everyone = world_one.all_contacts(account)
+            count = world_two.admin.accounts.GetAccount(
+                apb.GetAccountRequest(account_id=account)
+            ).contact_count
+            for w in (world_one, world_two):
+                w.admin.channel.close()
+
+    assert not errors
+    assert len(everyone) == 600 == len({c.email for c in everyone}) == count
