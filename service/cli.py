@@ -1,5 +1,5 @@
 """`autoimport`: the server (`serve`), the projector (`projector`), and a client for people
-(`accounts`, `imports`)."""
+(`accounts`, `imports`), and `replay --verify`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from service import client_cli
 from service.config import ConfigError, Settings
 
-SERVER_COMMANDS = ("serve", "projector")
+SERVER_COMMANDS = ("serve", "projector", "replay")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
             return client_cli.run(args)
     except SystemExit as exit_:  # argparse: --help, and usage errors
         return exit_.code if isinstance(exit_.code, int) else 2
-    return run_server_command(args.command)
+    return run_server_command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,27 +35,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the read models up to date, as a process of its own "
         "(then run servers with AUTOIMPORT_RUN_PROJECTIONS=no)",
     )
+    replay = commands.add_parser(
+        "replay", help="rebuild the read model from every event (on the configured store)"
+    )
+    replay.add_argument(
+        "--verify",
+        action="store_true",
+        required=True,
+        help="compare the rebuild with the live read model; exit 1 and print the differences "
+        "when they differ",
+    )
     client_cli.add_client_commands(commands)
     return parser
 
 
-def run_server_command(command: str) -> int:
+def run_server_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         settings = Settings.from_env()
+        if args.command == "serve":
+            from service.server import serve
+
+            serve(settings)
+        elif args.command == "projector":
+            from service.projector import run_projector
+
+            run_projector(settings)
+        elif args.command == "replay":
+            from service.replay import verify
+
+            return verify(settings, sys.stdout)
     except ConfigError as e:
         print(f"autoimport: {e}", file=sys.stderr)
         return 2
-    if command == "serve":
-        from service.server import serve
-
-        serve(settings)
-    elif command == "projector":
-        from service.projector import run_projector
-
-        run_projector(settings)
     return 0
 
 

@@ -153,11 +153,14 @@ class _Runner(ProjectionRunner[AutoImports, Any]):
             raise
 
 
-def catch_up(app: AutoImports, projection: Projection[Any], batch: int = BATCH) -> int:
-    """Processes the events the view has not seen yet, up to `batch`; returns how many."""
+def catch_up(
+    app: AutoImports, projection: Projection[Any], batch: int = BATCH, until: int | None = None
+) -> int:
+    """Processes the events the view has not seen yet, up to `batch` of them and not beyond
+    notification `until`; returns how many."""
     view = projection.view
     start = (view.max_tracking_id(app.name) or 0) + 1
-    notifications = app.recorder.select_notifications(start=start, limit=batch)
+    notifications = app.recorder.select_notifications(start=start, limit=batch, stop=until)
     with view.batch():  # one commit for the batch: a sync page is hundreds of events
         for notification in notifications:
             projection.process_event(

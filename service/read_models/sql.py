@@ -111,6 +111,10 @@ class SqlView(TrackingRecorder):
             c.execute(self.sql(statement), params)
             return [dict(row) for row in c.fetchall()]
 
+    def dump(self, table: str, key: str) -> list[dict[str, Any]]:
+        """Every row of a table, in key order (for comparing two views)."""
+        return self.fetch(f"SELECT * FROM {{t}}{table} ORDER BY {key}", {})
+
     def wait_until(
         self, application_name: str, notification_id: int | None, timeout: float
     ) -> None:

@@ -7,7 +7,7 @@ one transaction per event (or per batch), and the tables always agree with each 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
@@ -27,6 +27,13 @@ from service.read_models.syncs import SyncsTable
 
 class AccountViews(ImportsTable, ContactsTable, FieldsTable, SyncsTable):
     ddl = ImportsTable.ddl + ContactsTable.ddl + FieldsTable.ddl + SyncsTable.ddl
+    # Every table with its primary key.
+    tables: ClassVar[dict[str, str]] = {
+        "imports": "import_id",
+        "contacts": "contact_id",
+        "fields": "field_id",
+        "syncs": "sync_id",
+    }
 
 
 class SQLiteAccountViews(AccountViews, SQLiteTrackingRecorder):
