@@ -32,6 +32,7 @@ protos: setup
 
 bench: setup
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.sync
 
 clean:
 	rm -rf $(VENV) *.egg-info
