@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
@@ -76,12 +76,12 @@ class SyncEngine:
         raise Unavailable("a sync of this import is starting elsewhere: retry shortly")
 
     def _run(self, account_id: str, import_id: UUID, request_id: str, actor: str) -> dict[str, Any]:
-        sync_id = str(uuid5(import_id, request_id) if request_id else uuid4())
-        started = self._start(account_id, import_id, sync_id, request_id, actor)
+        # No connector for the service: refused before anything is recorded.
+        connector = self._connector_for(self._app.get_import(account_id, import_id))
+        sync_id = str(uuid4())
+        started = self._start(account_id, import_id, sync_id, request_id, actor, connector.lag)
         if started.running_sync is None or started.running_sync["sync_id"] != sync_id:
-            # Already done (a retried request), or running in another process.
-            return started.running_sync or started.last_sync or {}
-        connector = self._connector_for(started)
+            return started.last_sync or {}  # a retried request whose sync is done
         window = window_of(self._clock().timestamp(), self._interval)
         declared = SERVICES[started.service].declared_fields()
         criteria = started.criteria
@@ -109,19 +109,24 @@ class SyncEngine:
         return self._finish(account_id, import_id, sync_id)
 
     def _start(
-        self, account_id: str, import_id: UUID, sync_id: str, request_id: str, actor: str
+        self,
+        account_id: str,
+        import_id: UUID,
+        sync_id: str,
+        request_id: str,
+        actor: str,
+        lag: timedelta,
     ) -> AutoImport:
         for _ in range(MAX_ATTEMPTS):
             auto_import = self._app.get_import(account_id, import_id)
-            if request_id and (auto_import.last_sync or {}).get("sync_id") == sync_id:
-                return auto_import
+            if request_id and (auto_import.last_sync or {}).get("request_id") == request_id:
+                return auto_import  # a retry of the request that started the last sync
             now = self._clock()
             if auto_import.running_sync is not None:
                 # We hold the lease, so the sync recorded as running runs nowhere: its process
                 # died. Its saved pages stay; the new sync resumes from its cursor.
                 auto_import.fail_sync("interrupted: the server running it stopped", now)
             auto_import.check_can_sync()
-            lag = self._connector_for(auto_import).lag  # no connector: refused, nothing recorded
             auto_import.start_sync(
                 sync_id=sync_id, request_id=request_id, now=now, until=now - lag, actor=actor
             )
