@@ -9,6 +9,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from connectors.base import ConnectorUnavailable
 from domain.errors import InvalidTransition, ValidationError
 from service.errors import (
     EtagMismatch,
@@ -41,6 +42,8 @@ def status_for(error: Exception) -> grpc.Status:
         )
     elif isinstance(error, InvalidTransition):
         code = code_pb2.FAILED_PRECONDITION
+    elif isinstance(error, ConnectorUnavailable):
+        code, reason = code_pb2.FAILED_PRECONDITION, "CONNECTOR_UNAVAILABLE"
     elif isinstance(error, NotFound):
         code = code_pb2.NOT_FOUND
         reason = f"{error.resource_type.upper()}_NOT_FOUND"
@@ -63,6 +66,9 @@ def status_for(error: Exception) -> grpc.Status:
         code, reason = code_pb2.UNAVAILABLE, "UNAVAILABLE"
     elif isinstance(error, ServiceError):
         code = code_pb2.FAILED_PRECONDITION
+    elif isinstance(error, NotImplementedError):  # a method the generated base class declares
+        code, reason = code_pb2.UNIMPLEMENTED, "UNIMPLEMENTED"
+        message = "this server does not implement the method"
     else:
         code, reason = code_pb2.INTERNAL, "INTERNAL"
         message = "internal error: the server log has the details"
