@@ -3,6 +3,7 @@ creating it is also claiming the email: two syncs racing to add one email cannot
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -12,6 +13,10 @@ from email_validator import EmailNotValidError, validate_email
 from eventsourcing.domain import Aggregate, event
 
 from domain.auto_import import ID_NAMESPACE
+
+# A CSV import's source on a contact is "csv:<csv import id>". A contact keeps only the last one:
+# it marks the rows that import applied (a later row with the same email is a duplicate).
+CSV_SOURCE_PREFIX = "csv:"
 
 
 class ContactStatus(StrEnum):
@@ -23,6 +28,7 @@ class InvalidEmail(ValueError):
     """The address is not a valid email; the message says why."""
 
 
+@functools.lru_cache(maxsize=1024)  # a batch checks each email twice: load, then decide
 def normalize_email(raw: str) -> str:
     """The one spelling of an address that identifies a contact: validated without DNS lookups
     (none in the request path), Unicode domain, all lower case (mailboxes treat case alike)."""
@@ -128,8 +134,9 @@ class Contact(Aggregate):
         self, values: ContactValues, *, list_ids: list[str], tags: list[str], source: str
     ) -> dict[str, Any]:
         """What merging a source's view into this contact would change. Known values replace
-        old ones; lists, tags and sources only grow; an opt-out at the source unsubscribes,
-        and nothing an import says ever makes a contact active."""
+        old ones; lists, tags and sources only grow (a CSV import's source replaces the previous
+        CSV import's); an opt-out at the source unsubscribes, and nothing an import says ever
+        makes a contact active."""
         changes: dict[str, Any] = {}
         for name in ("first_name", "last_name", "phone"):
             value = getattr(values, name)
@@ -142,6 +149,8 @@ class Contact(Aggregate):
             current = getattr(self, name)
             new = [item for item in additions if item not in current]
             if new:
+                if name == "sources" and source.startswith(CSV_SOURCE_PREFIX):
+                    current = [s for s in current if not s.startswith(CSV_SOURCE_PREFIX)]
                 changes[name] = current + new
         if values.opted_out and self.status is ContactStatus.ACTIVE:
             changes["_status"] = ContactStatus.UNSUBSCRIBED.value

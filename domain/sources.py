@@ -168,5 +168,10 @@ def field_title(service_display_name: str, field_label: str) -> str:
 
 def personalization_tag(service_display_name: str, field_label: str) -> str:
     """`%<SERVICE>_<FIELD>%`: upper case, every non-alphanumeric character as `_`."""
-    words = re.sub(r"[^A-Z0-9]", "_", field_title(service_display_name, field_label).upper())
-    return f"%{words}%"
+    return personalization_tag_of(field_title(service_display_name, field_label))
+
+
+def personalization_tag_of(title: str) -> str:
+    """A field's personalization tag from its title: `%<TITLE>%`, upper case, every
+    non-alphanumeric character as `_` (a CSV column "Company name" gives `%COMPANY_NAME%`)."""
+    return f"%{re.sub(r'[^A-Z0-9]', '_', title.upper())}%"

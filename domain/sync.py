@@ -4,12 +4,17 @@ Everything a page changes is decided here, on aggregates the caller loaded, and 
 caller in one transaction: the import's sync events and cursor, the new and updated contacts,
 the fields created, the account's contact count and the external account's window budget. A
 save that meets a concurrent change fails as a whole, and the page is decided again.
+
+The rules for one contact (validation, add or update or leave alone, the contact limit, the
+budget, consent, fields, lists and tags) are `ContactIntake`'s, shared by syncs and CSV imports;
+each records what it decided through the small `ContactRecorder` protocol.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from domain.account import Account
 from domain.auto_import import AutoImport, SkipReason
@@ -59,6 +64,188 @@ class PageResult:
     capped: bool  # the window's budget ran out: the rest waits for the next window
 
 
+class ContactRecorder(Protocol):
+    """Where the decisions about contacts are recorded: an AutoImport's sync events, or the
+    tally of a CsvImport's batch. `external_id` is the source's id of the contact."""
+
+    def record_added(self, contact_id: str, email: str, external_id: str) -> None: ...
+
+    def record_updated(
+        self, contact_id: str, email: str, external_id: str, changed: list[str]
+    ) -> None: ...
+
+    def record_skipped(self, external_id: str, email: str, reason: SkipReason) -> None: ...
+
+    def record_field_created(self, field_id: str, key: str, title: str, tag: str) -> None: ...
+
+
+class Outcome(StrEnum):
+    """What happened to one external contact."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    DUPLICATE = "duplicate"  # once-per-source intakes: this source already applied the email
+    MISSING_EMAIL = "missing email"
+    INVALID_EMAIL = "invalid email"
+    BLOCKED = "blocked"  # a new contact, and the account is at its limit
+    DEFERRED = "deferred"  # the budget ran out: nothing recorded, the caller stops here
+
+
+class ContactIntake:
+    """Applies what one source says to the account's contacts, one contact at a time.
+
+    `contacts` holds the account's contact (or None) for each normalized email the caller will
+    pass; `fields` the account's custom field (or None) for each declared field key. Both gain
+    what the intake creates. `budget`: how many contacts may be added or updated, None for no
+    cap. `once_per_source`: each email is applied once per source (a CSV file: the first row
+    wins); a contact that already carries the source is a duplicate, and gaining the source is
+    bookkeeping, not a change (the contact is saved, counted unchanged).
+
+    The caller saves `new_aggregates` and `updated_contacts` with the account, after `finish()`.
+    """
+
+    def __init__(
+        self,
+        *,
+        account: Account,
+        recorder: ContactRecorder,
+        service: str,
+        source: str,
+        list_ids: list[str],
+        tags: list[str],
+        contacts: dict[str, Contact | None],
+        fields: dict[str, CustomField | None],
+        declared: dict[str, DeclaredField],
+        budget: int | None = None,
+        once_per_source: bool = False,
+    ):
+        self._account = account
+        self._recorder = recorder
+        self._service = service
+        self._source = source
+        self._list_ids = list_ids
+        self._tags = tags
+        self._contacts = contacts
+        self._fields = fields
+        self._declared = declared
+        self._budget = budget
+        self._once_per_source = once_per_source
+        self._capacity = account.capacity
+        self._created: dict[str, Contact] = {}
+        self._updated: dict[str, Contact] = {}
+        self._new_fields: list[CustomField] = []
+        self.blocked = 0
+        self.unchanged = 0
+
+    @property
+    def new_aggregates(self) -> list[Any]:
+        return [*self._created.values(), *self._new_fields]
+
+    @property
+    def updated_contacts(self) -> list[Contact]:
+        return list(self._updated.values())
+
+    @property
+    def budget_used(self) -> int:
+        """Contacts added or updated (each counted once, however many times it changed)."""
+        return len(self._created) + len(self._updated)
+
+    def take(self, contact: ExternalContact) -> Outcome:
+        email = contact.email.strip()
+        if not email:
+            self._recorder.record_skipped(contact.external_id, "", SkipReason.MISSING_EMAIL)
+            return Outcome.MISSING_EMAIL
+        try:
+            email = normalize_email(email)
+        except InvalidEmail:
+            self._recorder.record_skipped(contact.external_id, email, SkipReason.INVALID_EMAIL)
+            return Outcome.INVALID_EMAIL
+        values = _values_of(contact, self._declared)
+        existing = self._created.get(email) or self._contacts.get(email)
+        if existing is None:
+            return self._add(contact, email, values)
+        return self._update(contact, email, values, existing)
+
+    def finish(self) -> None:
+        """Counts the new contacts on the account (saved with them: the limit holds)."""
+        self._account.add_contacts(len(self._created))
+
+    def _add(self, contact: ExternalContact, email: str, values: ContactValues) -> Outcome:
+        if self._capacity == 0:
+            self.blocked += 1
+            self._recorder.record_skipped(contact.external_id, email, SkipReason.CONTACT_LIMIT)
+            return Outcome.BLOCKED
+        if self._budget == 0:
+            return Outcome.DEFERRED
+        self._ensure_fields(values)
+        new = Contact.add(
+            self._account.account_id,
+            email,
+            values,
+            list_ids=self._list_ids,
+            tags=self._tags,
+            source=self._source,
+        )
+        self._created[email] = new
+        self._spend()
+        self._capacity -= 1
+        self._recorder.record_added(str(new.id), email, contact.external_id)
+        return Outcome.ADDED
+
+    def _update(
+        self, contact: ExternalContact, email: str, values: ContactValues, existing: Contact
+    ) -> Outcome:
+        if self._once_per_source and self._source in existing.sources:
+            return Outcome.DUPLICATE
+        changes = existing.changes_from(
+            values, list_ids=self._list_ids, tags=self._tags, source=self._source
+        )
+        if self._once_per_source and changes.keys() <= {"sources"}:
+            existing.merge(changes, source=self._source)  # marks it, so later rows are duplicates
+            if email not in self._created:
+                self._updated[email] = existing
+            self.unchanged += 1
+            return Outcome.UNCHANGED
+        if not changes:
+            self.unchanged += 1
+            return Outcome.UNCHANGED
+        if self._budget == 0:
+            return Outcome.DEFERRED
+        self._ensure_fields(values)
+        existing.merge(changes, source=self._source)
+        if email not in self._created:
+            self._updated[email] = existing
+        self._spend()
+        self._recorder.record_updated(
+            str(existing.id),
+            email,
+            contact.external_id,
+            sorted(name.lstrip("_") for name in changes),
+        )
+        return Outcome.UPDATED
+
+    def _spend(self) -> None:
+        if self._budget is not None:
+            self._budget -= 1
+
+    def _ensure_fields(self, values: ContactValues) -> None:
+        for spec in self._declared.values():
+            if values.fields.get(spec.personalization_tag) and self._fields.get(spec.key) is None:
+                custom_field = CustomField(
+                    account_id=self._account.account_id,
+                    service=self._service,
+                    key=spec.key,
+                    title=spec.title,
+                    personalization_tag=spec.personalization_tag,
+                )
+                self._fields[spec.key] = custom_field
+                self._new_fields.append(custom_field)
+                self._recorder.record_field_created(
+                    str(custom_field.id), spec.key, spec.title, spec.personalization_tag
+                )
+
+
 def sync_page(
     *,
     auto_import: AutoImport,
@@ -75,104 +262,41 @@ def sync_page(
     `contacts` holds the account's contact (or None) for each normalized email of the page;
     `fields` the account's custom field (or None) for each declared field key.
     """
-    budget = external.remaining(window)
-    capacity = account.capacity
-    source = str(auto_import.id)
-    created: dict[str, Contact] = {}
-    updated: dict[str, Contact] = {}
-    new_fields: list[CustomField] = []
+    intake = ContactIntake(
+        account=account,
+        recorder=auto_import,
+        service=auto_import.service.value,
+        source=str(auto_import.id),
+        list_ids=auto_import.list_ids,
+        tags=auto_import.tags,
+        contacts=contacts,
+        fields=fields,
+        declared=declared,
+        budget=external.remaining(window),
+    )
     cursor = auto_import.cursor or ""
-    blocked = unchanged = processed = 0
+    processed = 0
     capped = False
-
-    def ensure_fields(values: ContactValues) -> None:
-        for spec in declared.values():
-            if values.fields.get(spec.personalization_tag) and fields.get(spec.key) is None:
-                custom_field = CustomField(
-                    account_id=account.account_id,
-                    service=auto_import.service.value,
-                    key=spec.key,
-                    title=spec.title,
-                    personalization_tag=spec.personalization_tag,
-                )
-                fields[spec.key] = custom_field
-                new_fields.append(custom_field)
-                auto_import.record_field_created(
-                    str(custom_field.id), spec.key, spec.title, spec.personalization_tag
-                )
-
     for contact in page.contacts:
-        email = contact.email.strip()
-        if not email:
-            auto_import.record_skipped(contact.external_id, "", SkipReason.MISSING_EMAIL)
-        else:
-            try:
-                email = normalize_email(email)
-            except InvalidEmail:
-                auto_import.record_skipped(contact.external_id, email, SkipReason.INVALID_EMAIL)
-            else:
-                values = _values_of(contact, declared)
-                existing = created.get(email) or contacts.get(email)
-                if existing is None:
-                    if capacity == 0:
-                        blocked += 1
-                        auto_import.record_skipped(
-                            contact.external_id, email, SkipReason.CONTACT_LIMIT
-                        )
-                    elif budget == 0:
-                        capped = True
-                        break
-                    else:
-                        ensure_fields(values)
-                        new = Contact.add(
-                            account.account_id,
-                            email,
-                            values,
-                            list_ids=auto_import.list_ids,
-                            tags=auto_import.tags,
-                            source=source,
-                        )
-                        created[email] = new
-                        budget -= 1
-                        capacity -= 1
-                        auto_import.record_added(str(new.id), email, contact.external_id)
-                else:
-                    changes = existing.changes_from(
-                        values, list_ids=auto_import.list_ids, tags=auto_import.tags, source=source
-                    )
-                    if not changes:
-                        unchanged += 1
-                    elif budget == 0:
-                        capped = True
-                        break
-                    else:
-                        ensure_fields(values)
-                        existing.merge(changes, source=source)
-                        if email not in created:
-                            updated[email] = existing
-                        budget -= 1
-                        auto_import.record_updated(
-                            str(existing.id),
-                            email,
-                            contact.external_id,
-                            sorted(name.lstrip("_") for name in changes),
-                        )
+        if intake.take(contact) is Outcome.DEFERRED:
+            capped = True
+            break
         processed += 1
         if contact.position is not None:
             cursor = contact.position
 
     if not capped:
         cursor = page.cursor
-    account.add_contacts(len(created))
-    external.use(window, len(created) + len(updated))
-    if blocked:
-        auto_import.record_limit_reached(blocked)
+    intake.finish()
+    external.use(window, intake.budget_used)
+    if intake.blocked:
+        auto_import.record_limit_reached(intake.blocked)
     if capped:
         auto_import.record_capped(len(page.contacts) - processed)
-    auto_import.advance_cursor(cursor, fetched=len(page.contacts), unchanged=unchanged)
+    auto_import.advance_cursor(cursor, fetched=len(page.contacts), unchanged=intake.unchanged)
     return PageResult(
-        new_aggregates=[*created.values(), *new_fields],
-        updated_contacts=list(updated.values()),
+        new_aggregates=intake.new_aggregates,
+        updated_contacts=intake.updated_contacts,
         capped=capped,
     )
 

@@ -21,6 +21,7 @@ from connectors import SERVICES
 from domain.account import Account, ApiKey
 from domain.auto_import import AutoImport, ImportChanges, NewImport
 from domain.contact import Contact
+from domain.csv_import import CsvImport
 from domain.external_account import ExternalAccount
 from domain.sources import ServiceId
 from service.errors import EtagMismatch, NotFound
@@ -59,6 +60,7 @@ class AutoImports(Application[UUID]):
         Account: 200,
         Contact: 200,
         ExternalAccount: 200,
+        CsvImport: 200,
     }
 
     def __init__(self, env: dict[str, str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The client for people: `autoimport accounts ...` and `autoimport imports ...` call a server.
+"""The client for people: `autoimport accounts|imports|contacts|fields ...` call a server.
 
 Every verb is a function `(args, api) -> View`; `run` connects, calls it, and prints the view or
 the error. Nothing here decides what is valid: the server does, and its answer is shown.
@@ -8,19 +8,48 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2, json_format
+from tqdm import tqdm
 
-from autoimport.v1 import accounts_pb2, accounts_pb2_grpc, imports_pb2, imports_pb2_grpc
-from service.client_output import View, as_dict, compact_json, emit, error_lines, record, table
+from autoimport.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    contacts_pb2,
+    contacts_pb2_grpc,
+    fields_pb2,
+    fields_pb2_grpc,
+    imports_pb2,
+    imports_pb2_grpc,
+)
+from service.client_output import (
+    View,
+    as_dict,
+    cell,
+    compact_json,
+    emit,
+    error_lines,
+    record,
+    sections,
+    table,
+)
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+# Deadlines (seconds) when --timeout is not given: a sync can take minutes, and an upload of a
+# CSV file takes as long as the file needs (None: no deadline).
+DEFAULT_TIMEOUT = 30.0
+SYNC_TIMEOUT = 600.0
+CSV_TIMEOUT = None
+CHUNK_SIZE = 64 * 1024
+# gRPC refuses received messages over 4 MiB by default; leave room for the message's framing.
+MAX_CHUNK_SIZE = 4 * 1024 * 1024 - 1024
 # The criteria options of each service, named after the fields of its criteria message.
 CRITERIA_OPTIONS = {
     "google_contacts": ("contact_group",),
@@ -45,11 +74,14 @@ class UsageError(Exception):
 
 
 class Api:
-    """The stubs on one channel; `call` sends the token and the deadline with every request."""
+    """The stubs on one channel; `call` sends the token and the deadline with every request
+    (a request, or an iterator of the requests of a client stream)."""
 
-    def __init__(self, channel: grpc.Channel, token: str, timeout: float):
+    def __init__(self, channel: grpc.Channel, token: str, timeout: float | None):
         self.accounts = accounts_pb2_grpc.AccountServiceStub(channel)
         self.imports = imports_pb2_grpc.AutoImportServiceStub(channel)
+        self.contacts = contacts_pb2_grpc.ContactServiceStub(channel)
+        self.fields = fields_pb2_grpc.FieldServiceStub(channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
 
@@ -76,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
 def connect(args: argparse.Namespace) -> Iterator[Api]:
     """The one place that opens the channel and picks the token."""
     address = args.address or os.environ.get("AUTOIMPORT_ADDRESS") or DEFAULT_ADDRESS
+    # --timeout, else the verb's own default deadline.
+    timeout = args.timeout if args.timeout is not None else args.default_timeout
     with _channel(address, args.ca_cert or os.environ.get("AUTOIMPORT_CA_CERT")) as channel:
-        yield Api(channel, _token(args.token), args.timeout)
+        yield Api(channel, _token(args.token), timeout)
 
 
 def _channel(address: str, ca_cert: str | None) -> grpc.Channel:
@@ -107,8 +141,8 @@ def _token(option: str | None) -> str:
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "client options",
-        "for the accounts and imports commands; give them before the command, e.g. "
-        "`autoimport --json imports list --account A`",
+        "for the accounts, imports, contacts and fields commands; give them before the "
+        "command, e.g. `autoimport --json imports list --account A`",
     )
     group.add_argument(
         "--address", help=f"server host:port (default: $AUTOIMPORT_ADDRESS, else {DEFAULT_ADDRESS})"
@@ -124,9 +158,9 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--timeout",
         type=_positive_seconds,
-        default=30.0,
         metavar="SECONDS",
-        help="deadline of each call (default: 30)",
+        help=f"deadline of each call (default: {DEFAULT_TIMEOUT:g}; imports sync: "
+        f"{SYNC_TIMEOUT:g}; contacts import-csv: none)",
     )
     group.add_argument(
         "--ca-cert",
@@ -137,7 +171,8 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_client_commands(commands: Any) -> None:
-    """Adds `accounts` and `imports` to the subcommands of the `autoimport` parser."""
+    """Adds `accounts`, `imports`, `contacts` and `fields` to the subcommands of the `autoimport`
+    parser."""
     accounts = commands.add_parser(
         "accounts",
         help="client: accounts and their API keys",
@@ -151,11 +186,31 @@ def add_client_commands(commands: Any) -> None:
         description="Auto imports of an account: the admin token or an API key of the account.",
     )
     _add_import_verbs(imports.add_subparsers(dest="verb_name", required=True, metavar="VERB"))
+    contacts = commands.add_parser(
+        "contacts",
+        help="client: an account's contacts, and CSV imports",
+        description="The contacts of an account: the admin token or an API key of the account.",
+    )
+    _add_contact_verbs(contacts.add_subparsers(dest="verb_name", required=True, metavar="VERB"))
+    fields = commands.add_parser(
+        "fields",
+        help="client: an account's custom fields",
+        description="The custom fields that imports created in an account: the admin token or "
+        "an API key of the account.",
+    )
+    _add_field_verbs(fields.add_subparsers(dest="verb_name", required=True, metavar="VERB"))
 
 
-def _verb(verbs: Any, name: str, verb: Callable[..., View], help: str) -> argparse.ArgumentParser:
+def _verb(
+    verbs: Any,
+    name: str,
+    verb: Callable[..., View],
+    help: str,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> argparse.ArgumentParser:
+    """A verb's parser; `timeout` is its deadline when --timeout is not given."""
     parser: argparse.ArgumentParser = verbs.add_parser(name, help=help, description=help)
-    parser.set_defaults(verb=verb, usage_error=parser.error)
+    parser.set_defaults(verb=verb, usage_error=parser.error, default_timeout=timeout)
     return parser
 
 
@@ -230,6 +285,75 @@ def _add_import_verbs(verbs: Any) -> None:
     services = _verb(verbs, "services", list_services, "the services an import can read")
     services.add_argument("--account", required=True, metavar="ACCOUNT_ID")
 
+    sync = _verb(
+        verbs,
+        "sync",
+        trigger_sync,
+        f"run a sync of an import now and show its report (deadline {SYNC_TIMEOUT:g} s unless "
+        "--timeout is given); while one runs, show that one's",
+        timeout=SYNC_TIMEOUT,
+    )
+    sync.add_argument("name", metavar="NAME")
+    sync.add_argument(
+        "--request-id", metavar="UUID", help="makes a retried sync safe: it returns the same report"
+    )
+    syncs = _verb(verbs, "syncs", list_syncs, "an import's syncs, newest first (every page)")
+    syncs.add_argument("name", metavar="NAME")
+    syncs.add_argument(
+        "--page-size", type=int, default=0, metavar="N", help="syncs per call (default: 20)"
+    )
+
+
+def _add_contact_verbs(verbs: Any) -> None:
+    listing = _verb(verbs, "list", list_contacts, "list an account's contacts (every page)")
+    listing.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+    listing.add_argument(
+        "--page-size", type=int, default=0, metavar="N", help="contacts per call (default: 50)"
+    )
+    for name, verb, help in (
+        ("get", get_contact, "show a contact, with its custom fields"),
+        ("unsubscribe", unsubscribe_contact, "unsubscribe a contact (no import reactivates it)"),
+    ):
+        parser = _verb(verbs, name, verb, help)
+        parser.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+        parser.add_argument("email", metavar="EMAIL")
+
+    upload = _verb(
+        verbs,
+        "import-csv",
+        import_csv,
+        "import a CSV file (header row first), streamed in chunks with a progress bar on stderr "
+        "(no deadline unless --timeout is given)",
+        timeout=CSV_TIMEOUT,
+    )
+    upload.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+    upload.add_argument("file", metavar="FILE", help='the CSV file; "-" reads standard input')
+    _add_label_options(upload, clearable=False)
+    upload.add_argument(
+        "--request-id", metavar="UUID", help="makes a retried upload safe: it is applied once"
+    )
+    upload.add_argument(
+        "--chunk-size",
+        type=_chunk_size,
+        default=CHUNK_SIZE,
+        metavar="BYTES",
+        help=f"bytes per message (default: {CHUNK_SIZE}; at most {MAX_CHUNK_SIZE})",
+    )
+    upload.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar (none either with --json, or when stderr is not a terminal)",
+    )
+
+
+def _add_field_verbs(verbs: Any) -> None:
+    listing = _verb(verbs, "list", list_fields, "list the custom fields imports created")
+    listing.add_argument("--account", required=True, metavar="ACCOUNT_ID")
+    listing.add_argument(
+        "--service", default="", metavar="SERVICE", help="only this service's (e.g. shopify, csv)"
+    )
+
 
 def _add_token_options(parser: argparse.ArgumentParser) -> None:
     for name, variable in TOKEN_VARIABLES.items():
@@ -292,6 +416,18 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+def _chunk_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if not 0 < size <= MAX_CHUNK_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of bytes from 1 to {MAX_CHUNK_SIZE}"
+        )
+    return size
+
+
 # -- building requests --------------------------------------------------------------------------
 
 
@@ -345,6 +481,21 @@ def _set_changes(auto_import: imports_pb2.AutoImport, args: argparse.Namespace) 
     return paths
 
 
+def _pages(api: Api, method: Callable[..., T], request: Any) -> Iterator[T]:
+    """Every page of a List call, following next_page_token (set on `request`)."""
+    while True:
+        page: Any = api.call(method, request)
+        yield page
+        if not page.next_page_token:
+            return
+        request.page_token = page.next_page_token
+
+
+def _time(message: Any, field: str) -> str:
+    """A Timestamp field as RFC 3339, or "-" when unset."""
+    return getattr(message, field).ToJsonString() if message.HasField(field) else cell("")
+
+
 # -- the verbs ----------------------------------------------------------------------------------
 
 
@@ -392,13 +543,9 @@ def list_imports(args: argparse.Namespace, api: Api) -> View:
         account_id=args.account, service=args.service, page_size=args.page_size
     )
     listed = imports_pb2.ListImportsResponse()
-    while True:
-        page = api.call(api.imports.ListImports, request)
+    for page in _pages(api, api.imports.ListImports, request):
         listed.auto_imports.extend(page.auto_imports)
         listed.counts_by_service.update(page.counts_by_service)
-        if not page.next_page_token:
-            break
-        request.page_token = page.next_page_token
     rows = [
         (
             i.name,
@@ -472,3 +619,145 @@ def list_services(args: argparse.Namespace, api: Api) -> View:
         [(s.id, f.key, f.title, f.personalization_tag) for s in services for f in s.fields],
     )
     return View({"services": [as_dict(s) for s in services]}, f"{summary}\n\n{fields}")
+
+
+def trigger_sync(args: argparse.Namespace, api: Api) -> View:
+    request = imports_pb2.TriggerSyncRequest(name=args.name, request_id=args.request_id or "")
+    return _sync_report(api.call(api.imports.TriggerSync, request))
+
+
+def _sync_report(report: imports_pb2.SyncReport) -> View:
+    """The outcome and counts; the error when there is one (always when FAILED); then the
+    skipped contacts, when any."""
+    failed = report.outcome == imports_pb2.SyncReport.FAILED
+    view = record(report, omit=("skipped",) if report.error or failed else ("skipped", "error"))
+    skipped = [(cell(s.external_id), cell(s.email), cell(s.reason)) for s in report.skipped]
+    if not skipped:
+        return view
+    return View(view.data, sections(view.text, table(("EXTERNAL ID", "EMAIL", "REASON"), skipped)))
+
+
+def list_syncs(args: argparse.Namespace, api: Api) -> View:
+    request = imports_pb2.ListSyncsRequest(name=args.name, page_size=args.page_size)
+    listed = imports_pb2.ListSyncsResponse()
+    for page in _pages(api, api.imports.ListSyncs, request):
+        listed.syncs.extend(page.syncs)
+    rows = [
+        (
+            s.sync_id,
+            imports_pb2.SyncReport.Outcome.Name(s.outcome),
+            _time(s, "start_time"),
+            _time(s, "end_time"),
+            *map(str, (s.fetched, s.added, s.updated, s.unchanged)),
+            str(s.skipped_missing_email + s.skipped_invalid_email),
+            str(s.deferred),
+            str(s.blocked_by_limit),
+        )
+        for s in listed.syncs
+    ]
+    headers = ("SYNC ID", "OUTCOME", "START", "END", "FETCHED", "ADDED", "UPDATED", "UNCHANGED")
+    text = table((*headers, "SKIPPED", "DEFERRED", "BLOCKED"), rows)
+    return View(as_dict(listed), text)
+
+
+def list_contacts(args: argparse.Namespace, api: Api) -> View:
+    request = contacts_pb2.ListContactsRequest(account_id=args.account, page_size=args.page_size)
+    listed = contacts_pb2.ListContactsResponse()
+    for page in _pages(api, api.contacts.ListContacts, request):
+        listed.contacts.extend(page.contacts)
+        listed.total_size = page.total_size
+    rows = [
+        (
+            c.email,
+            contacts_pb2.Contact.Status.Name(c.status),
+            cell(c.first_name),
+            cell(c.last_name),
+            cell(list(c.list_ids)),
+            cell(list(c.tags)),
+        )
+        for c in listed.contacts
+    ]
+    text = table(("EMAIL", "STATUS", "FIRST NAME", "LAST NAME", "LISTS", "TAGS"), rows)
+    count = f"{listed.total_size} contact{'' if listed.total_size == 1 else 's'}"
+    return View(as_dict(listed), sections(text, count))
+
+
+def get_contact(args: argparse.Namespace, api: Api) -> View:
+    request = contacts_pb2.GetContactRequest(account_id=args.account, email=args.email)
+    return record(api.call(api.contacts.GetContact, request), expand="fields")
+
+
+def unsubscribe_contact(args: argparse.Namespace, api: Api) -> View:
+    request = contacts_pb2.UnsubscribeContactRequest(account_id=args.account, email=args.email)
+    return record(api.call(api.contacts.UnsubscribeContact, request), expand="fields")
+
+
+def import_csv(args: argparse.Namespace, api: Api) -> View:
+    options = contacts_pb2.CsvImportOptions(
+        account_id=args.account,
+        list_ids=args.list_ids or [],
+        tags=args.tags or [],
+        request_id=args.request_id or "",
+    )
+    with _input(args.file) as file, _progress(args, file) as bar:
+        requests = _csv_requests(options, file, args.chunk_size, bar)
+        report = api.call(api.contacts.ImportCsv, requests)
+    errors = [(str(e.row), cell(e.reason)) for e in report.errors]
+    view = record(report, omit=("errors",))
+    if not errors:
+        return view
+    return View(view.data, sections(view.text, table(("ROW", "REASON"), errors)))
+
+
+@contextmanager
+def _input(path: str) -> Iterator[IO[bytes]]:
+    """The file to upload, opened for reading in binary; "-": standard input."""
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        file = open(path, "rb")  # noqa: SIM115 (closed below, after the upload)
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    with file:
+        yield file
+
+
+def _progress(args: argparse.Namespace, file: IO[bytes]) -> tqdm[Any]:
+    """A bar on stderr of the bytes sent, of the file's size when it is a regular file; none with
+    --json or --quiet, or when stderr is not a terminal."""
+    try:
+        status = os.fstat(file.fileno())
+        size = status.st_size if stat.S_ISREG(status.st_mode) else None
+    except (OSError, ValueError):  # not a file descriptor (e.g. an in-memory stream)
+        size = None
+    return tqdm(
+        total=size,
+        desc="stdin" if args.file == "-" else Path(args.file).name,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=sys.stderr,
+        disable=args.json or args.quiet or not sys.stderr.isatty(),
+    )
+
+
+def _csv_requests(
+    options: contacts_pb2.CsvImportOptions, file: IO[bytes], chunk_size: int, bar: tqdm[Any]
+) -> Iterator[contacts_pb2.ImportCsvRequest]:
+    """The options, then the file's bytes chunk by chunk: never the whole file in memory.
+    gRPC asks for the next message once it took the last one, so the bar counts bytes sent."""
+    yield contacts_pb2.ImportCsvRequest(options=options)
+    while chunk := file.read(chunk_size):
+        yield contacts_pb2.ImportCsvRequest(chunk=chunk)
+        bar.update(len(chunk))
+
+
+def list_fields(args: argparse.Namespace, api: Api) -> View:
+    request = fields_pb2.ListFieldsRequest(account_id=args.account, service=args.service)
+    listed = api.call(api.fields.ListFields, request)
+    rows = [
+        (f.title, f.personalization_tag, f.service, _time(f, "create_time")) for f in listed.fields
+    ]
+    text = table(("TITLE", "PERSONALIZATION TAG", "SERVICE", "CREATED"), rows)
+    return View(as_dict(listed), text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -41,10 +41,26 @@ def as_dict(message: Message) -> dict[str, Any]:
     )
 
 
-def record(message: Message) -> View:
-    """A single resource: one aligned `field: value` line per field, nested fields dotted."""
+def record(message: Message, omit: Collection[str] = (), expand: str = "") -> View:
+    """A single resource: one aligned `field: value` line per field, nested fields dotted.
+
+    The text leaves out the fields named in `omit` (the JSON keeps every field); the map field
+    named by `expand` comes last, as a `name:` line then one `  key: value` line per entry."""
     data = as_dict(message)
-    return View(data, aligned(_fields(data, cast(Descriptor, message.DESCRIPTOR))))
+    shown = {name: value for name, value in data.items() if name not in {*omit, expand}}
+    pairs = _fields(shown, cast(Descriptor, message.DESCRIPTOR))
+    entries = sorted(data.get(expand, {}).items()) if expand else []
+    if expand and not entries:
+        pairs.append((expand, EMPTY))
+    text = aligned(pairs)
+    if entries:
+        text += f"\n{expand}:\n" + "\n".join(f"  {key}: {cell(value)}" for key, value in entries)
+    return View(data, text)
+
+
+def sections(*texts: str) -> str:
+    """The non-empty texts, a blank line apart."""
+    return "\n\n".join(text for text in texts if text)
 
 
 def aligned(pairs: Iterable[tuple[str, str]]) -> str:
@@ -100,7 +116,7 @@ def _fields(
         if isinstance(value, dict) and message_type is not None and _is_plain(message_type):
             pairs += _fields(value, message_type, name + ".")
         else:
-            pairs.append((name, _cell(value)))
+            pairs.append((name, cell(value)))
     return pairs
 
 
@@ -111,9 +127,10 @@ def _is_plain(descriptor: Descriptor) -> bool:
     )
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value on one line: a string as is, a list comma-separated, "-" when empty, else JSON."""
     if isinstance(value, str):
         return value or EMPTY
     if isinstance(value, list):
-        return ", ".join(_cell(item) for item in value) or EMPTY
+        return ", ".join(cell(item) for item in value) or EMPTY
     return compact_json(value)

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
+import sys
+import tracemalloc
 import types
+import uuid
 from collections.abc import Iterator
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+import grpc
 import pytest
+from google.protobuf import json_format, timestamp_pb2
+from tqdm import tqdm
 
-from autoimport.v1 import imports_pb2
+from autoimport.v1 import (
+    contacts_pb2,
+    contacts_pb2_grpc,
+    fields_pb2,
+    fields_pb2_grpc,
+    imports_pb2,
+    imports_pb2_grpc,
+)
 from service import cli
+from tests.scripted_server import write_source
 from tests.support import ServerProcess, self_signed_certificate
 
 CLIENT_VARIABLES = (
@@ -24,6 +41,14 @@ CLIENT_VARIABLES = (
     "AUTOIMPORT_REFRESH_TOKEN",
 )
 ADMIN = object()  # run() default: the server's admin token
+T = TypeVar("T")
+
+
+class Target(Protocol):
+    """A server the client calls: a real one (ServerProcess) or a fake one in this process."""
+
+    address: str
+    admin_token: str
 
 
 @dataclass(frozen=True)
@@ -43,7 +68,7 @@ class Result:
 
 
 class Cli:
-    def __init__(self, server: ServerProcess, capsys: pytest.CaptureFixture[str]):
+    def __init__(self, server: Target, capsys: pytest.CaptureFixture[str]):
         self.server = server
         self.capsys = capsys
 
@@ -420,6 +445,11 @@ def test_tokens_from_the_environment(
             "not allowed with argument --tag",
         ),
         (["imports", "list"], "--account"),
+        (["imports", "sync"], "NAME"),
+        (["contacts", "get", "ann@example.com"], "--account"),
+        (["contacts", "import-csv", "--account", "a", "/nonexistent/c.csv"], "cannot read"),
+        (["contacts", "import-csv", "--account", "a", "--chunk-size", "0", "-"], "1 to 4193280"),
+        (["contacts", "import-csv", "--account", "a", "--chunk-size", "5000000", "-"], "1 to "),
         (["--timeout", "0", "accounts", "get", "a"], "greater than 0"),
         (["--ca-cert", "/nonexistent/ca.pem", "accounts", "get", "a"], "cannot read the CA"),
     ],
@@ -433,7 +463,7 @@ def test_usage_errors_exit_2(
 
 def test_help_documents_the_client_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--help"]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # as argparse wraps it at any width
     assert "give them before the command" in out
     for option in ("--address", "--token", "--json", "--timeout", "--ca-cert"):
         assert option in out
@@ -462,3 +492,636 @@ def test_tls_with_ca_cert(
     monkeypatch.setenv("AUTOIMPORT_CA_CERT", tls_server.env["AUTOIMPORT_TLS_CERT"])
     upserted = cli_.ok("accounts", "upsert", "tls", "--plan", "lite", "--contact-limit", "10")
     assert upserted.fields()["account_id"] == "tls"
+
+
+# -- syncs, contacts, fields and CSV imports ----------------------------------------------------
+
+
+def test_sync_of_an_import_without_connector_fails_precondition(run: Cli, account: str) -> None:
+    name = run.create_shopify(account)["name"]
+    result = run.run("imports", "sync", name)
+    assert result.code == 1
+    assert result.out == ""
+    assert result.err.startswith("error: FAILED_PRECONDITION: ")
+    assert "no Shopify connector yet" in result.err
+
+
+def test_syncs_of_a_fresh_import_is_an_empty_table(run: Cli, account: str) -> None:
+    name = run.create_shopify(account)["name"]
+    listed = run.ok("imports", "syncs", name)
+    assert listed.out.splitlines() == [SYNCS_HEADER]
+    assert run.json("imports", "syncs", name) == {"syncs": [], "next_page_token": ""}
+
+
+def test_contacts_of_a_fresh_account(run: Cli, account: str) -> None:
+    listed = run.ok("contacts", "list", "--account", account)
+    header, count = listed.out.rstrip("\n").split("\n\n")
+    assert header == "EMAIL  STATUS  FIRST NAME  LAST NAME  LISTS  TAGS"
+    assert count == "0 contacts"
+    got = run.json("contacts", "list", "--account", account)
+    assert (got["contacts"], got["total_size"]) == ([], "0")
+
+
+def test_contact_errors(run: Cli, account: str) -> None:
+    for verb in ("get", "unsubscribe"):
+        unknown = run.run("contacts", verb, "--account", account, "nobody@example.com")
+        assert unknown.code == 1, verb
+        assert unknown.err.startswith("error: NOT_FOUND: "), verb
+        assert unknown.out == ""
+
+    invalid = run.run("contacts", "get", "--account", account, "not-an-email")
+    assert invalid.code == 1
+    lines = invalid.err.splitlines()
+    assert lines[0].startswith("error: INVALID_ARGUMENT: ")
+    assert re.match(r"^  email: must be a valid email address", lines[1])
+
+
+def test_fields_of_a_fresh_account(run: Cli, account: str) -> None:
+    listed = run.ok("fields", "list", "--account", account)
+    assert listed.out.splitlines() == ["TITLE  PERSONALIZATION TAG  SERVICE  CREATED"]
+    assert run.json("fields", "list", "--account", account, "--service", "shopify") == {
+        "fields": []
+    }
+    wrong = run.run("fields", "list", "--account", account, "--service", "shopfy")
+    assert wrong.code == 1
+    assert "  service: must be one of " in wrong.err
+
+
+def test_csv_import_end_to_end(run: Cli, account: str, tmp_path: Path) -> None:
+    csv = tmp_path / "contacts.csv"
+    csv.write_text(
+        "Email,First Name,Last Name,Company\n"
+        "ann@example.com,Ann,Lee,Acme\n"
+        "not-an-email,Nope,Nope,\n"
+        "bob@example.com,Bob,Ray,\n"
+    )
+    imported = run.ok(
+        "contacts",
+        "import-csv",
+        "--account",
+        account,
+        str(csv),
+        "--list-id",
+        "news",
+        "--tag",
+        "csv",
+        "--request-id",
+        str(uuid.uuid4()),
+        "--chunk-size",
+        "16",  # the rows arrive split across chunks
+    )
+    report = imported.fields()
+    assert (report["rows"], report["added"], report["skipped_invalid_email"]) == ("3", "2", "1")
+    errors = [re.split(r"  +", line) for line in imported.out.split("\n\n")[1].splitlines()]
+    assert [row[0] for row in errors] == ["ROW", "3"]
+
+    listed = run.ok("contacts", "list", "--account", account, "--page-size", "1")
+    assert listed.table() == [
+        ["ann@example.com", "ACTIVE", "Ann", "Lee", "news", "csv"],
+        ["bob@example.com", "ACTIVE", "Bob", "Ray", "news", "csv"],
+    ]
+    assert listed.out.rstrip().endswith("\n\n2 contacts")
+    shown = run.ok("contacts", "get", "--account", account, "ann@example.com")
+    assert shown.out.rstrip().endswith("\nfields:\n  %COMPANY%: Acme")
+
+
+def test_sync_syncs_contacts_and_fields_on_scripted_sources(
+    client_env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """End to end on real data: the real server, whose connectors read scripted sources."""
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    write_source(
+        sources,
+        "cli-store",
+        [
+            {
+                "external_id": "c1",
+                "email": "ann@example.com",
+                "first_name": "Ann",
+                "updated_at": "2026-01-01T00:00:01+00:00",
+                "fields": {"total_spent": "12.50"},
+            },
+            {"external_id": "c2", "email": "broken", "updated_at": "2026-01-01T00:00:02+00:00"},
+        ],
+    )
+    env = {"AUTOIMPORT_DATA_DIR": str(tmp_path / "data"), "AUTOIMPORT_TEST_SOURCES": str(sources)}
+    with ServerProcess(env, "tests.scripted_server") as server:
+        run = Cli(server, capsys)
+        run.ok("accounts", "upsert", "scripted", "--plan", "lite", "--contact-limit", "100")
+        name = run.json(
+            "imports",
+            "create",
+            "--account",
+            "scripted",
+            "--service",
+            "shopify",
+            "--external-account",
+            "cli-store",
+            "--access-token",
+            "t",
+            "--tag",
+            "shop",
+        )["name"]
+
+        synced = run.ok("imports", "sync", name)
+        report = synced.fields()
+        assert (report["outcome"], report["fetched"], report["added"]) == ("COMPLETED", "2", "1")
+        assert report["skipped_invalid_email"] == "1"
+        skipped = [re.split(r"  +", line) for line in synced.out.split("\n\n")[1].splitlines()]
+        assert skipped[0] == ["EXTERNAL ID", "EMAIL", "REASON"]
+        assert [row[:2] for row in skipped[1:]] == [["c2", "broken"]]
+
+        syncs = run.ok("imports", "syncs", name).table()
+        assert [(row[0], row[1], *row[4:]) for row in syncs] == [
+            (report["sync_id"], "COMPLETED", "2", "1", "0", "0", "1", "0", "0")
+        ]
+
+        listed = run.ok("contacts", "list", "--account", "scripted")
+        assert listed.table() == [["ann@example.com", "ACTIVE", "Ann", "-", "-", "shop"]]
+        assert listed.out.rstrip().endswith("\n\n1 contact")
+        shown = run.ok("contacts", "get", "--account", "scripted", "ann@example.com")
+        assert "\nfields:\n  %SHOPIFY_TOTAL_SPENT%: 12.50" in shown.out
+        assert shown.fields()["source_imports"] == name
+
+        fields = run.ok("fields", "list", "--account", "scripted").table()
+        assert [row[1:3] for row in fields] == [["%SHOPIFY_TOTAL_SPENT%", "shopify"]]
+        unsubscribed = run.ok("contacts", "unsubscribe", "--account", "scripted", "ann@example.com")
+        assert unsubscribed.fields()["status"] == "UNSUBSCRIBED"
+
+
+SYNCS_HEADER = (
+    "SYNC ID  OUTCOME  START  END  FETCHED  ADDED  UPDATED  UNCHANGED  SKIPPED  DEFERRED  BLOCKED"
+)
+NO_DEADLINE = 1e9  # what a servicer's time_remaining() is above when the call has no deadline
+
+
+class Recorder:
+    """What a fake servicer was called with: method, request, deadline left, metadata."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any, float, dict[str, str]]] = []
+
+    def record(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
+        metadata = {k: str(v) for k, v in context.invocation_metadata()}
+        self.calls.append((method, request, context.time_remaining(), metadata))
+
+    def requests(self, method: str) -> list[Any]:
+        return [request for name, request, *_ in self.calls if name == method]
+
+    def deadline(self) -> float:
+        return self.calls[-1][2]
+
+
+def page_of(pages: list[T], token: str) -> tuple[T, str]:
+    """The page a token names ("" the first, else its index), and the next page's token."""
+    index = int(token or 0)
+    return pages[index], str(index + 1) if index + 1 < len(pages) else ""
+
+
+class FakeImports(imports_pb2_grpc.AutoImportServiceServicer, Recorder):
+    def __init__(self) -> None:
+        Recorder.__init__(self)
+        self.report = imports_pb2.SyncReport()
+        self.pages: list[list[imports_pb2.SyncReport]] = [[]]
+
+    def TriggerSync(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.record("TriggerSync", request, context)
+        return self.report
+
+    def ListSyncs(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.record("ListSyncs", request, context)
+        syncs, token = page_of(self.pages, request.page_token)
+        return imports_pb2.ListSyncsResponse(syncs=syncs, next_page_token=token)
+
+
+class FakeContacts(contacts_pb2_grpc.ContactServiceServicer, Recorder):
+    def __init__(self) -> None:
+        Recorder.__init__(self)
+        self.report = contacts_pb2.CsvImportReport()
+        self.contact = contacts_pb2.Contact()
+        self.pages: list[list[contacts_pb2.Contact]] = [[]]
+        self.total_size = 0
+        # What ImportCsv received: the part of each message, the options, the chunks' sizes,
+        # their digest, and their bytes unless keep_bytes is False.
+        self.parts: list[str] = []
+        self.options = contacts_pb2.CsvImportOptions()
+        self.chunk_sizes: list[int] = []
+        self.digest = hashlib.sha256()
+        self.data = bytearray()
+        self.keep_bytes = True
+
+    def GetContact(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.record("GetContact", request, context)
+        return self.contact
+
+    def UnsubscribeContact(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.record("UnsubscribeContact", request, context)
+        unsubscribed = contacts_pb2.Contact()
+        unsubscribed.CopyFrom(self.contact)
+        unsubscribed.status = contacts_pb2.Contact.UNSUBSCRIBED
+        return unsubscribed
+
+    def ListContacts(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.record("ListContacts", request, context)
+        contacts, token = page_of(self.pages, request.page_token)
+        return contacts_pb2.ListContactsResponse(
+            contacts=contacts, next_page_token=token, total_size=self.total_size
+        )
+
+    def ImportCsv(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        self.record("ImportCsv", None, context)
+        for request in request_iterator:
+            part = request.WhichOneof("part")
+            self.parts.append(part)
+            if part == "options":
+                self.options = request.options
+                continue
+            self.chunk_sizes.append(len(request.chunk))
+            self.digest.update(request.chunk)
+            if self.keep_bytes:
+                self.data += request.chunk
+        return self.report
+
+
+class FakeFields(fields_pb2_grpc.FieldServiceServicer, Recorder):
+    def __init__(self) -> None:
+        Recorder.__init__(self)
+        self.fields: list[fields_pb2.CustomField] = []
+
+    def ListFields(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.record("ListFields", request, context)
+        return fields_pb2.ListFieldsResponse(fields=self.fields)
+
+
+@dataclass
+class FakeServer:
+    """A gRPC server in this process whose servicers return canned answers and record calls."""
+
+    address: str
+    imports: FakeImports
+    contacts: FakeContacts
+    fields: FakeFields
+    admin_token: str = "fake-token"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServer]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    imports, contacts, fields = FakeImports(), FakeContacts(), FakeFields()
+    imports_pb2_grpc.add_AutoImportServiceServicer_to_server(imports, server)
+    contacts_pb2_grpc.add_ContactServiceServicer_to_server(contacts, server)
+    fields_pb2_grpc.add_FieldServiceServicer_to_server(fields, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield FakeServer(f"127.0.0.1:{port}", imports, contacts, fields)
+    finally:
+        server.stop(0)
+
+
+@pytest.fixture
+def fake_run(fake: FakeServer, capsys: pytest.CaptureFixture[str], client_env: Path) -> Cli:
+    return Cli(fake, capsys)
+
+
+def timestamp(text: str) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromJsonString(text)
+    return stamp
+
+
+def sync_report(**values: Any) -> imports_pb2.SyncReport:
+    return imports_pb2.SyncReport(
+        import_name="accounts/a/imports/i", start_time=timestamp("2026-11-26T19:00:00Z"), **values
+    )
+
+
+def test_sync_report_with_skipped_contacts(fake_run: Cli, fake: FakeServer) -> None:
+    fake.imports.report = sync_report(
+        sync_id="s1",
+        outcome=imports_pb2.SyncReport.CAPPED,
+        end_time=timestamp("2026-11-26T19:01:00Z"),
+        fetched=5,
+        added=2,
+        updated=1,
+        skipped_missing_email=1,
+        skipped_invalid_email=1,
+        deferred=3,
+        skipped=[
+            imports_pb2.SyncReport.SkippedContact(external_id="c4", reason="no email"),
+            imports_pb2.SyncReport.SkippedContact(
+                external_id="c5", email="bob@", reason="invalid email: no domain"
+            ),
+        ],
+    )
+    shown = fake_run.ok("imports", "sync", "accounts/a/imports/i", "--request-id", "r-1")
+    request = fake.imports.requests("TriggerSync")[0]
+    assert (request.name, request.request_id) == ("accounts/a/imports/i", "r-1")
+    assert fake.imports.calls[0][3]["authorization"] == "Bearer fake-token"
+    # The long default deadline of a sync (gRPC rounds deadlines: a few ms either way).
+    assert fake.imports.deadline() == pytest.approx(600, abs=5)
+
+    report, skipped = shown.out.rstrip("\n").split("\n\n")
+    fields = Result(0, report, "").fields()
+    assert (fields["sync_id"], fields["outcome"], fields["end_time"]) == (
+        "s1",
+        "CAPPED",
+        "2026-11-26T19:01:00Z",
+    )
+    assert (fields["fetched"], fields["added"], fields["deferred"]) == ("5", "2", "3")
+    assert "error" not in fields
+    assert [re.split(r"  +", line) for line in skipped.splitlines()] == [
+        ["EXTERNAL ID", "EMAIL", "REASON"],
+        ["c4", "-", "no email"],
+        ["c5", "bob@", "invalid email: no domain"],
+    ]
+
+    got = fake_run.json("--timeout", "5", "imports", "sync", "accounts/a/imports/i")
+    assert fake.imports.deadline() == pytest.approx(5, abs=1)
+    assert got["outcome"] == "CAPPED"
+    assert [s["external_id"] for s in got["skipped"]] == ["c4", "c5"]
+
+
+def test_failed_sync_shows_the_error(fake_run: Cli, fake: FakeServer) -> None:
+    fake.imports.report = sync_report(
+        sync_id="s2", outcome=imports_pb2.SyncReport.FAILED, error="Shopify answered 401"
+    )
+    shown = fake_run.ok("imports", "sync", "accounts/a/imports/i")
+    assert shown.fields()["outcome"] == "FAILED"
+    assert shown.fields()["error"] == "Shopify answered 401"
+    assert "EXTERNAL ID" not in shown.out
+
+
+def test_syncs_follow_every_page(fake_run: Cli, fake: FakeServer) -> None:
+    fake.imports.pages = [
+        [
+            sync_report(sync_id="s3", outcome=imports_pb2.SyncReport.RUNNING, fetched=7),
+            sync_report(
+                sync_id="s2",
+                outcome=imports_pb2.SyncReport.LIMIT_REACHED,
+                end_time=timestamp("2026-11-26T19:02:00Z"),
+                fetched=9,
+                added=1,
+                updated=2,
+                unchanged=3,
+                skipped_missing_email=1,
+                skipped_invalid_email=2,
+                deferred=4,
+                blocked_by_limit=5,
+            ),
+        ],
+        [sync_report(sync_id="s1", outcome=imports_pb2.SyncReport.COMPLETED)],
+    ]
+    listed = fake_run.ok("imports", "syncs", "accounts/a/imports/i", "--page-size", "2")
+    assert re.split(r"  +", listed.out.splitlines()[0]) == SYNCS_HEADER.split("  ")
+    start = "2026-11-26T19:00:00Z"
+    assert listed.table() == [
+        ["s3", "RUNNING", start, "-", "7", "0", "0", "0", "0", "0", "0"],
+        ["s2", "LIMIT_REACHED", start, "2026-11-26T19:02:00Z", "9", "1", "2", "3", "3", "4", "5"],
+        ["s1", "COMPLETED", start, "-", "0", "0", "0", "0", "0", "0", "0"],
+    ]
+    requests = fake.imports.requests("ListSyncs")
+    assert [(r.name, r.page_size, r.page_token) for r in requests] == [
+        ("accounts/a/imports/i", 2, ""),
+        ("accounts/a/imports/i", 2, "1"),
+    ]
+    got = fake_run.json("imports", "syncs", "accounts/a/imports/i")
+    assert [s["sync_id"] for s in got["syncs"]] == ["s3", "s2", "s1"]
+    assert got["next_page_token"] == ""
+
+
+ANN = contacts_pb2.Contact(
+    id="id-ann",
+    email="ann@example.com",
+    first_name="Ann",
+    status=contacts_pb2.Contact.ACTIVE,
+    fields={"%SHOPIFY_TOTAL_SPENT%": "120.50", "%SHOPIFY_COMPANY%": "Acme: West"},
+    list_ids=["news", "vip"],
+    tags=["shop"],
+    source_imports=["accounts/a/imports/i"],
+    create_time=timestamp("2026-11-26T19:00:00Z"),
+)
+
+
+def test_contacts_list_follows_every_page(fake_run: Cli, fake: FakeServer) -> None:
+    bob = contacts_pb2.Contact(
+        email="bob@example.com",
+        first_name="Bob",
+        last_name="Ray",
+        status=contacts_pb2.Contact.UNSUBSCRIBED,
+    )
+    fake.contacts.pages = [[ANN], [bob]]
+    fake.contacts.total_size = 2
+    listed = fake_run.ok("contacts", "list", "--account", "a", "--page-size", "1")
+    assert listed.table() == [
+        ["ann@example.com", "ACTIVE", "Ann", "-", "news, vip", "shop"],
+        ["bob@example.com", "UNSUBSCRIBED", "Bob", "Ray", "-", "-"],
+    ]
+    assert listed.out.rstrip("\n").endswith("\n\n2 contacts")
+    requests = fake.contacts.requests("ListContacts")
+    assert [(r.account_id, r.page_size, r.page_token) for r in requests] == [
+        ("a", 1, ""),
+        ("a", 1, "1"),
+    ]
+
+    fake.contacts.pages, fake.contacts.total_size = [[bob]], 1
+    assert fake_run.ok("contacts", "list", "--account", "a").out.rstrip().endswith("\n1 contact")
+    got = fake_run.json("contacts", "list", "--account", "a")
+    assert ([c["email"] for c in got["contacts"]], got["total_size"]) == (["bob@example.com"], "1")
+
+
+def test_contact_get_and_unsubscribe_show_custom_fields(fake_run: Cli, fake: FakeServer) -> None:
+    fake.contacts.contact = ANN
+    shown = fake_run.ok("contacts", "get", "--account", "a", "ann@example.com")
+    request = fake.contacts.requests("GetContact")[0]
+    assert (request.account_id, request.email) == ("a", "ann@example.com")
+    fields = shown.fields()
+    assert (fields["email"], fields["status"], fields["list_ids"]) == (
+        "ann@example.com",
+        "ACTIVE",
+        "news, vip",
+    )
+    assert fields["create_time"] == "2026-11-26T19:00:00Z"
+    assert "fields" not in fields
+    assert shown.out.rstrip("\n").endswith(
+        "\nfields:\n  %SHOPIFY_COMPANY%: Acme: West\n  %SHOPIFY_TOTAL_SPENT%: 120.50"
+    )
+
+    unsubscribed = fake_run.ok("contacts", "unsubscribe", "--account", "a", "ann@example.com")
+    assert unsubscribed.fields()["status"] == "UNSUBSCRIBED"
+    assert fake.contacts.requests("UnsubscribeContact")[0].email == "ann@example.com"
+    got = fake_run.json("contacts", "get", "--account", "a", "ann@example.com")
+    assert got["fields"] == dict(ANN.fields)
+
+    fake.contacts.contact = contacts_pb2.Contact(email="bob@example.com")
+    assert (
+        fake_run.ok("contacts", "get", "--account", "a", "bob@example.com").fields()["fields"]
+        == "-"
+    )
+
+
+def test_fields_list(fake_run: Cli, fake: FakeServer) -> None:
+    fake.fields.fields = [
+        fields_pb2.CustomField(
+            id="f1",
+            title="Shopify Total spent",
+            personalization_tag="%SHOPIFY_TOTAL_SPENT%",
+            service="shopify",
+            create_time=timestamp("2026-11-26T19:00:00Z"),
+        )
+    ]
+    listed = fake_run.ok("fields", "list", "--account", "a", "--service", "shopify")
+    assert (
+        listed.out.splitlines()[0] == "TITLE                PERSONALIZATION TAG    SERVICE  CREATED"
+    )
+    assert listed.table() == [
+        ["Shopify Total spent", "%SHOPIFY_TOTAL_SPENT%", "shopify", "2026-11-26T19:00:00Z"]
+    ]
+    request = fake.fields.requests("ListFields")[0]
+    assert (request.account_id, request.service) == ("a", "shopify")
+    assert fake_run.json("fields", "list", "--account", "a")["fields"][0]["id"] == "f1"
+
+
+CSV_REPORT = contacts_pb2.CsvImportReport(
+    rows=4,
+    added=2,
+    updated=1,
+    duplicates_in_file=1,
+    skipped_invalid_email=1,
+    fields_created=0,
+    errors=[
+        contacts_pb2.CsvRowError(row=4, reason="duplicate of row 2"),
+        contacts_pb2.CsvRowError(row=5, reason="email: not a valid address"),
+    ],
+)
+CSV = (
+    "\ufeffemail,first_name\n"
+    "ann@example.com,Ann\n"
+    "bob@example.com,Bøb\n"
+    "ann@example.com,Ann again\n"
+    "nope,Nope\n"
+).encode()
+
+
+def test_import_csv_streams_the_options_then_the_file(
+    fake_run: Cli, fake: FakeServer, tmp_path: Path
+) -> None:
+    csv = tmp_path / "contacts.csv"
+    csv.write_bytes(CSV)
+    fake.contacts.report = CSV_REPORT
+    argv = ("contacts", "import-csv", "--account", "a", str(csv), "--list-id", "news")
+    shown = fake_run.ok(
+        *argv, "--list-id", "vip", "--tag", "csv", "--request-id", "r-1", "--chunk-size", "7"
+    )
+
+    received = fake.contacts
+    assert received.parts == ["options"] + ["chunk"] * len(received.chunk_sizes)
+    assert received.options == contacts_pb2.CsvImportOptions(
+        account_id="a", list_ids=["news", "vip"], tags=["csv"], request_id="r-1"
+    )
+    assert bytes(received.data) == CSV
+    *full, last = received.chunk_sizes
+    assert set(full) == {7}
+    assert 0 < last <= 7
+    assert received.calls[0][3]["authorization"] == "Bearer fake-token"
+    assert received.deadline() > NO_DEADLINE
+    assert shown.err == ""  # stderr is not a terminal: no progress bar
+
+    report, errors = shown.out.rstrip("\n").split("\n\n")
+    fields = Result(0, report, "").fields()
+    assert (fields["rows"], fields["added"], fields["duplicates_in_file"]) == ("4", "2", "1")
+    assert "errors" not in fields
+    assert [re.split(r"  +", line) for line in errors.splitlines()] == [
+        ["ROW", "REASON"],
+        ["4", "duplicate of row 2"],
+        ["5", "email: not a valid address"],
+    ]
+
+
+def test_import_csv_json_default_chunks_stdin_and_timeout(
+    fake_run: Cli, fake: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.contacts.report = contacts_pb2.CsvImportReport(rows=4, added=4)
+    data = CSV * 40_000  # 4.4 MB: 68 chunks of 64 KiB
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    got = fake_run.json("--timeout", "20", "contacts", "import-csv", "--account", "a", "-")
+    assert got == proto_json(fake.contacts.report)
+    assert (got["rows"], got["added"], got["updated"]) == ("4", "4", "0")
+    assert bytes(fake.contacts.data) == data
+    *full, last = fake.contacts.chunk_sizes
+    assert set(full) == {65536}
+    assert 0 < last <= 65536
+    assert fake.contacts.deadline() == pytest.approx(20, abs=2)
+
+    # stdin is now at its end: an empty input sends the options only.
+    del fake.contacts.parts[:]
+    assert fake_run.ok("contacts", "import-csv", "--account", "a", "-").fields()["rows"] == "4"
+    assert fake.contacts.parts == ["options"]
+
+
+def proto_json(message: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("options", "bar"), [((), True), (("--quiet",), False), (("--json",), False)]
+)
+def test_import_csv_progress_bar_on_a_terminal(
+    options: tuple[str, ...],
+    bar: bool,
+    fake_run: Cli,
+    fake: FakeServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    csv = tmp_path / "contacts.csv"
+    csv.write_bytes(CSV * 1000)
+    size = tqdm.format_sizeof(len(CSV) * 1000, divisor=1024)  # as the bar shows it
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    global_options = [o for o in options if o == "--json"]
+    verb_options = [o for o in options if o != "--json"]
+    fake_run.ok(
+        *global_options, "contacts", "import-csv", "--account", "a", str(csv), *verb_options
+    )
+    shown = terminal.getvalue()
+    if bar:
+        assert "contacts.csv: 100%" in shown
+        assert f"{size}/{size}" in shown
+    else:
+        assert shown == ""
+
+
+def test_import_csv_of_a_large_file_never_holds_it_in_memory(
+    fake_run: Cli, fake: FakeServer, tmp_path: Path
+) -> None:
+    size = 50 * 1024 * 1024
+    rows = b"".join(b"someone.%06d@example.com,Some,One\n" % i for i in range(30_000))
+    expected = hashlib.sha256()
+    csv = tmp_path / "large.csv"
+    with csv.open("wb") as file:
+        for i in range(50):  # 50 blocks of 1 MiB, each different
+            block = b"%02d" % i + rows[2 : 1024 * 1024]
+            file.write(block)
+            expected.update(block)
+    assert csv.stat().st_size == size
+    fake.contacts.keep_bytes = False  # the fake server runs in this process too
+
+    tracemalloc.start()
+    try:
+        fake_run.ok("contacts", "import-csv", "--account", "a", str(csv))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert fake.contacts.digest.hexdigest() == expected.hexdigest()
+    assert sum(fake.contacts.chunk_sizes) == size
+    assert len(fake.contacts.chunk_sizes) == size // 65536
+    assert peak < size / 20, f"peak {peak} bytes while streaming {size} bytes"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 from autoimport.v1 import contacts_pb2, contacts_pb2_grpc, fields_pb2, fields_pb2_grpc
+from domain.csv_file import CSV_SERVICE
+from domain.csv_import import CsvOptions
 from domain.errors import ValidationError
 from domain.sources import SERVICE_IDS
 from service.api.convert import (
     contact_message,
     contact_row_of,
+    csv_report_message,
     email_of,
     field_message,
     page_size_of,
@@ -17,6 +22,7 @@ from service.api.convert import (
 )
 from service.api.interceptors import current_principal
 from service.application import AutoImports
+from service.csv_import import CsvImporter
 from service.errors import NotFound
 from service.read_models import ReadModels
 from service.read_models.sql import InvalidPageToken
@@ -26,6 +32,7 @@ class ContactServicer(contacts_pb2_grpc.ContactServiceServicer):
     def __init__(self, app: AutoImports, read_models: ReadModels):
         self._app = app
         self._read = read_models
+        self._csv = CsvImporter(app)
 
     def GetContact(
         self, request: contacts_pb2.GetContactRequest, context: Any
@@ -60,6 +67,34 @@ class ContactServicer(contacts_pb2_grpc.ContactServiceServicer):
         contact = self._app.unsubscribe_contact(account_id, email, actor=current_principal().actor)
         return contact_message(contact_row_of(contact))
 
+    def ImportCsv(
+        self, request_iterator: Iterator[contacts_pb2.ImportCsvRequest], context: Any
+    ) -> contacts_pb2.CsvImportReport:
+        requests = iter(request_iterator)
+        first = next(requests, None)
+        if first is None or first.WhichOneof("part") != "options":
+            raise ValidationError.single(
+                "options", "must come first: the options, then the file's bytes in chunk messages"
+            )
+        options = first.options
+        account_id = require(options.account_id, "options.account_id")
+        principal = current_principal()
+        principal.require_account(account_id)  # before reading a byte of the file
+        if options.request_id:
+            try:
+                UUID(options.request_id)
+            except ValueError:
+                raise ValidationError.single(
+                    "options.request_id", "must be a UUID (e.g. from uuid4()), or empty"
+                ) from None
+        report = self._csv.run(
+            account_id,
+            CsvOptions(list(options.list_ids), list(options.tags), options.request_id),
+            _chunks(requests),
+            actor=principal.actor,
+        )
+        return csv_report_message(report)
+
 
 class FieldServicer(fields_pb2_grpc.FieldServiceServicer):
     def __init__(self, read_models: ReadModels):
@@ -69,9 +104,10 @@ class FieldServicer(fields_pb2_grpc.FieldServiceServicer):
         self, request: fields_pb2.ListFieldsRequest, context: Any
     ) -> fields_pb2.ListFieldsResponse:
         account_id = _authorized_account(request.account_id)
-        if request.service and request.service not in SERVICE_IDS:
+        services = (*SERVICE_IDS, CSV_SERVICE)
+        if request.service and request.service not in services:
             raise ValidationError.single(
-                "service", f"must be one of {', '.join(SERVICE_IDS)}, or empty"
+                "service", f"must be one of {', '.join(services)}, or empty"
             )
         rows = self._read.caught_up().list_fields(account_id, request.service)
         return fields_pb2.ListFieldsResponse(fields=[field_message(row) for row in rows])
@@ -81,3 +117,11 @@ def _authorized_account(account_id: str) -> str:
     require(account_id, "account_id")
     current_principal().require_account(account_id)
     return account_id
+
+
+def _chunks(requests: Iterator[contacts_pb2.ImportCsvRequest]) -> Iterator[bytes]:
+    """The file's bytes, as the messages after the options bring them."""
+    for request in requests:
+        if request.WhichOneof("part") == "options":
+            raise ValidationError.single("options", "must be sent once, in the first message")
+        yield request.chunk

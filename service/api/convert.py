@@ -13,7 +13,8 @@ from autoimport.v1 import accounts_pb2, contacts_pb2, fields_pb2, imports_pb2
 from connectors.base import ServiceDescription
 from domain.account import Account
 from domain.auto_import import AutoImport, Credentials
-from domain.contact import Contact, InvalidEmail, normalize_email
+from domain.contact import CSV_SOURCE_PREFIX, Contact, InvalidEmail, normalize_email
+from domain.csv_import import COUNTERS as CSV_COUNTERS
 from domain.errors import ValidationError
 from domain.sources import (
     Criteria,
@@ -27,7 +28,7 @@ from service.read_models.fields import FieldRow
 from service.read_models.imports import ImportRow
 
 _NAME_PARTS = ("accounts", "imports")
-CSV_SOURCE = "csv"  # what a contact's sources say for a CSV import
+CSV_SOURCE = "csv"  # what source_imports says for a CSV import ("csv:<id>" in sources)
 # Event attributes that are bookkeeping, or secret, and never part of a history entry's details.
 _NOT_DETAILS = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor"}
 _SECRET = {"credentials"}
@@ -194,11 +195,22 @@ def contact_message(row: ContactRow) -> contacts_pb2.Contact:
         list_ids=row.list_ids,
         tags=row.tags,
         source_imports=[
-            source if source == CSV_SOURCE else import_name(row.account_id, source)
+            CSV_SOURCE
+            if source == CSV_SOURCE or source.startswith(CSV_SOURCE_PREFIX)
+            else import_name(row.account_id, source)
             for source in row.sources
         ],
         create_time=timestamp(row.create_time),
         update_time=timestamp(row.update_time),
+    )
+
+
+def csv_report_message(report: dict[str, Any]) -> contacts_pb2.CsvImportReport:
+    return contacts_pb2.CsvImportReport(
+        errors=[
+            contacts_pb2.CsvRowError(row=e["row"], reason=e["reason"]) for e in report["errors"]
+        ],
+        **{counter: report[counter] for counter in CSV_COUNTERS},
     )
 
 

@@ -1,0 +1,186 @@
+"""CSV imports: a file streamed in chunks, applied batch by batch.
+
+The decisions are the domain's (domain/csv_import.py, on the syncs' per-contact rules); this
+module reads the stream, loads what each batch needs, and saves the batch in one transaction
+with everything it changed, deciding it again on fresh state when it meets a concurrent write
+(a sync, another upload). Memory stays constant whatever the file's size: one batch of rows at
+a time, and duplicates in the file are found through the contacts themselves (each carries the
+last CSV import that touched it), not through a set of every email seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from domain.contact import Contact, InvalidEmail, normalize_email
+from domain.csv_file import CSV_SERVICE, CsvColumns, MalformedCsv, read_contacts
+from domain.csv_import import (
+    BATCH_ROWS,
+    CsvImport,
+    CsvImportState,
+    CsvOptions,
+    apply_batch,
+)
+from domain.custom_field import CustomField
+from domain.errors import ValidationError
+from domain.sync import ExternalContact
+from service.application import AutoImports
+from service.existing import existing_ids
+
+MAX_ATTEMPTS = 20
+Rows = list[tuple[int, ExternalContact]]
+
+
+class CsvImporter:
+    def __init__(self, app: AutoImports, batch_rows: int = BATCH_ROWS):
+        self._app = app
+        self._batch_rows = batch_rows
+
+    def run(
+        self, account_id: str, options: CsvOptions, chunks: Iterable[bytes], *, actor: str
+    ) -> dict[str, Any]:
+        """Imports the file and returns the import's report (CsvImport.report).
+
+        Raises NotFound for an unknown account, and ValidationError for invalid options or a
+        malformed file (naming the row, and how many rows were applied before it). A retried
+        upload (same request_id) returns the first one's report, or its error; one that was
+        interrupted carries on after the last batch it saved.
+        """
+        self._app.get_account(account_id)
+        csv_import = self._start(account_id, options, actor)
+        if csv_import.state is CsvImportState.RUNNING:
+            csv_import = self._read(csv_import, chunks)
+        if csv_import.state is CsvImportState.FAILED:
+            raise _malformed(csv_import)
+        return csv_import.report
+
+    def _start(self, account_id: str, options: CsvOptions, actor: str) -> CsvImport:
+        csv_import = CsvImport.start(account_id, options, actor=actor)
+        try:
+            self._app.save(csv_import)
+        except IntegrityError:
+            if not options.request_id:
+                raise
+            return self._get_import(csv_import.id)  # a retried upload
+        return csv_import
+
+    def _read(self, csv_import: CsvImport, chunks: Iterable[bytes]) -> CsvImport:
+        fields: dict[str, CustomField] = {}  # the fields known to exist: they always will
+        try:
+            columns, contacts = read_contacts(chunks)
+            batch: Rows = []
+            for row, contact in contacts:
+                batch.append((row, contact))
+                if len(batch) == self._batch_rows:
+                    csv_import = self._save_batch(csv_import, columns, fields, batch, final=False)
+                    if csv_import.state is not CsvImportState.RUNNING:
+                        return csv_import  # ended by a concurrent upload with the same request_id
+                    batch = []
+            return self._save_batch(csv_import, columns, fields, batch, final=True)
+        except MalformedCsv as e:
+            return self._fail(csv_import, e)
+
+    def _save_batch(
+        self,
+        csv_import: CsvImport,
+        columns: CsvColumns,
+        known_fields: dict[str, CustomField],
+        batch: Rows,
+        *,
+        final: bool,
+    ) -> CsvImport:
+        """Decides and saves one batch (the last one also completes the import); decides again
+        on fresh state after a concurrent write."""
+        app = self._app
+        account_id = csv_import.account_id
+        for _ in range(MAX_ATTEMPTS):
+            csv_import = self._get_import(csv_import.id)
+            if csv_import.state is not CsvImportState.RUNNING:
+                return csv_import
+            account = app.get_account(account_id)
+            fields: dict[str, CustomField | None] = {}
+            for key in columns.declared:
+                known = known_fields.get(key)
+                fields[key] = known or self._get(
+                    CustomField.create_id(account_id, CSV_SERVICE, key)
+                )
+            result = apply_batch(
+                csv_import=csv_import,
+                account=account,
+                rows=batch,
+                last_row=batch[-1][0] if batch else csv_import.last_row,
+                contacts=self._contacts_of(account_id, batch, after=csv_import.last_row),
+                fields=fields,
+                declared=columns.declared,
+            )
+            if final:
+                csv_import.complete()
+            try:
+                app.save(csv_import, account, *result.new_aggregates, *result.updated_contacts)
+            except IntegrityError:
+                continue
+            known_fields.update({k: f for k, f in fields.items() if f is not None})
+            return csv_import
+        raise IntegrityError(
+            f"a batch of CSV import {csv_import.id} kept meeting concurrent writes"
+        )
+
+    def _fail(self, csv_import: CsvImport, error: MalformedCsv) -> CsvImport:
+        for _ in range(MAX_ATTEMPTS):
+            csv_import = self._get_import(csv_import.id)
+            if csv_import.state is not CsvImportState.RUNNING:
+                return csv_import
+            csv_import.fail(error.row, error.reason)
+            try:
+                self._app.save(csv_import)
+            except IntegrityError:
+                continue
+            return csv_import
+        raise IntegrityError(f"CSV import {csv_import.id} kept changing; try again")
+
+    def _contacts_of(
+        self, account_id: str, batch: Rows, *, after: int
+    ) -> dict[str, Contact | None]:
+        """The account's contact, or None, for each valid email of the rows after `after`."""
+        ids: dict[str, UUID] = {}
+        for row, contact in batch:
+            if row <= after or not contact.email.strip():
+                continue
+            try:
+                email = normalize_email(contact.email)
+            except InvalidEmail:
+                continue
+            ids[email] = Contact.create_id(account_id, email)
+        found = existing_ids(self._app.recorder, ids.values())
+        return {
+            email: self._get(contact_id) if contact_id in found else None
+            for email, contact_id in ids.items()
+        }
+
+    def _get_import(self, import_id: UUID) -> CsvImport:
+        csv_import: object = self._app.repository.get(import_id)
+        assert isinstance(csv_import, CsvImport)
+        return csv_import
+
+    def _get(self, aggregate_id: UUID) -> Any:
+        try:
+            return self._app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+
+def _malformed(csv_import: CsvImport) -> ValidationError:
+    """The failure of a CSV import as the caller sees it: the row, why, and what was applied."""
+    assert csv_import.failure is not None
+    row, reason = csv_import.failure["row"], csv_import.failure["reason"]
+    applied = csv_import.report["rows"]
+    if applied:
+        done = f"the {applied} rows up to row {csv_import.last_row} were applied, none after"
+    else:
+        done = "no row was applied"
+    return ValidationError.single("chunk", f"row {row}: {reason}; {done}")

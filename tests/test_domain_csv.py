@@ -1,0 +1,195 @@
+"""Unit tests of domain.csv_file: reading a CSV file of contacts as a stream of chunks."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+
+from domain.csv_file import MAX_LINE, CsvColumns, MalformedCsv, read_contacts, read_records
+from domain.sources import personalization_tag, personalization_tag_of
+from domain.sync import ExternalContact
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def randomly_chunked(data: bytes, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    chunks, i = [], 0
+    while i < len(data):
+        size = rng.choice([1, 2, 3, 7, 64, 1000])
+        chunks.append(data[i : i + size])
+        i += size
+    return chunks
+
+
+def contacts_of(chunks: list[bytes]) -> tuple[CsvColumns, list[tuple[int, ExternalContact]]]:
+    columns, rows = read_contacts(chunks)
+    return columns, list(rows)
+
+
+def malformed(data: bytes) -> MalformedCsv:
+    with pytest.raises(MalformedCsv) as caught:
+        contacts_of([data])
+    return caught.value
+
+
+TRICKY = (
+    "\ufeffE-Mail ; FIRSTNAME;last_name;Phone Number;Company name;Notes\r\n"
+    'ann@example.com;Ann;Lee;+1 555;"Acme; Inc.";"said ""hi""\r\nthen left"\r\n'
+    "\r\n"
+    'bob@example.com;"Bob";;;;\n'
+    "cy@example.com;Cy\r"
+    "dee@example.com;Dee;Doe;;Initech;"
+).encode()
+
+
+def test_bom_semicolons_quotes_newlines_and_headers_in_any_case():
+    columns, rows = contacts_of([TRICKY])
+
+    assert (columns.email, columns.first_name, columns.last_name, columns.phone) == (0, 1, 2, 3)
+    assert {key: (f.title, f.personalization_tag) for key, f in columns.declared.items()} == {
+        "company_name": ("Company name", "%COMPANY_NAME%"),
+        "notes": ("Notes", "%NOTES%"),
+    }
+    assert [row for row, _ in rows] == [2, 4, 5, 6]  # the blank row 3 is left out, and counted
+    ann = rows[0][1]
+    assert (ann.email, ann.first_name, ann.last_name, ann.phone) == (
+        "ann@example.com",
+        "Ann",
+        "Lee",
+        "+1 555",
+    )
+    assert ann.fields == {"company_name": "Acme; Inc.", "notes": 'said "hi"\r\nthen left'}
+    assert rows[1][1].fields == {}  # empty cells are not values
+    assert (rows[2][1].email, rows[2][1].first_name) == ("cy@example.com", "Cy")  # \r alone
+    assert rows[3][1].external_id == "6"  # a CSV contact's external id is its row number
+
+
+def test_a_comma_file_with_a_semicolon_inside_a_field():
+    data = b'email,first name,Comment\na@example.com,A,"x; y; z"\n'
+
+    _, rows = contacts_of([data])
+
+    assert rows[0][1].fields == {"comment": "x; y; z"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["email", "EMAIL", " Email ", "e-mail", "E-Mail", "email address", "Email_Address"],
+)
+def test_the_email_column_is_found_whatever_its_spelling(header: str):
+    columns, rows = contacts_of([f"name,{header}\nJo,jo@example.com\n".encode()])
+
+    assert columns.email == 1
+    assert rows[0][1].email == "jo@example.com"
+    assert list(columns.declared) == ["name"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 64])
+def test_chunks_cut_anywhere_give_the_same_rows(size: int):
+    whole = contacts_of([TRICKY])
+
+    assert contacts_of(chunked(TRICKY, size)) == whole
+    assert contacts_of(randomly_chunked(TRICKY, seed=size)) == whole
+
+
+def test_a_multibyte_character_and_the_bom_split_across_chunks():
+    data = "\ufeffemail,City\nzoë@example.com,Zürich\n".encode()
+
+    _, rows = contacts_of(chunked(data, 1))
+
+    assert (rows[0][1].email, rows[0][1].fields) == ("zoë@example.com", {"city": "Zürich"})
+
+
+def test_rows_shorter_than_the_header_have_empty_cells():
+    _, rows = contacts_of([b"email,first name,phone\na@example.com\n"])
+
+    assert (rows[0][1].first_name, rows[0][1].phone) == ("", "")
+
+
+def test_personalization_tags_follow_the_rule_of_the_connectors():
+    assert personalization_tag_of("Company name") == "%COMPANY_NAME%"
+    assert personalization_tag_of("Total spent ($)") == "%TOTAL_SPENT____%"
+    assert personalization_tag("Shopify", "Total Spent") == "%SHOPIFY_TOTAL_SPENT%"
+
+
+@pytest.mark.parametrize(
+    ("data", "row", "words"),
+    [
+        (b"", 1, "empty"),
+        (b"\xef\xbb\xbf", 1, "empty"),
+        (b"name,phone\nJo,1\n", 1, "no email column"),
+        (b"email,E-mail\na@example.com,b@example.com\n", 1, "both name the email"),
+        (b"email,Notes,notes\n", 1, "would both fill the field %NOTES%"),
+        (b"email,name\na@example.com,A\nb@example.com,B,extra\n", 3, "has 3 fields"),
+        (b'email,name\na@example.com,A\nb@example.com,"B\n', 3, "not closed"),
+        (b'email,name\na@example.com,"A"x\n', 2, "not valid CSV"),
+        (b"email\na@example.com\nb@example.com\n\xff\xfe\n", 4, "not UTF-8"),
+        (b"email\na@example.com\nb\xc3", 3, "ends inside a UTF-8 character"),
+        (b"email\n" + b"x" * (MAX_LINE + 10), 2, "line longer"),
+    ],
+)
+def test_a_malformed_file_names_the_row(data: bytes, row: int, words: str):
+    error = malformed(data)
+
+    assert error.row == row
+    assert words in error.reason
+    assert str(error).startswith(f"row {row}: ")
+
+
+def test_a_malformed_row_comes_after_the_rows_before_it_were_read():
+    data = b"email\na@example.com\n" + b'"b@example.com\n' * 3
+    _, rows = read_contacts([data])
+    seen = []
+
+    with pytest.raises(MalformedCsv) as caught:
+        for row, contact in rows:
+            seen.append((row, contact.email))
+
+    assert seen == [(2, "a@example.com")]
+    assert caught.value.row == 3
+
+
+def test_records_count_every_line_of_a_quoted_field_as_one_row():
+    data = b'email,note\na@example.com,"1\n2\n3"\nb@example.com,x\n'
+
+    assert [row for row, _ in read_records([data])] == [1, 2, 3]
+
+
+# -- constant memory --------------------------------------------------------------------------
+
+
+def generated_file(rows: int, chunk_size: int = 65536) -> Iterator[bytes]:
+    """A CSV file of `rows` contacts, made as it is read: never whole in memory."""
+    buffer = bytearray(b"email,first name,Company,Notes\n")
+    for n in range(rows):
+        buffer += f'user{n}@example.com,User {n},Company {n % 97},"line one\nline two"\n'.encode()
+        if len(buffer) >= chunk_size:
+            yield bytes(buffer[:chunk_size])
+            del buffer[:chunk_size]
+    yield bytes(buffer)
+
+
+def peak_memory_of_reading(rows: int) -> int:
+    tracemalloc.start()
+    try:
+        _, contacts = read_contacts(generated_file(rows))
+        count = sum(1 for _ in contacts)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == rows
+    return peak
+
+
+def test_reading_a_file_takes_the_same_memory_whatever_its_size():
+    small = peak_memory_of_reading(50_000)
+    large = peak_memory_of_reading(200_000)  # about 12 MB of CSV
+
+    assert large < 1_000_000  # a few chunks and rows, never the file
+    assert large < small * 1.5  # four times the rows, not four times the memory
