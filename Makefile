@@ -33,6 +33,7 @@ protos: setup
 bench: setup
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.sync
+	$(BIN)/python -m bench.csv_import
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,15 +1,20 @@
-"""Time of a 100,000-row CSV import over gRPC, on SQLite and on PostgreSQL.
+"""Time of a 100,000-row CSV import over gRPC, on SQLite and on PostgreSQL, next to
+`sqlite-utils insert --csv` of the same file.
 
-`python -m bench.csv_import [--rows N] [--store sqlite|postgres]...`: starts a real server (as
-the tests do), creates an account with room for the rows, streams a generated file in 64 KiB
-chunks (made as it is sent), and prints, per store: the time of the ImportCsv call, the rows per
-second, the time until the read model lists every contact (the projector catching up), and the
-server's peak resident memory before and after the import.
+`python -m bench.csv_import [--rows N] [--store sqlite|postgres]...`: writes a generated file,
+then times `sqlite-utils insert DB contacts FILE --csv` on it (the baseline: the same rows into
+one SQLite table, no validation, no events, no read model), then, per store, starts a real
+server (as the tests do), creates an account with room for the rows, streams the same file in
+64 KiB chunks, and prints: the time of the ImportCsv call and its ratio to the baseline, the rows
+per second, the time until the read model lists every contact (the projector catching up), and
+the server's peak resident memory before and after the import.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,14 +30,32 @@ from tests.support import ServerProcess, postgres_error, store_env
 CHUNK = 64 * 1024
 
 
-def generated(rows: int) -> Iterator[bytes]:
-    buffer = bytearray(b"email,first name,last name,City\n")
-    for n in range(rows):
-        buffer += f"person{n:07d}@example.com,First{n},Last{n},City {n % 50}\n".encode()
-        if len(buffer) >= CHUNK:
-            yield bytes(buffer[:CHUNK])
-            del buffer[:CHUNK]
-    yield bytes(buffer)
+def write_file(path: Path, rows: int) -> None:
+    with path.open("w") as f:
+        f.write("email,first name,last name,City\n")
+        for n in range(rows):
+            f.write(f"person{n:07d}@example.com,First{n},Last{n},City {n % 50}\n")
+
+
+def chunks_of(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def time_sqlite_utils(path: Path, folder: Path) -> float:
+    """The baseline: the same file into one SQLite table with sqlite-utils."""
+    command = [
+        str(Path(sys.executable).with_name("sqlite-utils")),
+        "insert",
+        str(folder / "baseline.db"),
+        "contacts",
+        str(path),
+        "--csv",
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -42,7 +65,7 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def measure(store: str, rows: int) -> None:
+def measure(store: str, path: Path, rows: int, baseline: float) -> None:
     with (
         tempfile.TemporaryDirectory() as folder,
         store_env(store, Path(folder)) as env,
@@ -60,7 +83,7 @@ def measure(store: str, rows: int) -> None:
 
         def requests() -> Iterator[cpb.ImportCsvRequest]:
             yield cpb.ImportCsvRequest(options=cpb.CsvImportOptions(account_id=account_id))
-            for chunk in generated(rows):
+            for chunk in chunks_of(path):
                 yield cpb.ImportCsvRequest(chunk=chunk)
 
         rss_before = peak_rss_mib(server.process.pid)
@@ -83,7 +106,8 @@ def measure(store: str, rows: int) -> None:
         listed = time.perf_counter() - started
         print(
             f"{store:>8}: {rows:,} rows imported in {imported:.1f} s"
-            f" ({rows / imported:,.0f} rows/s); all listed after {listed:.1f} s;"
+            f" ({rows / imported:,.0f} rows/s, {imported / baseline:.1f} x sqlite-utils);"
+            f" all listed after {listed:.1f} s;"
             f" server peak RSS {rss_before:.0f} MiB before,"
             f" {rss_after:.0f} MiB after",
             flush=True,
@@ -95,11 +119,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--store", action="append", choices=["sqlite", "postgres"])
     args = parser.parse_args()
-    for store in args.store or ["sqlite", "postgres"]:
-        if store == "postgres" and (error := postgres_error()):
-            print(f"postgres: skipped ({error})")
-            continue
-        measure(store, args.rows)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "contacts.csv"
+        write_file(path, args.rows)
+        baseline = time_sqlite_utils(path, Path(folder))
+        print(f"sqlite-utils insert --csv: {args.rows:,} rows in {baseline:.2f} s", flush=True)
+        for store in args.store or ["sqlite", "postgres"]:
+            if store == "postgres" and (error := postgres_error()):
+                print(f"postgres: skipped ({error})")
+                continue
+            measure(store, path, args.rows, baseline)
 
 
 if __name__ == "__main__":
