@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import imports_pb2 as pb
 from tests.conftest import STORES
-from tests.support import PG_URL, ROOT, Client, ServerProcess
+from tests.support import PG_URL, ROOT, Client, ServerProcess, self_signed_certificate
 from tests.test_api_imports import SECRET, create, error_of, shopify_import
 
 REFRESH_SECRET = "1//refresh_TOPSECRET_9e107d9d372bb"
@@ -276,19 +276,15 @@ def test_a_separate_projector_process_keeps_the_read_model_for_servers_without_o
 
 
 def test_tls_serves_clients_that_trust_the_certificate(tmp_path: Path):
-    cert, key = _self_signed_certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     env = {
         "AUTOIMPORT_DATA_DIR": str(tmp_path / "data"),
         "AUTOIMPORT_TLS_CERT": str(cert),
         "AUTOIMPORT_TLS_KEY": str(key),
     }
-    server = ServerProcess(env)
-    server.wait_serving = lambda: None  # type: ignore[method-assign]  # its health check is plaintext
-    with server:
-        credentials = grpc.ssl_channel_credentials(cert.read_bytes())
-        with grpc.secure_channel(server.address, credentials) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            status = _with_retries(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5))
+    with ServerProcess(env) as server:  # its start-up check already went through TLS
+        with server.channel() as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         with grpc.insecure_channel(server.address) as plaintext:
             refused = error_of(
                 health_pb2_grpc.HealthStub(plaintext).Check,
@@ -297,55 +293,3 @@ def test_tls_serves_clients_that_trust_the_certificate(tmp_path: Path):
             )
     assert status.status == health_pb2.HealthCheckResponse.SERVING
     assert refused.code() is grpc.StatusCode.UNAVAILABLE
-
-
-def _with_retries(call):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return call()
-        except grpc.RpcError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "server.crt", folder / "server.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
