@@ -17,7 +17,6 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from domain.contact import Contact, InvalidEmail, normalize_email
 from domain.csv_file import CSV_SERVICE, CsvColumns, MalformedCsv, read_contacts
 from domain.csv_import import (
     BATCH_ROWS,
@@ -30,7 +29,7 @@ from domain.custom_field import CustomField
 from domain.errors import ValidationError
 from domain.sync import ExternalContact
 from service.application import AutoImports
-from service.existing import existing_ids
+from service.existing import contacts_by_email
 
 MAX_ATTEMPTS = 20
 Rows = list[tuple[int, ExternalContact]]
@@ -114,7 +113,11 @@ class CsvImporter:
                 account=account,
                 rows=batch,
                 last_row=batch[-1][0] if batch else csv_import.last_row,
-                contacts=self._contacts_of(account_id, batch, after=csv_import.last_row),
+                contacts=contacts_by_email(
+                    self._app,
+                    account_id,
+                    (c.email for row, c in batch if row > csv_import.last_row),
+                ),
                 fields=fields,
                 declared=columns.declared,
             )
@@ -142,25 +145,6 @@ class CsvImporter:
                 continue
             return csv_import
         raise IntegrityError(f"CSV import {csv_import.id} kept changing; try again")
-
-    def _contacts_of(
-        self, account_id: str, batch: Rows, *, after: int
-    ) -> dict[str, Contact | None]:
-        """The account's contact, or None, for each valid email of the rows after `after`."""
-        ids: dict[str, UUID] = {}
-        for row, contact in batch:
-            if row <= after or not contact.email.strip():
-                continue
-            try:
-                email = normalize_email(contact.email)
-            except InvalidEmail:
-                continue
-            ids[email] = Contact.create_id(account_id, email)
-        found = existing_ids(self._app.recorder, ids.values())
-        return {
-            email: self._get(contact_id) if contact_id in found else None
-            for email, contact_id in ids.items()
-        }
 
     def _get_import(self, import_id: UUID) -> CsvImport:
         csv_import: object = self._app.repository.get(import_id)

@@ -9,13 +9,17 @@ created meanwhile makes the batch's save fail on its id, and the batch is decide
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import Application
 from eventsourcing.persistence import Recorder
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from psycopg.sql import SQL, Identifier
+
+from domain.contact import Contact, InvalidEmail, normalize_email
 
 
 def existing_ids(recorder: Recorder, ids: Collection[UUID]) -> set[UUID]:
@@ -49,3 +53,24 @@ def existing_ids(recorder: Recorder, ids: Collection[UUID]) -> set[UUID]:
                 found.update(UUID(str(row["originator_id"])) for row in cursor.fetchall())
         return found
     return set(ids)
+
+
+def contacts_by_email(
+    app: Application[UUID], account_id: str, emails: Iterable[str]
+) -> dict[str, Contact | None]:
+    """The account's contact, or None, for each valid email given (normalized): one query for
+    which exist, then a load of each that does."""
+    ids: dict[str, UUID] = {}
+    for raw in emails:
+        try:
+            email = normalize_email(raw) if raw.strip() else ""
+        except InvalidEmail:
+            continue
+        if email:
+            ids[email] = Contact.create_id(account_id, email)
+    found = existing_ids(app.recorder, ids.values())
+    loaded: dict[str, Any] = {
+        email: app.repository.get(contact_id) if contact_id in found else None
+        for email, contact_id in ids.items()
+    }
+    return loaded

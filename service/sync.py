@@ -21,12 +21,12 @@ from eventsourcing.persistence import IntegrityError
 from connectors import SERVICES
 from connectors.base import ConnectorError, ConnectorFactory
 from domain.auto_import import AutoImport, ImportState
-from domain.contact import Contact, InvalidEmail, normalize_email
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount, window_of
 from domain.sync import ContactPage, sync_page
 from service.application import AutoImports
 from service.errors import Unavailable
+from service.existing import contacts_by_email
 from service.leases import Leases
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class SyncEngine:
                 external=external,
                 window=window,
                 page=page,
-                contacts=self._contacts_of(account_id, page),
+                contacts=contacts_by_email(app, account_id, (c.email for c in page.contacts)),
                 fields={
                     key: self._get(
                         CustomField.create_id(account_id, auto_import.service.value, key)
@@ -214,17 +214,6 @@ class SyncEngine:
             external = ExternalAccount(account_id=ids[0], service=ids[1], external_account=ids[2])
         assert isinstance(external, ExternalAccount)
         return external
-
-    def _contacts_of(self, account_id: str, page: ContactPage) -> dict[str, Contact | None]:
-        contacts: dict[str, Contact | None] = {}
-        for contact in page.contacts:
-            try:
-                email = normalize_email(contact.email) if contact.email.strip() else ""
-            except InvalidEmail:
-                continue
-            if email and email not in contacts:
-                contacts[email] = self._get(Contact.create_id(account_id, email))
-        return contacts
 
     def _get(self, aggregate_id: UUID) -> Any:
         try:
