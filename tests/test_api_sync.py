@@ -324,3 +324,25 @@ def test_two_replicas_syncing_four_imports_into_one_account_keep_the_limit(tmp_p
 
     assert not errors
     assert len(everyone) == 600 == len({c.email for c in everyone}) == count
+
+
+def test_list_syncs_pages_through_every_sync_newest_first(world: SyncWorld):
+    account = world.account()
+    contacts = contacts_of(3)
+    auto_import = world.new_import(account, contacts)
+    reports = []
+    for n in range(3):
+        contacts[0].update(updated_at=(T0 + timedelta(days=n + 1)).isoformat(), first_name=f"v{n}")
+        write_source(world.sources, auto_import.external_account, contacts)
+        reports.append(world.sync(auto_import))
+
+    first = world.admin.imports.ListSyncs(pb.ListSyncsRequest(name=auto_import.name, page_size=2))
+    second = world.admin.imports.ListSyncs(
+        pb.ListSyncsRequest(name=auto_import.name, page_size=2, page_token=first.next_page_token)
+    )
+
+    assert [s.sync_id for s in [*first.syncs, *second.syncs]] == [
+        r.sync_id for r in reversed(reports)
+    ]
+    assert second.next_page_token == ""
+    assert [(r.added, r.updated) for r in reports] == [(3, 0), (0, 1), (0, 1)]
