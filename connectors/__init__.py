@@ -11,8 +11,12 @@ SERVICES: dict[ServiceId, ServiceDescription] = {
 
 
 def connector_for(auto_import: AutoImport) -> Connector:
-    """The connector of an import's service. The HTTP clients of Google Contacts, Shopify and
-    HubSpot are not part of this build yet, so syncs of real imports are refused clearly."""
+    """The connector of an import's service, with the import's credentials. Only Shopify has an
+    HTTP client in this build; syncs of the other services' imports are refused clearly."""
+    if auto_import.service is ServiceId.SHOPIFY:
+        return shopify.ShopifyConnector(
+            auto_import.external_account, auto_import.credentials.access_token
+        )
     name = SERVICES[auto_import.service].display_name
     raise ConnectorUnavailable(
         f"this build has no {name} connector yet: syncs of {name} imports cannot run"

@@ -72,6 +72,10 @@ class Connector(Protocol):
         """The contacts after `cursor` ("" for the beginning) changed at or before `until`."""
         ...
 
+    def close(self) -> None:
+        """Releases what the connector holds (e.g. its HTTP connections)."""
+        ...
+
 
 # Builds the connector that reads an import's external account with its credentials.
 ConnectorFactory = Callable[[AutoImport], Connector]

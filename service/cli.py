@@ -53,6 +53,7 @@ def run_server_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request's full URL
     try:
         settings = Settings.from_env()
         if args.command == "serve":

@@ -8,6 +8,7 @@ connection) resumes from the last saved page, and contacts it saved are never ad
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from connectors import SERVICES
-from connectors.base import ConnectorError, ConnectorFactory
+from connectors.base import Connector, ConnectorError, ConnectorFactory
 from domain.auto_import import AutoImport, ImportState
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount, window_of
@@ -78,6 +79,17 @@ class SyncEngine:
     def _run(self, account_id: str, import_id: UUID, request_id: str, actor: str) -> dict[str, Any]:
         # No connector for the service: refused before anything is recorded.
         connector = self._connector_for(self._app.get_import(account_id, import_id))
+        with contextlib.closing(connector):
+            return self._sync(account_id, import_id, request_id, actor, connector)
+
+    def _sync(
+        self,
+        account_id: str,
+        import_id: UUID,
+        request_id: str,
+        actor: str,
+        connector: Connector,
+    ) -> dict[str, Any]:
         sync_id = str(uuid4())
         started = self._start(account_id, import_id, sync_id, request_id, actor, connector.lag)
         if started.running_sync is None or started.running_sync["sync_id"] != sync_id:

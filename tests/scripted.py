@@ -77,6 +77,9 @@ class ScriptedConnector:
         self.lag = lag
         self.pages = 0
 
+    def close(self) -> None:
+        pass  # holds nothing
+
     def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
         if self.before_page is not None:
             self.before_page(self.pages)

@@ -40,6 +40,9 @@ class FileConnector:
         self.path = path
         self.lag = ScriptedConnector(ScriptedSource()).lag
 
+    def close(self) -> None:
+        pass  # holds nothing
+
     def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
         data = json.loads(self.path.read_text()) if self.path.exists() else {"contacts": []}
         time.sleep(data.get("page_delay", 0.0))

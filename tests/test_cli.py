@@ -498,12 +498,23 @@ def test_tls_with_ca_cert(
 
 
 def test_sync_of_an_import_without_connector_fails_precondition(run: Cli, account: str) -> None:
-    name = run.create_shopify(account)["name"]
-    result = run.run("imports", "sync", name)
+    created = run.json(
+        "imports",
+        "create",
+        "--account",
+        account,
+        "--service",
+        "hubspot",
+        "--external-account",
+        "12345",
+        "--access-token",
+        "pat-1",
+    )
+    result = run.run("imports", "sync", created["name"])
     assert result.code == 1
     assert result.out == ""
     assert result.err.startswith("error: FAILED_PRECONDITION: ")
-    assert "no Shopify connector yet" in result.err
+    assert "no HubSpot connector yet" in result.err
 
 
 def test_syncs_of_a_fresh_import_is_an_empty_table(run: Cli, account: str) -> None:

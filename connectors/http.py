@@ -1,0 +1,177 @@
+"""HTTP for every connector: one client per connector, and `send`, which retries what is worth
+retrying (429, 5xx, transport errors) and turns a final failure into a ConnectorError once.
+
+Credentials travel in request headers only. Nothing here formats a request's headers or URL into
+an exception or a log line: failures name the service, the method and the URL's path.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from importlib import metadata
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+)
+from tenacity.stop import stop_base
+
+from connectors.base import AuthError, PermanentError, RetryableError
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 5  # tries of one request, the first included
+BASE_DELAY = 0.5  # seconds before the first retry; doubles each time, with jitter
+MAX_DELAY = 30.0  # the longest backoff between two tries
+MAX_RETRY_AFTER = 120.0  # a Retry-After longer than this ends the retries: try again next sync
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _version() -> str:
+    try:
+        return metadata.version("contact-autoimport")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+USER_AGENT = f"contact-autoimport/{_version()}"
+
+
+def new_client(base_url: str, headers: dict[str, str], timeout: float = 30.0) -> httpx.Client:
+    """A client with explicit timeouts and a keep-alive pool; `headers` carry the credentials."""
+    return httpx.Client(
+        base_url=base_url,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **headers},
+        timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30),
+        follow_redirects=False,
+    )
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The Retry-After header in seconds (a float is allowed), or None."""
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(0.0, seconds)
+
+
+def _wait(state: RetryCallState) -> float:
+    """Retry-After when the response says it, else exponential backoff with full jitter."""
+    outcome = state.outcome
+    if outcome is not None and not outcome.failed:
+        after = retry_after(outcome.result())
+        if after is not None:
+            return after
+    ceiling = min(MAX_DELAY, BASE_DELAY * 2 ** (state.attempt_number - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class _RetryAfterTooLong(stop_base):
+    """Stops when the service asks to wait longer than a sync should."""
+
+    def __call__(self, state: RetryCallState) -> bool:
+        outcome = state.outcome
+        if outcome is None or outcome.failed:
+            return False
+        after = retry_after(outcome.result())
+        return after is not None and after > MAX_RETRY_AFTER
+
+
+def _log_retry(state: RetryCallState) -> None:
+    outcome = state.outcome
+    what = (
+        type(outcome.exception()).__name__
+        if outcome is not None and outcome.failed
+        else f"HTTP {outcome.result().status_code}"
+        if outcome is not None
+        else "?"
+    )
+    sleep = state.next_action.sleep if state.next_action is not None else 0.0
+    log.info("%s, attempt %d: retrying in %.1fs", what, state.attempt_number, sleep)
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    service: str,
+    params: dict[str, Any] | None = None,
+    json: Any = None,
+) -> httpx.Response:
+    """Sends a request, retried on 429, 5xx and transport errors; a 2xx or 3xx response is
+    returned, any other final outcome raises AuthError, PermanentError or RetryableError."""
+    path = httpx.URL(url).path
+    retrying = Retrying(
+        stop=stop_after_attempt(ATTEMPTS) | _RetryAfterTooLong(),
+        wait=_wait,
+        retry=(
+            retry_if_exception_type(httpx.TransportError)
+            | retry_if_result(lambda r: r.status_code in RETRY_STATUSES)
+        ),
+        before_sleep=_log_retry,
+        retry_error_callback=lambda state: state.outcome,
+        reraise=False,
+    )
+    try:
+        result = retrying(client.request, method, url, params=params, json=json)
+    except httpx.TransportError as e:  # not retried: cannot happen, kept for safety
+        raise RetryableError(f"{service} could not be reached ({type(e).__name__})") from None
+    if not isinstance(result, httpx.Response):  # retries exhausted: the last outcome
+        if result.failed:
+            error = result.exception()
+            log.warning("%s %s %s failed: %s", service, method, path, type(error).__name__)
+            raise RetryableError(
+                f"{service} could not be reached ({type(error).__name__}): the next sync "
+                "tries again"
+            ) from None
+        result = result.result()
+    return _check(result, service=service, method=method, path=path)
+
+
+def _check(response: httpx.Response, *, service: str, method: str, path: str) -> httpx.Response:
+    status = response.status_code
+    if status < 400:
+        return response
+    log.warning("%s %s %s answered HTTP %d", service, method, path, status)
+    if status in (401, 403):
+        raise AuthError(f"{service} rejected the credentials: reconnect the account")
+    if status == 429:
+        raise RetryableError(f"{service} is rate limiting this account: the next sync tries again")
+    if status >= 500:
+        raise RetryableError(f"{service} is unavailable (HTTP {status}): the next sync tries again")
+    raise PermanentError(
+        f"{service} refused the request (HTTP {status}): {error_message(response)}"
+    )
+
+
+def error_message(response: httpx.Response, limit: int = 300) -> str:
+    """The service's own error text: Shopify's `errors` (a string, a list or a field map),
+    Google's `error.message`, HubSpot's `message`; else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:limit] or response.reason_phrase
+    message: Any = body
+    if isinstance(body, dict):
+        error = body.get("errors", body.get("error", body.get("message", body)))
+        if isinstance(error, dict) and "message" in error:
+            error = error["message"]
+        message = error
+    if isinstance(message, dict):
+        message = "; ".join(
+            f"{key} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+            for key, value in message.items()
+        )
+    elif isinstance(message, list):
+        message = "; ".join(map(str, message))
+    return str(message)[:limit]

@@ -1,0 +1,1 @@
+"""Emulators of the external services' HTTP APIs, served on loopback for tests."""

@@ -1,0 +1,344 @@
+"""An emulator of Shopify's Admin REST customers list, served over real HTTP on loopback.
+
+It reproduces the wire format of ../shared/reference/external-apis.md section 2:
+`GET /admin/api/<version>/customers.json` with `limit` (max 250), `updated_at_min`,
+`updated_at_max` (inclusive, compared as instants), `fields`, `page_info` from the Link header
+(rel="next"); a 400 when a filter is re-sent with page_info; the X-Shopify-Access-Token check
+(401); a leaky bucket (40 calls leaking 2 a second) reported in X-Shopify-Shop-Api-Call-Limit,
+with 429 and a float Retry-After when full. Timestamps carry the shop's +02:00 offset, and many
+customers share one updated_at.
+
+It records every request, counts them per second, and records each request made while
+throttled before the Retry-After it was given had passed (`early_retries`).
+
+`python -m tests.emulators.shopify --port 8081 --contacts 5000` serves it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+SHOP_OFFSET = timezone(timedelta(hours=2))
+CONSENT_STATES = ("subscribed", "not_subscribed", "unsubscribed", "pending")
+TAGS = ("vip, newsletter", "", "Wholesale", "newsletter", " VIP ,repeat")
+FILTERS = (
+    "updated_at_min",
+    "updated_at_max",
+    "created_at_min",
+    "created_at_max",
+    "ids",
+    "since_id",
+)
+UNAUTHORIZED = {
+    "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"
+}
+THROTTLED = {
+    "errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume "
+    "uninterrupted service."
+}
+
+
+def shop_time(instant: datetime) -> str:
+    """An instant as Shopify writes it: whole seconds, the shop's offset."""
+    return instant.astimezone(SHOP_OFFSET).replace(microsecond=0).isoformat()
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass
+class Request:
+    at: float
+    path: str
+    query: dict[str, str]
+    status: int = 0
+
+
+@dataclass
+class ShopifyEmulator:
+    shop: str = "emulated-shop"
+    access_token: str = "shpat_emulator_secret_0123456789"
+    bucket_size: int = 40
+    leak_per_second: float = 2.0
+    customers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    early_retries: list[Request] = field(default_factory=list)
+    # Responses to give before any other: (status, headers, body), e.g. a 500 or a 429.
+    faults: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _level: float = 0.0
+    _leaked_at: float = field(default_factory=time.monotonic)
+    _throttled_until: float = 0.0
+    _server: ThreadingHTTPServer | None = None
+    _next_id: int = 7817370200000
+
+    # -- data ------------------------------------------------------------------------------
+
+    def add_customers(
+        self, count: int, *, updated_at: datetime | None = None, ties: int = 50
+    ) -> list[int]:
+        """`count` customers, `ties` of them sharing each updated_at (one second apart)."""
+        start = updated_at or datetime.now(UTC) - timedelta(days=1)
+        ids = []
+        with self.lock:
+            for n in range(count):
+                self._next_id += 1
+                number = len(self.customers)
+                customer_id = self._next_id
+                self.customers[customer_id] = {
+                    "id": customer_id,
+                    "email": f"customer{number:06d}@example.com",
+                    "first_name": f"First{number}",
+                    "last_name": f"Last{number}",
+                    "phone": f"+1415555{number % 10000:04d}" if number % 3 == 0 else None,
+                    "tags": TAGS[number % len(TAGS)],
+                    "orders_count": number % 7,
+                    "total_spent": f"{(number % 100) * 10.5:.2f}",
+                    "currency": "EUR",
+                    "state": "enabled",
+                    "verified_email": True,
+                    "note": None,
+                    "created_at": shop_time(start),
+                    "updated_at": shop_time(start + timedelta(seconds=n // max(ties, 1))),
+                    "email_marketing_consent": {
+                        "state": CONSENT_STATES[number % len(CONSENT_STATES)],
+                        "opt_in_level": "single_opt_in",
+                        "consent_updated_at": shop_time(start),
+                    },
+                    "sms_marketing_consent": None,
+                    "admin_graphql_api_id": f"gid://shopify/Customer/{customer_id}",
+                    "default_address": {
+                        "id": customer_id + 1,
+                        "customer_id": customer_id,
+                        "company": f"Company {number % 11}" if number % 2 == 0 else None,
+                        "city": "Berlin",
+                        "country": ("Germany", "France", "Canada")[number % 3],
+                        "country_code": ("DE", "FR", "CA")[number % 3],
+                        "default": True,
+                    },
+                }
+                ids.append(customer_id)
+        return ids
+
+    def update(self, customer_id: int, **values: Any) -> None:
+        """Changes a customer as the shop would: its updated_at becomes now."""
+        with self.lock:
+            customer = self.customers[customer_id]
+            customer.update(values)
+            customer["updated_at"] = shop_time(datetime.now(UTC))
+
+    def fill_bucket(self) -> None:
+        """The bucket is full: the next call is throttled."""
+        with self.lock:
+            self._leak()
+            self._level = float(self.bucket_size)
+
+    def requests_per_second(self) -> Counter[int]:
+        with self.lock:
+            return Counter(int(r.at) for r in self.requests)
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def start(self, port: int = 0) -> ShopifyEmulator:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                status, headers, body = emulator.handle(
+                    self.path, self.headers.get("X-Shopify-Access-Token"), self.headers.get("Host")
+                )
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> ShopifyEmulator:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- one request -----------------------------------------------------------------------
+
+    def _leak(self) -> None:
+        now = time.monotonic()
+        self._level = max(0.0, self._level - (now - self._leaked_at) * self.leak_per_second)
+        self._leaked_at = now
+
+    def handle(
+        self, target: str, token: str | None, host: str | None
+    ) -> tuple[int, dict[str, str], Any]:
+        parts = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        with self.lock:
+            request = Request(time.time(), parts.path, query)
+            self.requests.append(request)
+            status, headers, body = self._respond(request, token, host or "127.0.0.1")
+            request.status = status
+            return status, headers, body
+
+    def _respond(
+        self, request: Request, token: str | None, host: str
+    ) -> tuple[int, dict[str, str], Any]:
+        if token != self.access_token:
+            return 401, {}, UNAUTHORIZED
+        now = time.monotonic()
+        if now < self._throttled_until:
+            self.early_retries.append(request)
+        self._leak()
+        if self._level + 1 > self.bucket_size:
+            wait = (self._level + 1 - self.bucket_size) / self.leak_per_second
+            wait = max(1.0, round(wait + 0.05, 1))
+            self._throttled_until = max(self._throttled_until, now + wait)
+            return 429, self._limit_header({"Retry-After": f"{wait:.1f}"}), THROTTLED
+        self._level += 1
+        if self.faults:
+            status, headers, body = self.faults.pop(0)
+            if status == 429 and "Retry-After" in headers:
+                self._throttled_until = max(
+                    self._throttled_until, now + float(headers["Retry-After"])
+                )
+            return status, self._limit_header(dict(headers)), body
+        parts = request.path.strip("/").split("/")
+        if len(parts) != 4 or parts[:2] != ["admin", "api"] or parts[3] != "customers.json":
+            return 404, self._limit_header({}), {"errors": "Not Found"}
+        return self._customers(request.query, parts[2], host)
+
+    def _limit_header(self, headers: dict[str, str]) -> dict[str, str]:
+        used = min(self.bucket_size, int(self._level + 0.999))
+        return {**headers, "X-Shopify-Shop-Api-Call-Limit": f"{used}/{self.bucket_size}"}
+
+    def _customers(
+        self, query: dict[str, str], version: str, host: str
+    ) -> tuple[int, dict[str, str], Any]:
+        try:
+            limit = int(query.get("limit", "50"))
+        except ValueError:
+            return 400, self._limit_header({}), {"errors": {"limit": ["is not a number"]}}
+        if not 1 <= limit <= 250:
+            return 400, self._limit_header({}), {"errors": {"limit": ["must be 1 to 250"]}}
+        page_info = query.get("page_info")
+        if page_info is not None:
+            extra = sorted(set(query) - {"page_info", "limit", "fields"})
+            if extra:
+                message = f"{extra[0]} cannot be passed when page_info is present"
+                return 400, self._limit_header({}), {"errors": {"page_info": [message]}}
+            try:
+                state = json.loads(base64.urlsafe_b64decode(page_info.encode()))
+            except ValueError:
+                return 400, self._limit_header({}), {"errors": {"page_info": ["Invalid value."]}}
+            low, high = state["min"], state["max"]
+            after, before = state.get("last_id", 0), state.get("before_id")
+        else:
+            low, high, after, before = (
+                query.get("updated_at_min"),
+                query.get("updated_at_max"),
+                0,
+                None,
+            )
+        try:
+            low_at = parse_time(low) if low else None
+            high_at = parse_time(high) if high else None
+        except ValueError:
+            return 400, self._limit_header({}), {"errors": {"updated_at": ["is invalid"]}}
+        selected = [
+            c
+            for customer_id, c in sorted(self.customers.items())
+            if customer_id > after
+            and (before is None or customer_id < before)
+            and (low_at is None or parse_time(c["updated_at"]) >= low_at)
+            and (high_at is None or parse_time(c["updated_at"]) <= high_at)
+        ]
+        if before is not None:  # a previous page: the last `limit` before it
+            selected = selected[-limit:]
+        page = selected[:limit]
+        wanted = [f for f in query.get("fields", "").split(",") if f]
+        customers = []
+        for customer in page:
+            shown = {k: v for k, v in customer.items() if not wanted or k in wanted}
+            if version < "2024-01":
+                shown["accepts_marketing"] = (
+                    customer["email_marketing_consent"]["state"] == "subscribed"
+                )
+            customers.append(json.loads(json.dumps(shown)))
+        headers: dict[str, str] = {}
+        links = []
+        if page and page[0]["id"] != self._first_id(low_at, high_at):  # page 2 on: a way back
+            back = {"min": low, "max": high, "before_id": page[0]["id"]}
+            links.append(self._link(host, version, limit, back, "previous"))
+        if page and (before is not None or len(selected) > limit):
+            forward = {"min": low, "max": high, "last_id": page[-1]["id"]}
+            links.append(self._link(host, version, limit, forward, "next"))
+        if links:
+            headers["Link"] = ", ".join(links)
+        return 200, self._limit_header(headers), {"customers": customers}
+
+    def _first_id(self, low: datetime | None, high: datetime | None) -> int | None:
+        for customer_id, c in sorted(self.customers.items()):
+            at = parse_time(c["updated_at"])
+            if (low is None or at >= low) and (high is None or at <= high):
+                return customer_id
+        return None
+
+    @staticmethod
+    def _link(host: str, version: str, limit: int, state: dict[str, Any], rel: str) -> str:
+        token = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+        query = urlencode({"limit": limit, "page_info": token})
+        return f'<http://{host}/admin/api/{version}/customers.json?{query}>; rel="{rel}"'
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--contacts", type=int, default=1000)
+    parser.add_argument("--shop", default="emulated-shop")
+    parser.add_argument("--token", default="shpat_emulator_secret_0123456789")
+    args = parser.parse_args()
+    emulator = ShopifyEmulator(shop=args.shop, access_token=args.token)
+    emulator.add_customers(args.contacts)
+    emulator.start(args.port)
+    print(f"Shopify emulator for shop {args.shop!r} listening on {emulator.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        emulator.stop()
+
+
+if __name__ == "__main__":
+    main()

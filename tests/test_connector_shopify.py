@@ -1,0 +1,386 @@
+"""The Shopify connector against the Shopify emulator (real HTTP on loopback), and syncs of a
+Shopify import through a real server process reading the emulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from autoimport.v1 import accounts_pb2 as apb
+from autoimport.v1 import contacts_pb2 as cpb
+from autoimport.v1 import contacts_pb2_grpc
+from autoimport.v1 import imports_pb2 as pb
+from connectors import http, shopify
+from connectors.base import AuthError, PermanentError
+from connectors.shopify import ShopifyConnector
+from domain.sources import ShopifyCriteria
+from domain.sync import ContactPage, ExternalContact
+from tests.emulators.shopify import ShopifyEmulator
+from tests.support import Client, ServerProcess, store_env
+
+ALL = ShopifyCriteria()
+
+
+@pytest.fixture
+def emulator() -> Iterator[ShopifyEmulator]:
+    with ShopifyEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "BASE_DELAY", 0.05)
+
+
+def connector_of(emulator: ShopifyEmulator, token: str | None = None) -> ShopifyConnector:
+    return ShopifyConnector(emulator.shop, token or emulator.access_token, base_url=emulator.url)
+
+
+def later() -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=2)
+
+
+def read_chain(
+    connector: ShopifyConnector, cursor: str = "", criteria: ShopifyCriteria = ALL
+) -> tuple[list[ExternalContact], str, list[ContactPage]]:
+    contacts: list[ExternalContact] = []
+    pages = []
+    while True:
+        page = connector.fetch_page(criteria, cursor, later())
+        pages.append(page)
+        contacts += page.contacts
+        cursor = page.cursor
+        if not page.has_more:
+            return contacts, cursor, pages
+
+
+def test_pages_through_customers_that_share_timestamps_each_exactly_once(
+    emulator: ShopifyEmulator,
+):
+    ids = emulator.add_customers(1000, ties=100)
+    contacts, _, pages = read_chain(connector_of(emulator))
+
+    assert [c.external_id for c in contacts] == [str(i) for i in ids]
+    assert len(pages) == 4 and all(c.position is None for c in contacts)
+    first, *rest = emulator.requests
+    assert {"updated_at_max", "limit", "fields"} <= set(first.query)
+    assert first.query["limit"] == "250"
+    assert "page_info" not in first.query
+    assert len(rest) == 3 and all(set(r.query) == {"page_info", "limit", "fields"} for r in rest)
+    assert all(r.status == 200 for r in emulator.requests)
+    assert emulator.early_retries == []
+
+
+def test_the_emulator_refuses_filters_sent_again_with_page_info(emulator: ShopifyEmulator):
+    emulator.add_customers(300)
+    headers = {"X-Shopify-Access-Token": emulator.access_token}
+    first = httpx.get(
+        f"{emulator.url}/admin/api/2025-01/customers.json", params={"limit": 250}, headers=headers
+    )
+    page_info = httpx.URL(first.headers["Link"].split(">")[0][1:]).params["page_info"]
+    response = httpx.get(
+        f"{emulator.url}/admin/api/2025-01/customers.json",
+        params={"limit": 250, "page_info": page_info, "updated_at_min": "2025-01-01T00:00:00Z"},
+        headers=headers,
+    )
+    assert response.status_code == 400
+    assert "updated_at_min cannot be passed when page_info is present" in response.text
+
+
+def test_a_chain_keeps_its_window_and_the_next_chain_starts_at_its_end(
+    emulator: ShopifyEmulator,
+):
+    ids = emulator.add_customers(600, ties=600)  # all share one updated_at
+    connector = connector_of(emulator)
+    page = connector.fetch_page(ALL, "", datetime.now(UTC))  # the window ends now
+    assert len(page.contacts) == 250 and page.has_more
+    time.sleep(1.1)  # so that an update gets a later second than the chain's window
+    emulator.update(ids[10], first_name="Moved")  # already read: comes with the next chain
+    emulator.update(ids[400], first_name="Moved too")  # not read yet: leaves this chain
+    rest, cursor, _ = read_chain(connector, page.cursor)
+    first_chain = [c.external_id for c in page.contacts + rest]
+    assert str(ids[400]) not in first_chain and len(first_chain) == 599
+    assert json.loads(cursor).keys() == {"min"}
+
+    next_chain, cursor_after, _ = read_chain(connector, cursor)
+
+    assert sorted(c.first_name for c in next_chain) == ["Moved", "Moved too"]
+    third, _, _ = read_chain(connector, cursor_after)
+    assert {c.external_id for c in third} <= {str(ids[10]), str(ids[400])}  # bound re-read
+
+
+def test_a_page_cursor_reads_the_same_page_again(emulator: ShopifyEmulator):
+    """After a cap the engine keeps the cursor that fetched the page: the page comes again."""
+    emulator.add_customers(600)
+    connector = connector_of(emulator)
+    first = connector.fetch_page(ALL, "", later())
+    second = connector.fetch_page(ALL, first.cursor, later())
+    again = connector.fetch_page(ALL, first.cursor, later() + timedelta(hours=1))
+    assert [c.external_id for c in again.contacts] == [c.external_id for c in second.contacts]
+
+
+def test_criteria_are_applied_to_consent_and_tags(emulator: ShopifyEmulator):
+    ids = emulator.add_customers(20)
+    emulator.customers[ids[1]]["tags"] = "vipx, old-vip"
+    connector = connector_of(emulator)
+
+    subscribed, _, _ = read_chain(connector, criteria=ShopifyCriteria(subscribed_only=True))
+    tagged, _, _ = read_chain(connector, criteria=ShopifyCriteria(customer_tag="vip"))
+    both, _, _ = read_chain(
+        connector, criteria=ShopifyCriteria(subscribed_only=True, customer_tag="VIP")
+    )
+
+    customers = emulator.customers
+    expect_subscribed = [
+        str(i) for i in ids if customers[i]["email_marketing_consent"]["state"] == "subscribed"
+    ]
+    assert [c.external_id for c in subscribed] == expect_subscribed
+    expect_tagged = [
+        str(i) for i in ids if "vip" in [t.strip().lower() for t in customers[i]["tags"].split(",")]
+    ]
+    assert [c.external_id for c in tagged] == expect_tagged
+    assert str(ids[1]) not in expect_tagged and len(expect_tagged) == 8
+    assert [c.external_id for c in both] == [c for c in expect_tagged if c in expect_subscribed]
+
+
+def test_customers_map_to_contacts_with_consent_and_fields(emulator: ShopifyEmulator):
+    ids = emulator.add_customers(4)
+    emulator.customers[ids[2]]["email"] = None
+    contacts, _, _ = read_chain(connector_of(emulator))
+    by_id = {c.external_id: c for c in contacts}
+
+    first = by_id[str(ids[0])]
+    assert (first.email, first.first_name, first.last_name, first.phone) == (
+        "customer000000@example.com",
+        "First0",
+        "Last0",
+        "+14155550000",
+    )
+    assert first.fields == {
+        "total_spent": "0.00",
+        "orders_count": "0",
+        "tags": "vip, newsletter",
+        "company": "Company 0",
+        "country": "Germany",
+    }
+    assert not first.opted_out  # subscribed
+    assert not by_id[str(ids[1])].opted_out  # not_subscribed
+    assert by_id[str(ids[2])].opted_out and by_id[str(ids[2])].email == ""  # unsubscribed
+    assert not by_id[str(ids[3])].opted_out  # pending
+    assert "company" not in by_id[str(ids[1])].fields
+
+
+def test_a_429_is_retried_only_after_its_retry_after(emulator: ShopifyEmulator):
+    emulator.add_customers(10)
+    emulator.faults.append((429, {"Retry-After": "1.5"}, {"errors": "Exceeded 2 calls"}))
+    started = time.monotonic()
+
+    page = connector_of(emulator).fetch_page(ALL, "", later())
+
+    assert len(page.contacts) == 10
+    assert time.monotonic() - started >= 1.5
+    assert [r.status for r in emulator.requests] == [429, 200]
+    assert emulator.early_retries == []
+
+
+def test_a_full_bucket_is_waited_for_and_never_hit_early(emulator: ShopifyEmulator):
+    emulator.add_customers(10)
+    emulator.fill_bucket()
+    connector = connector_of(emulator)
+
+    for _ in range(4):
+        connector.fetch_page(ALL, "", later())
+
+    statuses = [r.status for r in emulator.requests]
+    assert statuses[0] == 429 and statuses.count(200) == 4
+    assert emulator.early_retries == []
+    assert statuses.count(429) == 1  # the call-limit header slowed it down before the next
+
+
+def test_a_rejected_token_is_an_auth_error_that_never_shows_the_token(
+    emulator: ShopifyEmulator, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    wrong = "shpat_wrong_token_must_not_leak_42"
+    with pytest.raises(AuthError) as raised:
+        connector_of(emulator, wrong).fetch_page(ALL, "", later())
+    assert str(raised.value) == "Shopify rejected the credentials: reconnect the account"
+    assert wrong not in repr(raised.value) and wrong not in caplog.text
+    assert len(emulator.requests) == 1  # not retried
+
+
+def test_a_server_error_is_retried_then_succeeds(emulator: ShopifyEmulator):
+    emulator.add_customers(3)
+    emulator.faults.append((503, {}, {"errors": "Service Unavailable"}))
+    emulator.faults.append((500, {}, {"errors": "Internal Server Error"}))
+
+    page = connector_of(emulator).fetch_page(ALL, "", later())
+
+    assert len(page.contacts) == 3
+    assert [r.status for r in emulator.requests] == [503, 500, 200]
+
+
+def test_another_client_error_is_permanent_with_shopify_s_message(emulator: ShopifyEmulator):
+    emulator.faults.append((422, {}, {"errors": {"updated_at_min": ["is invalid"]}}))
+    with pytest.raises(PermanentError, match="updated_at_min is invalid"):
+        connector_of(emulator).fetch_page(ALL, "", later())
+
+
+# -- end to end: a real server reading the emulator ----------------------------------------
+
+
+INTERVAL = 2.0
+
+
+def wait_for_next_window() -> None:
+    time.sleep(INTERVAL - time.time() % INTERVAL + 0.1)
+
+
+def all_contacts(client: Client, account_id: str) -> list[cpb.Contact]:
+    stub = contacts_pb2_grpc.ContactServiceStub(client.channel)
+    found: list[cpb.Contact] = []
+    token = ""
+    while True:
+        page = stub.ListContacts(
+            cpb.ListContactsRequest(account_id=account_id, page_size=1000, page_token=token)
+        )
+        found += page.contacts
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+def test_a_shopify_import_syncs_every_customer_once_over_three_windows(tmp_path: Path):
+    with (
+        ShopifyEmulator() as emulator,
+        store_env("sqlite", tmp_path) as env,
+        ServerProcess(
+            {
+                **env,
+                "AUTOIMPORT_SHOPIFY_URL": emulator.url,
+                "AUTOIMPORT_SYNC_INTERVAL": str(INTERVAL),
+            }
+        ) as server,
+        server.client(server.admin_token) as admin,
+    ):
+        ids = emulator.add_customers(1200, ties=200)
+        account_id = f"acct-{uuid.uuid4().hex[:8]}"
+        admin.accounts.UpsertAccount(
+            apb.UpsertAccountRequest(
+                account=apb.Account(account_id=account_id, plan="p", contact_limit=100_000)
+            )
+        )
+        created = admin.imports.CreateImport(
+            pb.CreateImportRequest(
+                account_id=account_id,
+                auto_import=pb.AutoImport(
+                    service="shopify",
+                    external_account=emulator.shop,
+                    credentials=pb.Credentials(access_token=emulator.access_token),
+                ),
+            )
+        )
+
+        def sync() -> pb.SyncReport:
+            return admin.imports.TriggerSync(pb.TriggerSyncRequest(name=created.name), timeout=120)
+
+        reports = []
+        for _ in range(3):
+            wait_for_next_window()
+            reports.append(sync())
+        assert [r.outcome for r in reports] == [
+            pb.SyncReport.CAPPED,
+            pb.SyncReport.CAPPED,
+            pb.SyncReport.COMPLETED,
+        ], reports
+        assert [r.added for r in reports] == [500, 500, 200]
+        contacts = all_contacts(admin, account_id)
+        assert len(contacts) == 1200
+        assert sorted(c.email for c in contacts) == sorted(
+            c["email"] for c in emulator.customers.values()
+        )
+        opted_out = {c.email for c in contacts if c.status != cpb.Contact.ACTIVE}
+        assert opted_out == {
+            c["email"]
+            for c in emulator.customers.values()
+            if c["email_marketing_consent"]["state"] == "unsubscribed"
+        }
+
+        time.sleep(1.1)
+        emulator.update(ids[7], first_name="Renamed")
+        time.sleep(ShopifyConnector.lag.total_seconds() + 1)
+        wait_for_next_window()
+        report = sync()
+
+        assert report.outcome == pb.SyncReport.COMPLETED
+        assert report.updated == 1 and report.added == 0
+        renamed = [c for c in all_contacts(admin, account_id) if c.first_name == "Renamed"]
+        assert [c.email for c in renamed] == [emulator.customers[ids[7]]["email"]]
+        assert emulator.early_retries == []
+        assert all(r.status in (200, 429) for r in emulator.requests)
+        assert not any(
+            "page_info" in r.query and set(r.query) - {"page_info", "limit", "fields"}
+            for r in emulator.requests
+        )
+        server.terminate()
+        log = "".join(server.output)
+        assert emulator.access_token not in log
+
+
+def test_a_rejected_token_fails_the_sync_and_the_log_never_shows_it(tmp_path: Path):
+    with (
+        ShopifyEmulator() as emulator,
+        store_env("sqlite", tmp_path) as env,
+        ServerProcess({**env, "AUTOIMPORT_SHOPIFY_URL": emulator.url}) as server,
+        server.client(server.admin_token) as admin,
+    ):
+        wrong = "shpat_revoked_token_that_must_never_be_logged"
+        account_id = f"acct-{uuid.uuid4().hex[:8]}"
+        admin.accounts.UpsertAccount(
+            apb.UpsertAccountRequest(
+                account=apb.Account(account_id=account_id, plan="p", contact_limit=100)
+            )
+        )
+        created = admin.imports.CreateImport(
+            pb.CreateImportRequest(
+                account_id=account_id,
+                auto_import=pb.AutoImport(
+                    service="shopify",
+                    external_account=emulator.shop,
+                    credentials=pb.Credentials(access_token=wrong),
+                ),
+            )
+        )
+        report = admin.imports.TriggerSync(pb.TriggerSyncRequest(name=created.name), timeout=60)
+
+        assert report.outcome == pb.SyncReport.FAILED
+        assert "Shopify rejected the credentials: reconnect the account" in report.error
+        server.terminate()
+        assert wrong not in "".join(server.output)
+        assert wrong not in str(report)
+
+
+def test_the_emulator_links_back_from_page_two(emulator: ShopifyEmulator):
+    emulator.add_customers(600)
+    headers = {"X-Shopify-Access-Token": emulator.access_token}
+    url = f"{emulator.url}/admin/api/2025-01/customers.json"
+    first = httpx.get(url, params={"limit": 250}, headers=headers)
+    assert 'rel="previous"' not in first.headers["Link"]
+    page_info = shopify.next_page_info(first.headers["Link"])
+    second = httpx.get(url, params={"limit": 250, "page_info": page_info}, headers=headers)
+    links = dict(
+        (part.split(";")[1].strip(), httpx.URL(part.split(";")[0].strip(" <>")))
+        for part in second.headers["Link"].split(", ")
+    )
+    assert set(links) == {'rel="previous"', 'rel="next"'}
+    back = httpx.get(links['rel="previous"'], headers=headers)
+    assert back.json() == first.json()
+    assert shopify.next_page_info(second.headers["Link"]) == links['rel="next"'].params["page_info"]
