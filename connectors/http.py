@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Collection
 from importlib import metadata
 from typing import Any
 
@@ -64,26 +65,41 @@ def retry_after(response: httpx.Response) -> float | None:
     return max(0.0, seconds)
 
 
-def _wait(state: RetryCallState) -> float:
-    """Retry-After when the response says it, else exponential backoff with full jitter."""
+# A service's own reading of a retryable response: the seconds to wait before trying again
+# (more than MAX_RETRY_AFTER: do not retry now), or None for the default (Retry-After, else
+# exponential backoff with jitter).
+WaitHint = Callable[[httpx.Response], float | None]
+
+
+def _advised_wait(state: RetryCallState, wait_hint: WaitHint | None) -> float | None:
     outcome = state.outcome
-    if outcome is not None and not outcome.failed:
-        after = retry_after(outcome.result())
-        if after is not None:
-            return after
-    ceiling = min(MAX_DELAY, BASE_DELAY * 2 ** (state.attempt_number - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    if outcome is None or outcome.failed:
+        return None
+    response = outcome.result()
+    hinted = wait_hint(response) if wait_hint is not None else None
+    return hinted if hinted is not None else retry_after(response)
 
 
-class _RetryAfterTooLong(stop_base):
+def _waiter(wait_hint: WaitHint | None) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        advised = _advised_wait(state, wait_hint)
+        if advised is not None:
+            return advised
+        ceiling = min(MAX_DELAY, BASE_DELAY * 2.0 ** (state.attempt_number - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    return wait
+
+
+class _WaitTooLong(stop_base):
     """Stops when the service asks to wait longer than a sync should."""
 
+    def __init__(self, wait_hint: WaitHint | None):
+        self._wait_hint = wait_hint
+
     def __call__(self, state: RetryCallState) -> bool:
-        outcome = state.outcome
-        if outcome is None or outcome.failed:
-            return False
-        after = retry_after(outcome.result())
-        return after is not None and after > MAX_RETRY_AFTER
+        advised = _advised_wait(state, self._wait_hint)
+        return advised is not None and advised > MAX_RETRY_AFTER
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -107,23 +123,34 @@ def send(
     service: str,
     params: dict[str, Any] | None = None,
     json: Any = None,
+    data: dict[str, str] | None = None,
+    accept: Collection[int] = (),
+    wait_hint: WaitHint | None = None,
+    retry_when: Callable[[httpx.Response], bool] | None = None,
 ) -> httpx.Response:
     """Sends a request, retried on 429, 5xx and transport errors; a 2xx or 3xx response is
-    returned, any other final outcome raises AuthError, PermanentError or RetryableError."""
+    returned, any other final outcome raises AuthError, PermanentError or RetryableError,
+    except the statuses in `accept`, returned for the caller to read (e.g. an error body that
+    says what to do). `data` is sent form-encoded. `retry_when` names more responses worth
+    retrying (a service's own "slow down" or "try again")."""
     path = httpx.URL(url).path
     retrying = Retrying(
-        stop=stop_after_attempt(ATTEMPTS) | _RetryAfterTooLong(),
-        wait=_wait,
+        stop=stop_after_attempt(ATTEMPTS) | _WaitTooLong(wait_hint),
+        wait=_waiter(wait_hint),
         retry=(
             retry_if_exception_type(httpx.TransportError)
-            | retry_if_result(lambda r: r.status_code in RETRY_STATUSES)
+            | retry_if_result(
+                lambda r: (
+                    r.status_code in RETRY_STATUSES or (retry_when is not None and retry_when(r))
+                )
+            )
         ),
         before_sleep=_log_retry,
         retry_error_callback=lambda state: state.outcome,
         reraise=False,
     )
     try:
-        result = retrying(client.request, method, url, params=params, json=json)
+        result = retrying(client.request, method, url, params=params, json=json, data=data)
     except httpx.TransportError as e:  # not retried: cannot happen, kept for safety
         raise RetryableError(f"{service} could not be reached ({type(e).__name__})") from None
     if not isinstance(result, httpx.Response):  # retries exhausted: the last outcome
@@ -135,6 +162,8 @@ def send(
                 "tries again"
             ) from None
         result = result.result()
+    if result.status_code in accept:
+        return result
     return _check(result, service=service, method=method, path=path)
 
 
@@ -162,8 +191,10 @@ def error_message(response: httpx.Response, limit: int = 300) -> str:
     except ValueError:
         return response.text.strip()[:limit] or response.reason_phrase
     message: Any = body
-    if isinstance(body, dict):
-        error = body.get("errors", body.get("error", body.get("message", body)))
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
+        message = body["message"]  # HubSpot's; its `errors` list is less readable
+    elif isinstance(body, dict):
+        error = body.get("errors", body.get("error", body))
         if isinstance(error, dict) and "message" in error:
             error = error["message"]
         message = error
