@@ -52,6 +52,11 @@ class AuthError(ConnectorError):
     """The service rejected the credentials: the account must be reconnected."""
 
 
+class ReauthRequired(AuthError):
+    """The service revoked the import's grant (e.g. OAuth invalid_grant): only a person who
+    reconnects the account can fix it, so the import waits in NEEDS_REAUTH until then."""
+
+
 class PermanentError(ConnectorError):
     """A request the service will keep refusing (e.g. a criteria it does not know)."""
 

@@ -37,6 +37,12 @@ _LIST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 MAX_SKIPPED_IN_REPORT = 100
+# Syncs in a row that the service refused for the credentials before the import waits for a
+# person to reconnect the account, rather than failing every 30 minutes (design.md section 5).
+AUTH_FAILURES_BEFORE_REAUTH = 3
+# The actor of a connector's OAuth refresh: a new access token for the same grant, not a change
+# a person made (so the etag stays).
+TOKEN_REFRESH_ACTOR = "connector:token-refresh"
 
 
 class SyncOutcome(StrEnum):
@@ -69,6 +75,7 @@ def new_sync_report(sync_id: str, start_time: datetime) -> dict[str, Any]:
         "deferred": 0,
         "blocked_by_limit": 0,
         "fields_created": 0,
+        "deleted_at_source": 0,
         "skipped": [],
         "error": "",
     }
@@ -87,6 +94,9 @@ class Credentials:
 
     access_token: str = field(repr=False)
     refresh_token: str = field(default="", repr=False)
+    # When the access token expires (ISO 8601, UTC), when known: an OAuth connector refreshes it
+    # before then. Empty for tokens that do not expire or whose expiry is unknown.
+    expires_at: str = ""
 
     def check(self, service: ServiceId, violations: Violations, path: str = "credentials") -> None:
         if not self.access_token.strip():
@@ -97,8 +107,16 @@ class Credentials:
                 "is required for Google Contacts (access tokens expire after an hour)",
             )
 
+    def same_grant(self, other: Credentials) -> bool:
+        """The same tokens, whatever either knows of the access token's expiry."""
+        return (self.access_token, self.refresh_token) == (other.access_token, other.refresh_token)
+
     def to_dict(self) -> dict[str, str]:
-        return {"access_token": self.access_token, "refresh_token": self.refresh_token}
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_at": self.expires_at,
+        }
 
 
 def normalize_list_ids(
@@ -184,6 +202,10 @@ class AutoImport(Aggregate):
 
     __repr__ = _repr_without_credentials
 
+    # Failed syncs in a row whose cause was the credentials (a class default: snapshots taken
+    # before it existed lack the attribute).
+    auth_failures = 0
+
     class Created(Aggregate.Created):
         account_id: str
         request_id: str
@@ -213,6 +235,9 @@ class AutoImport(Aggregate):
     class Deleted(Aggregate.Event):
         actor: str
 
+    class ReauthNeeded(Aggregate.Event):
+        reason: str  # what the service said, and what a person must do
+
     # -- sync events: what every sync did, contact by contact --------------------------------
     class SyncStarted(Aggregate.Event):
         sync_id: str
@@ -236,6 +261,9 @@ class AutoImport(Aggregate):
         external_id: str
         email: str
         reason: str
+
+    class ContactDeletedAtSource(Aggregate.Event):
+        external_id: str  # the source deleted it; the account keeps its contact
 
     class FieldCreated(Aggregate.Event):
         field_id: str
@@ -412,8 +440,17 @@ class AutoImport(Aggregate):
         changed = {k: v for k, v in settings.items() if current[k] != v}
         if changed:
             self._update(changes=changed, actor=actor)
-        if changes.credentials is not None and changes.credentials != self.credentials:
+        if changes.credentials is not None and not changes.credentials.same_grant(self.credentials):
             self._rotate_credentials(credentials=changes.credentials.to_dict(), actor=actor)
+
+    def refresh_access_token(self, credentials: Credentials, *, replacing: Credentials) -> None:
+        """Keeps the credentials a connector obtained by refreshing `replacing` (the import's
+        credentials it was reading with); ignored when a person set others meanwhile: theirs
+        win. Google may hand out a new refresh token with the access token: kept too."""
+        if self.is_deleted or not self.credentials.same_grant(replacing):
+            return
+        if credentials != self.credentials:
+            self._rotate_credentials(credentials=credentials.to_dict(), actor=TOKEN_REFRESH_ACTOR)
 
     @event(Updated)
     def _update(self, changes: dict[str, Any], actor: str) -> None:
@@ -426,8 +463,11 @@ class AutoImport(Aggregate):
 
     @event(CredentialsRotated)
     def _rotate_credentials(self, credentials: dict[str, str], actor: str) -> None:
-        self.config_version = self.version + 1
         self._credentials = dict(credentials)
+        if actor == TOKEN_REFRESH_ACTOR:
+            return
+        self.config_version = self.version + 1
+        self.auth_failures = 0
         if self.state is ImportState.NEEDS_REAUTH:
             # New credentials are how a person reconnects the account.
             self.state = ImportState.ACTIVE
@@ -498,7 +538,8 @@ class AutoImport(Aggregate):
 
     def _count(self, name: str, n: int = 1) -> None:
         assert self.running_sync is not None, "sync events need a running sync"
-        self.running_sync[name] += n
+        # .get: a sync started by an older version lacks counters added since
+        self.running_sync[name] = self.running_sync.get(name, 0) + n
 
     def record_added(self, contact_id: str, email: str, external_id: str) -> None:
         self._added(contact_id=contact_id, email=email, external_id=external_id)
@@ -532,6 +573,13 @@ class AutoImport(Aggregate):
             self.running_sync["skipped"].append(
                 {"external_id": external_id, "email": email, "reason": reason}
             )
+
+    def record_deleted_at_source(self, external_id: str) -> None:
+        self._deleted_at_source(external_id=external_id)
+
+    @event(ContactDeletedAtSource)
+    def _deleted_at_source(self, external_id: str) -> None:
+        self._count("deleted_at_source")
 
     def record_field_created(self, field_id: str, key: str, title: str, tag: str) -> None:
         self._field_created(field_id=field_id, key=key, title=title, personalization_tag=tag)
@@ -578,22 +626,38 @@ class AutoImport(Aggregate):
     def _complete(self, report: dict[str, Any]) -> None:
         self.last_sync = report
         self.running_sync = None
+        self.auth_failures = 0
 
-    def fail_sync(self, reason: str, now: datetime) -> None:
-        """Ends the running sync as failed; what its pages saved stays saved."""
+    def fail_sync(
+        self, reason: str, now: datetime, *, auth_failure: bool = False, revoked: bool = False
+    ) -> None:
+        """Ends the running sync as failed; what its pages saved stays saved. A failure caused
+        by the credentials (`auth_failure`) that repeats, or a grant the service revoked
+        (`revoked`), moves the import to NEEDS_REAUTH: only new credentials help."""
         assert self.running_sync is not None
         report = {
             **self.running_sync,
             "outcome": SyncOutcome.FAILED.value,
             "end_time": now.isoformat(),
             "error": reason,
+            "auth_failure": auth_failure or revoked,
         }
         self._fail(reason=reason, report=report)
+        too_many = self.auth_failures >= AUTH_FAILURES_BEFORE_REAUTH
+        if (revoked or too_many) and self.state is ImportState.ACTIVE:
+            self._reauth_needed(reason=reason)
 
     @event(SyncFailed)
     def _fail(self, reason: str, report: dict[str, Any]) -> None:
         self.last_sync = report
         self.running_sync = None
+        self.auth_failures = self.auth_failures + 1 if report.get("auth_failure") else 0
+
+    @event(ReauthNeeded)
+    def _reauth_needed(self, reason: str) -> None:
+        self.config_version = self.version + 1
+        self.state = ImportState.NEEDS_REAUTH
+        self.state_reason = reason
 
 
 # eventsourcing redefines event classes as dataclasses, generating a repr() that would show the

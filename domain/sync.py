@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from domain.account import Account
-from domain.auto_import import AutoImport, SkipReason
+from domain.auto_import import AutoImport, Credentials, SkipReason
 from domain.contact import Contact, ContactValues, InvalidEmail, normalize_email
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount
@@ -39,6 +39,8 @@ class ExternalContact:
     # A cursor that resumes right after this contact, when the source can resume inside a page
     # (e.g. a timestamp with an id tie-breaker); None when it can only resume after the page.
     position: str | None = None
+    # The source deleted this contact (a tombstone): it stays in the account, and is counted.
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class ContactPage:
     contacts: list[ExternalContact]
     cursor: str  # resumes after the whole page
     has_more: bool
+    # New credentials the connector obtained while reading this page (an OAuth refresh): saved
+    # with the page, so that the next sync starts with them.
+    credentials: Credentials | None = None
 
 
 @dataclass(frozen=True)
@@ -278,7 +283,11 @@ def sync_page(
     processed = 0
     capped = False
     for contact in page.contacts:
-        if intake.take(contact) is Outcome.DEFERRED:
+        if contact.deleted:
+            # The account keeps its contact: deleting at the source is not unsubscribing, and
+            # the person may still be on the account's lists for other reasons.
+            auto_import.record_deleted_at_source(contact.external_id)
+        elif intake.take(contact) is Outcome.DEFERRED:
             capped = True
             break
         processed += 1

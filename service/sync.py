@@ -20,8 +20,14 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from connectors import SERVICES
-from connectors.base import Connector, ConnectorError, ConnectorFactory
-from domain.auto_import import AutoImport, ImportState
+from connectors.base import (
+    AuthError,
+    Connector,
+    ConnectorError,
+    ConnectorFactory,
+    ReauthRequired,
+)
+from domain.auto_import import AutoImport, Credentials, ImportState
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount, window_of
 from domain.sync import ContactPage, sync_page
@@ -98,20 +104,31 @@ class SyncEngine:
         declared = SERVICES[started.service].declared_fields()
         criteria = started.criteria
         cursor = started.cursor or ""
+        grant = started.credentials  # what the connector reads with: it may refresh them
         try:
             while True:
                 page = connector.fetch_page(criteria, cursor, started.sync_until)
-                outcome = self._save_page(account_id, import_id, sync_id, window, page, declared)
+                outcome = self._save_page(
+                    account_id, import_id, sync_id, window, page, declared, grant
+                )
                 if outcome is None:  # paused or deleted meanwhile: stop here
                     return (
                         self._app.get_import(account_id, import_id, include_deleted=True).last_sync
                         or {}
                     )
                 capped, cursor = outcome
+                grant = page.credentials or grant
                 if capped or not page.has_more:
                     break
         except ConnectorError as e:
-            return self._finish(account_id, import_id, sync_id, failure=str(e))
+            return self._finish(
+                account_id,
+                import_id,
+                sync_id,
+                failure=str(e),
+                auth_failure=isinstance(e, AuthError),
+                revoked=isinstance(e, ReauthRequired),
+            )
         except Exception:
             log.exception("sync %s of import %s failed", sync_id, import_id)
             self._finish(
@@ -157,6 +174,7 @@ class SyncEngine:
         window: int,
         page: ContactPage,
         declared: Any,
+        grant: Credentials,
     ) -> tuple[bool, str] | None:
         """Decides and saves one page; decides again on fresh state after a concurrent write.
         Returns (capped, cursor), or None when the import stopped (paused, deleted)."""
@@ -173,6 +191,8 @@ class SyncEngine:
                     )
                     app.save(auto_import)
                 return None
+            if page.credentials is not None:
+                auto_import.refresh_access_token(page.credentials, replacing=grant)
             account = app.get_account(account_id)
             external = self._external_account(auto_import)
             result = sync_page(
@@ -181,7 +201,9 @@ class SyncEngine:
                 external=external,
                 window=window,
                 page=page,
-                contacts=contacts_by_email(app, account_id, (c.email for c in page.contacts)),
+                contacts=contacts_by_email(
+                    app, account_id, (c.email for c in page.contacts if not c.deleted)
+                ),
                 fields={
                     key: self._get(
                         CustomField.create_id(account_id, auto_import.service.value, key)
@@ -200,7 +222,14 @@ class SyncEngine:
         raise IntegrityError(f"a page of import {import_id} kept meeting concurrent writes")
 
     def _finish(
-        self, account_id: str, import_id: UUID, sync_id: str, failure: str = ""
+        self,
+        account_id: str,
+        import_id: UUID,
+        sync_id: str,
+        failure: str = "",
+        *,
+        auth_failure: bool = False,
+        revoked: bool = False,
     ) -> dict[str, Any]:
         for _ in range(MAX_ATTEMPTS):
             auto_import = self._app.get_import(account_id, import_id, include_deleted=True)
@@ -208,7 +237,9 @@ class SyncEngine:
             if running is None or running["sync_id"] != sync_id:
                 return auto_import.last_sync or {}
             if failure:
-                auto_import.fail_sync(failure, self._clock())
+                auto_import.fail_sync(
+                    failure, self._clock(), auth_failure=auth_failure, revoked=revoked
+                )
             else:
                 auto_import.complete_sync(self._clock())
             try:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.base import Connector, ConnectorError
-from domain.auto_import import AutoImport
+from domain.auto_import import AutoImport, Credentials
 from domain.sources import Criteria
 from domain.sync import ContactPage, ExternalContact
 
@@ -27,6 +27,7 @@ class SourceContact:
     last_name: str = ""
     opted_out: bool = False
     fields: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
 
 
 class ScriptedSource:
@@ -46,6 +47,10 @@ class ScriptedSource:
             contact = self.contacts[external_id]
             self.contacts[external_id] = replace(contact, updated_at=updated_at, **values)
 
+    def delete(self, external_id: str, updated_at: datetime) -> None:
+        """Leaves a tombstone, as Google's sync results do: no email, deleted."""
+        self.touch(external_id, updated_at, email="", deleted=True)
+
     def fill(self, count: int, updated_at: datetime = T0, prefix: str = "c") -> None:
         for n in range(count):
             self.put(f"{prefix}{n:06d}", f"{prefix}{n:06d}@example.com", updated_at)
@@ -62,7 +67,8 @@ def _key(position: str) -> tuple[datetime, str]:
 
 class ScriptedConnector:
     """Reads a ScriptedSource page by page. `before_page(n)` runs before the n-th page (from 0),
-    e.g. to edit the source mid-sync, block, or raise."""
+    e.g. to edit the source mid-sync, block, or raise. `refreshed`: credentials the connector
+    obtained (as an OAuth refresh does) while reading its first page."""
 
     def __init__(
         self,
@@ -70,8 +76,10 @@ class ScriptedConnector:
         page_size: int = 100,
         before_page: Callable[[int], None] | None = None,
         lag: timedelta = timedelta(0),
+        refreshed: Credentials | None = None,
     ):
         self.source = source
+        self.refreshed = refreshed
         self.page_size = page_size
         self.before_page = before_page
         self.lag = lag
@@ -104,13 +112,16 @@ class ScriptedConnector:
                 opted_out=c.opted_out,
                 fields=dict(c.fields),
                 position=_position(c),
+                deleted=c.deleted,
             )
             for c in page
         ]
+        credentials, self.refreshed = self.refreshed, None
         return ContactPage(
             contacts=contacts,
             cursor=contacts[-1].position if contacts else cursor,  # type: ignore[arg-type]
             has_more=len(remaining) > len(page),
+            credentials=credentials,
         )
 
 

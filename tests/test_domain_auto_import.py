@@ -140,7 +140,11 @@ def test_start_records_a_created_event_carrying_every_field_and_the_actor():
     assert created.service == "shopify"
     assert created.external_account == "my-store"
     assert created.display_name == "Shop customers"
-    assert created.credentials == {"access_token": "shpat_SECRET_3", "refresh_token": ""}
+    assert created.credentials == {
+        "access_token": "shpat_SECRET_3",
+        "refresh_token": "",
+        "expires_at": "",
+    }
     assert created.criteria == {"subscribed_only": True, "customer_tag": "vip"}
     assert created.list_ids == ["list-1", "list_2"]
     assert created.tags == ["shopify", "vip"]
@@ -549,11 +553,18 @@ def test_credentials_never_appear_in_the_text_of_the_aggregate_credentials_prope
     assert agg.credentials.refresh_token == REFRESH
 
 
-def test_credentials_to_dict_holds_both_tokens():
-    assert Credentials(access_token="a", refresh_token="r").to_dict() == {
+def test_credentials_to_dict_holds_both_tokens_and_the_expiry():
+    credentials = Credentials(access_token="a", refresh_token="r", expires_at="2026-01-01T00:00Z")
+    assert credentials.to_dict() == {
         "access_token": "a",
         "refresh_token": "r",
+        "expires_at": "2026-01-01T00:00Z",
     }
+    assert Credentials(**credentials.to_dict()) == credentials
+
+
+def test_credentials_of_a_history_from_before_expiries_load():
+    assert Credentials(**{"access_token": "a", "refresh_token": "r"}).expires_at == ""
 
 
 # -- update -------------------------------------------------------------------------------------
@@ -668,7 +679,11 @@ def test_update_of_credentials_emits_credentials_rotated_and_not_updated():
 
     events = agg.collect_events()
     assert [type(e) for e in events] == [AutoImport.CredentialsRotated]
-    assert events[0].credentials == {"access_token": "new-access", "refresh_token": "new-refresh"}
+    assert events[0].credentials == {
+        "access_token": "new-access",
+        "refresh_token": "new-refresh",
+        "expires_at": "",
+    }
     assert events[0].actor == "bob"
     assert agg.credentials == rotated
     assert agg.version == 2

@@ -4,21 +4,31 @@ rule of design.md section 4 (invariants 1 to 8)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from domain.auto_import import AutoImport, Credentials, ImportChanges, NewImport
-from domain.errors import ImportNotActive
+from connectors.base import AuthError, ReauthRequired
+from domain.auto_import import (
+    AUTH_FAILURES_BEFORE_REAUTH,
+    TOKEN_REFRESH_ACTOR,
+    AutoImport,
+    Credentials,
+    ImportChanges,
+    ImportState,
+    NewImport,
+)
+from domain.errors import ImportNeedsReauth, ImportNotActive
 from domain.sources import ShopifyCriteria
-from service.application import AutoImports
+from service.application import AutoImports, etag_of
 from service.config import Settings
 from service.leases import LocalLeases
 from service.projector import catch_up
 from service.read_models import open_view
 from service.read_models.contacts import ContactRow
+from service.read_models.imports import ImportRow
 from service.read_models.views import VIEW_CLASSES, AccountViews, AccountViewsProjection
 from service.stores import open_application
 from service.sync import SyncEngine
@@ -63,7 +73,8 @@ class World:
     def new_import(
         self, external_account: str = "store-a", account_id: str = "acme", **settings: Any
     ) -> AutoImport:
-        new = NewImport("shopify", external_account, Credentials("token"), **settings)
+        settings.setdefault("credentials", Credentials("token"))
+        new = NewImport("shopify", external_account, **settings)
         return self.app.create_import(account_id, new, actor="admin")
 
     def source(self, external_account: str = "store-a") -> ScriptedSource:
@@ -472,3 +483,170 @@ def _store_env_of(world: World, name: str) -> dict[str, str]:
     if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
         env["SQLITE_DBNAME"] = env["SQLITE_DBNAME"].replace("events.sqlite", f"{name}.sqlite")
     return env
+
+
+# -- credentials: refreshed by the connector, rejected, revoked ----------------------------------
+
+
+class CredentialsRejected(AuthError):
+    pass
+
+
+class GrantRevoked(ReauthRequired):
+    pass
+
+
+def fail_every_page_with(error: Exception) -> Callable[[int], None]:
+    def fail(page: int) -> None:
+        raise error
+
+    return fail
+
+
+def import_row(world: World, auto_import: AutoImport) -> ImportRow:
+    world.contacts(auto_import.account_id)  # catches the views up
+    row = world.views.get_import(auto_import.account_id, str(auto_import.id))
+    assert row is not None
+    return row
+
+
+def test_a_revoked_grant_makes_the_import_wait_for_new_credentials(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(3)
+    reason = "Google revoked this import's access: reconnect the account"
+    world.connectors.options["before_page"] = fail_every_page_with(GrantRevoked(reason))
+
+    failed = world.sync(auto_import)
+
+    assert (failed["outcome"], failed["error"]) == ("FAILED", reason)
+    loaded = world.app.get_import("acme", auto_import.id)
+    assert (loaded.state, loaded.state_reason) == (ImportState.NEEDS_REAUTH, reason)
+    row = import_row(world, auto_import)
+    assert (row.state, row.state_reason, row.version) == (
+        "NEEDS_REAUTH",
+        reason,
+        loaded.config_version,
+    )
+    with pytest.raises(ImportNeedsReauth):
+        world.sync(auto_import)
+
+    world.connectors.options.clear()
+    world.app.update_import(
+        "acme",
+        auto_import.id,
+        ImportChanges(credentials=Credentials("new-token")),
+        etag=etag_of(loaded),
+        actor="admin",
+    )
+    assert world.sync(auto_import)["added"] == 3
+    assert import_row(world, auto_import).state == "ACTIVE"
+
+
+def test_credentials_rejected_three_syncs_in_a_row_need_reauth_a_success_between_resets(
+    world: World,
+):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(3)
+    rejected = fail_every_page_with(CredentialsRejected("rejected: reconnect the account"))
+
+    world.connectors.options["before_page"] = rejected
+    for _ in range(AUTH_FAILURES_BEFORE_REAUTH - 1):
+        world.sync(auto_import)
+    world.connectors.options.clear()
+    world.sync(auto_import)  # succeeds: the count starts again
+    world.connectors.options["before_page"] = rejected
+    for _ in range(AUTH_FAILURES_BEFORE_REAUTH - 1):
+        world.sync(auto_import)
+    assert world.app.get_import("acme", auto_import.id).state is ImportState.ACTIVE
+
+    world.sync(auto_import)
+
+    loaded = world.app.get_import("acme", auto_import.id)
+    assert loaded.state is ImportState.NEEDS_REAUTH
+    assert loaded.state_reason == "rejected: reconnect the account"
+
+
+def test_a_source_that_fails_otherwise_never_needs_reauth(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(3)
+    world.connectors.options["before_page"] = fail_every_page_with(SourceDown("unavailable"))
+
+    for _ in range(AUTH_FAILURES_BEFORE_REAUTH + 1):
+        assert world.sync(auto_import)["outcome"] == "FAILED"
+
+    assert world.app.get_import("acme", auto_import.id).state is ImportState.ACTIVE
+
+
+def test_an_access_token_the_connector_refreshed_is_kept_and_the_etag_stays(world: World):
+    world.account()
+    auto_import = world.new_import(credentials=Credentials("old-access", "refresh-1"))
+    etag = etag_of(world.app.get_import("acme", auto_import.id))
+    world.source().fill(3)
+    refreshed = Credentials("new-access", "refresh-1", expires_at="2026-06-01T01:00:00+00:00")
+    world.connectors.options["refreshed"] = refreshed
+
+    assert world.sync(auto_import)["added"] == 3
+
+    loaded = world.app.get_import("acme", auto_import.id)
+    assert loaded.credentials == refreshed
+    assert etag_of(loaded) == etag
+    assert import_row(world, auto_import).version == loaded.config_version
+    rotations = [
+        e
+        for e in world.app.import_history("acme", auto_import.id)
+        if isinstance(e, AutoImport.CredentialsRotated)
+    ]
+    assert [e.actor for e in rotations] == [TOKEN_REFRESH_ACTOR]
+
+
+def test_a_refreshed_token_never_replaces_credentials_a_person_set_meanwhile(world: World):
+    world.account()
+    auto_import = world.new_import(credentials=Credentials("old-access", "refresh-1"))
+    world.source().fill(3)
+
+    def person_reconnects(page: int) -> None:
+        current = world.app.get_import("acme", auto_import.id)
+        world.app.update_import(
+            "acme",
+            auto_import.id,
+            ImportChanges(credentials=Credentials("their-access", "refresh-2")),
+            etag=etag_of(current),
+            actor="admin",
+        )
+
+    world.connectors.options["before_page"] = person_reconnects
+    world.connectors.options["refreshed"] = Credentials("new-access", "refresh-1")
+    world.sync(auto_import)
+
+    loaded = world.app.get_import("acme", auto_import.id)
+    assert loaded.credentials == Credentials("their-access", "refresh-2")
+
+
+def test_a_contact_deleted_at_the_source_stays_in_the_account_and_is_counted(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(5)
+    world.sync(auto_import)
+    world.source().delete("c000002", T0 + timedelta(minutes=1))
+    world.clock.next_window()
+
+    report = world.sync(auto_import)
+
+    assert (report["deleted_at_source"], report["added"], report["updated"]) == (1, 0, 0)
+    assert report["skipped_missing_email"] == 0
+    assert len(world.contacts()) == 5
+
+
+def test_a_refresh_token_the_service_replaced_is_kept_with_the_new_access_token(world: World):
+    world.account()
+    auto_import = world.new_import(credentials=Credentials("old-access", "refresh-1"))
+    world.source().fill(3)
+    world.connectors.options["refreshed"] = Credentials("new-access", "refresh-2")
+
+    world.sync(auto_import)
+
+    loaded = world.app.get_import("acme", auto_import.id)
+    assert loaded.credentials == Credentials("new-access", "refresh-2")

@@ -147,6 +147,7 @@ _REPORT_COUNTERS = (
     "deferred",
     "blocked_by_limit",
     "fields_created",
+    "deleted_at_source",
 )
 
 
@@ -158,7 +159,8 @@ def sync_report_message(report: dict[str, Any], name: str) -> imports_pb2.SyncRe
         start_time=timestamp(datetime.fromisoformat(report["start_time"])),
         skipped=[imports_pb2.SyncReport.SkippedContact(**s) for s in report["skipped"]],
         error=report["error"],
-        **{counter: report[counter] for counter in _REPORT_COUNTERS},
+        # .get: reports recorded before a counter existed lack it
+        **{counter: report.get(counter, 0) for counter in _REPORT_COUNTERS},
     )
     if report["end_time"]:
         message.end_time.CopyFrom(timestamp(datetime.fromisoformat(report["end_time"])))

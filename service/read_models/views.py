@@ -15,7 +15,7 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from domain.auto_import import AutoImport, ImportState
+from domain.auto_import import TOKEN_REFRESH_ACTOR, AutoImport, ImportState
 from domain.contact import Contact, ContactStatus
 from domain.custom_field import CustomField
 from service.read_models.contacts import CONTACT_COLUMNS, JSON_COLUMNS, ContactsTable
@@ -106,6 +106,9 @@ class AccountViewsProjection(Projection[AccountViews]):
 
     @process_event.register
     def _credentials_rotated(self, e: AutoImport.CredentialsRotated, tracking: Tracking) -> None:
+        if e.actor == TOKEN_REFRESH_ACTOR:  # the same grant: not a change of the import
+            self.view.record(tracking)
+            return
         # The aggregate reactivates an import that needed re-authentication; mirror that.
         rows = self.view.fetch(
             "SELECT state FROM {t}imports WHERE import_id = :import_id",
@@ -114,6 +117,11 @@ class AccountViewsProjection(Projection[AccountViews]):
         changes: dict[str, Any] = {}
         if rows and rows[0]["state"] == ImportState.NEEDS_REAUTH.value:
             changes = {"state": ImportState.ACTIVE.value, "state_reason": ""}
+        self._import_changed(e, tracking, changes)
+
+    @process_event.register
+    def _reauth_needed(self, e: AutoImport.ReauthNeeded, tracking: Tracking) -> None:
+        changes = {"state": ImportState.NEEDS_REAUTH.value, "state_reason": e.reason}
         self._import_changed(e, tracking, changes)
 
     @process_event.register
