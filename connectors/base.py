@@ -61,10 +61,6 @@ class PermanentError(ConnectorError):
     """A request the service will keep refusing (e.g. a criteria it does not know)."""
 
 
-class ConnectorUnavailable(Exception):
-    """This build has no client for the service."""
-
-
 class Connector(Protocol):
     """Reads one external account's contacts that match an import's criteria, in a stable order
     (the order the cursor follows), page by page."""

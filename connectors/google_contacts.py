@@ -1,7 +1,57 @@
-"""Google Contacts (People API). The HTTP client comes with the connectors issue."""
+"""Google Contacts (People API v1, `people.connections.list`), with OAuth access tokens refreshed.
 
-from connectors.base import FieldSpec, ServiceDescription
-from domain.sources import ServiceId
+Reading: `GET /v1/people/me/connections` in chains. A chain starts without a sync token (a full
+sync: every contact) or with the sync token the previous chain ended with (an incremental sync:
+the contacts changed since, deleted ones as tombstones), follows `nextPageToken` page by page,
+and its last page carries `nextSyncToken`, where the next chain starts. Google refuses a
+pageToken or a syncToken sent with other parameters than the chain's first request, so every
+request sends CHAIN_PARAMS unchanged.
+
+The cursor is JSON with sorted keys: {"sync_token": the token the running chain started from
+("" for a full sync), "page_token": the page to read next ("" for the chain's first page)}. At
+the chain's last page it becomes {"sync_token": nextSyncToken, "page_token": ""}. Contacts carry
+no position: after a cap the page is read again with the same page token, and the contacts
+already processed come unchanged, so they cost nothing.
+
+Google's sync token, not a clock, bounds what a chain reads: a contact changed during a sync is
+in the changes after the token the chain ends with, so the next sync reads it. Hence `lag` is
+zero and `fetch_page` ignores `until`. A sync token expires (7 days after it was issued, or now
+and then for no stated reason): the connector starts a full sync at once, so a sync never fails
+for it. A page token Google refuses restarts its chain once.
+
+Criteria (one contact group) are applied here: connections.list has no such filter.
+
+OAuth: the access token travels as `Authorization: Bearer`. It is refreshed at the token endpoint
+with the import's refresh token and the server's OAuth client shortly before it expires, and on
+a 401; the new credentials ride on the next page returned (ContactPage.credentials), which the
+engine saves. No token, refresh token or client secret reaches a log line or an exception: the
+texts taken from Google's answers are scrubbed of them too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from connectors import http
+from connectors.base import (
+    AuthError,
+    FieldSpec,
+    PermanentError,
+    ReauthRequired,
+    RetryableError,
+    ServiceDescription,
+)
+from domain.auto_import import Credentials
+from domain.sources import Criteria, GoogleContactsCriteria, ServiceId
+from domain.sync import ContactPage, ExternalContact
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = ServiceDescription(
     id=ServiceId.GOOGLE_CONTACTS,
@@ -13,3 +63,455 @@ DESCRIPTION = ServiceDescription(
     ),
     criteria_description="all contacts, or the members of one contact group",
 )
+
+DEFAULT_URL = "https://people.googleapis.com"
+DEFAULT_OAUTH_URL = "https://oauth2.googleapis.com"
+PATH = "/v1/people/me/connections"
+TOKEN_PATH = "/token"
+SERVICE = "Google"
+PAGE_SIZE = 1000  # Google's maximum
+PERSON_FIELDS = "names,emailAddresses,phoneNumbers,organizations,birthdays,memberships,metadata"
+# Sent unchanged with every request of every chain: Google answers 400 to a pageToken or a
+# syncToken sent with other parameters than the first request of its chain.
+CHAIN_PARAMS: dict[str, str] = {
+    "personFields": PERSON_FIELDS,
+    "pageSize": str(PAGE_SIZE),
+    "requestSyncToken": "true",
+}
+# An access token expiring sooner than this is refreshed before the next request.
+REFRESH_MARGIN = timedelta(seconds=60)
+CLIENT_ID_ENV = "AUTOIMPORT_GOOGLE_CLIENT_ID"
+CLIENT_SECRET_ENV = "AUTOIMPORT_GOOGLE_CLIENT_SECRET"
+
+EXPIRED_SYNC_TOKEN = "EXPIRED_SYNC_TOKEN"
+EXPIRED_MESSAGE = "Sync token is expired"
+# 403 reasons that mean "slow down" (as Google's own Python client reads them), not "forbidden".
+RATE_LIMIT_REASONS = frozenset(
+    {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
+)
+SCOPE_REASONS = frozenset({"ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions"})
+DISABLED_REASONS = frozenset({"SERVICE_DISABLED", "accessNotConfigured"})
+
+REJECTED = f"{SERVICE} rejected the credentials: reconnect the account"
+REVOKED = (
+    "Google revoked this import's access (invalid_grant): reconnect the Google account and "
+    "update the import's credentials"
+)
+NO_REFRESH_TOKEN = (
+    "this import has no Google refresh token to renew its access with: reconnect the Google "
+    "account and update the import's credentials"
+)
+NO_SCOPE = (
+    "Google did not grant this import access to the contacts (insufficient scopes): reconnect "
+    "the Google account allowing contacts access, and update the import's credentials"
+)
+NO_CLIENT = (
+    f"the server has no Google OAuth client to renew access tokens with: set {CLIENT_ID_ENV} "
+    f"and {CLIENT_SECRET_ENV}"
+)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _instant(value: str) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def iso_utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- Google's errors -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoogleError:
+    """What a Google error body says: google.rpc.Status, the legacy `errors[]`, or OAuth's
+    {"error": code, "error_description": text}."""
+
+    status: str  # e.g. "INVALID_ARGUMENT", or OAuth's "invalid_grant"; "" when unknown
+    message: str
+    reasons: frozenset[str]
+
+    @property
+    def is_expired_sync_token(self) -> bool:
+        return EXPIRED_SYNC_TOKEN in self.reasons or self.message.startswith(EXPIRED_MESSAGE)
+
+
+def read_error(response: httpx.Response, limit: int = 300) -> GoogleError:
+    """Reads an error body defensively: any part may be missing or of another type."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    status, message, reasons = "", "", set()
+    if isinstance(error, dict):
+        status = _text(error.get("status"))
+        message = _text(error.get("message"))
+        for key in ("details", "errors"):
+            items = error.get(key)
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, dict) and isinstance(item.get("reason"), str):
+                    reasons.add(item["reason"])
+                    message = message or _text(item.get("message"))
+    elif isinstance(error, str) and isinstance(body, dict):
+        status, message = error, _text(body.get("error_description"))
+    if not message:
+        message = response.text.strip()[:limit] or response.reason_phrase
+    return GoogleError(status=status, message=message[:limit], reasons=frozenset(reasons))
+
+
+def _rate_limited(response: httpx.Response) -> bool:
+    """A 403 that means "slow down", not "forbidden"."""
+    return response.status_code == 403 and bool(read_error(response).reasons & RATE_LIMIT_REASONS)
+
+
+# -- persons -------------------------------------------------------------------------------------
+
+
+def _items(person: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    items = person.get(key)
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def primary(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The item Google marks primary (item order is not guaranteed), else the first; {} if none."""
+    for item in items:
+        metadata = item.get("metadata")
+        if isinstance(metadata, dict) and metadata.get("primary") is True:
+            return item
+    return items[0] if items else {}
+
+
+def _number(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def birthday_of(birthday: dict[str, Any]) -> str:
+    """ "YYYY-MM-DD", "--MM-DD" when the year is unset (0 or missing), else the free text."""
+    date = birthday.get("date")
+    if isinstance(date, dict):
+        year, month, day = (_number(date.get(k)) for k in ("year", "month", "day"))
+        if 1 <= month <= 12 and 1 <= day <= 31:
+            return f"{year:04d}-{month:02d}-{day:02d}" if year > 0 else f"--{month:02d}-{day:02d}"
+    return _text(birthday.get("text")).strip()
+
+
+def is_deleted(person: dict[str, Any]) -> bool:
+    metadata = person.get("metadata")
+    return isinstance(metadata, dict) and metadata.get("deleted") is True
+
+
+def groups_of(person: dict[str, Any]) -> set[str]:
+    groups = set()
+    for membership in _items(person, "memberships"):
+        group = membership.get("contactGroupMembership")
+        if not isinstance(group, dict):
+            continue
+        if group.get("contactGroupResourceName"):
+            groups.add(_text(group["contactGroupResourceName"]))
+        elif group.get("contactGroupId"):  # the deprecated id: the resource name's last part
+            groups.add(f"contactGroups/{group['contactGroupId']}")
+    return groups
+
+
+def to_contact(person: dict[str, Any]) -> ExternalContact:
+    resource_name = _text(person.get("resourceName"))
+    if is_deleted(person):  # a tombstone: the contact stays in the account, and is counted
+        return ExternalContact(external_id=resource_name, email="", deleted=True)
+    name = primary(_items(person, "names"))
+    organization = primary(_items(person, "organizations"))
+    fields = {
+        "company": _text(organization.get("name")).strip(),
+        "job_title": _text(organization.get("title")).strip(),
+        "birthday": birthday_of(primary(_items(person, "birthdays"))),
+    }
+    return ExternalContact(
+        external_id=resource_name,
+        email=_text(primary(_items(person, "emailAddresses")).get("value")).strip(),
+        first_name=_text(name.get("givenName")).strip(),
+        last_name=_text(name.get("familyName")).strip(),
+        phone=_text(primary(_items(person, "phoneNumbers")).get("value")).strip(),
+        opted_out=False,  # Google Contacts has no email consent
+        fields={key: value for key, value in fields.items() if value},
+        position=None,
+    )
+
+
+def matches(criteria: Criteria, person: dict[str, Any]) -> bool:
+    """Tombstones always pass: a contact deleted at Google lists no group any more."""
+    if not isinstance(criteria, GoogleContactsCriteria) or not criteria.contact_group:
+        return True
+    return is_deleted(person) or criteria.contact_group in groups_of(person)
+
+
+# -- the connector -------------------------------------------------------------------------------
+
+
+def _cursor(sync_token: str, page_token: str) -> str:
+    return json.dumps({"sync_token": sync_token, "page_token": page_token}, sort_keys=True)
+
+
+class GoogleContactsConnector:
+    """Reads one Google account's contacts with an OAuth access token, refreshed as needed."""
+
+    # Sync tokens, not timestamps, bound what a chain reads (see the module's docstring): there
+    # is no clock whose lag to allow for.
+    lag = timedelta(0)
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        base_url: str,
+        oauth_url: str,
+        client_id: str,
+        client_secret: str,
+        timeout: float = 30.0,
+    ):
+        self._credentials = credentials
+        self._client_id = client_id.strip()
+        self._client_secret = client_secret.strip()
+        self._client = http.new_client(
+            base_url.rstrip("/") or DEFAULT_URL,
+            {"Authorization": f"Bearer {credentials.access_token}"},
+            timeout,
+        )
+        self._oauth = http.new_client(oauth_url.rstrip("/") or DEFAULT_OAUTH_URL, {}, timeout)
+        self._rotated: Credentials | None = None  # refreshed, not yet handed over with a page
+        # Every secret this connector held: never in a text it passes on.
+        self._secrets = {credentials.access_token, credentials.refresh_token, self._client_secret}
+
+    @property
+    def credentials(self) -> Credentials:
+        return self._credentials
+
+    def close(self) -> None:
+        self._client.close()
+        self._oauth.close()
+
+    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+        """The page `cursor` names. `until` is not used: sync tokens bound what is read."""
+        if not self._client_id or not self._client_secret:
+            raise PermanentError(NO_CLIENT)
+        sync_token, page_token = self._decode(cursor)
+        body, sync_token = self._read(sync_token, page_token)
+        people = body.get("connections") or []
+        if not isinstance(people, list):
+            raise RetryableError("Google sent an unreadable list of contacts")
+        next_page = _text(body.get("nextPageToken"))
+        if next_page:
+            next_cursor = _cursor(sync_token, next_page)
+        elif body.get("nextSyncToken"):  # the chain is done: the next one starts from here
+            next_cursor = _cursor(_text(body["nextSyncToken"]), "")
+        else:  # cannot happen with requestSyncToken=true: read the same changes again next time
+            log.warning("Google ended a chain without a sync token: it will be read again")
+            next_cursor = _cursor(sync_token, "")
+        contacts = [
+            to_contact(person)
+            for person in people
+            if isinstance(person, dict) and person.get("resourceName") and matches(criteria, person)
+        ]
+        rotated, self._rotated = self._rotated, None
+        return ContactPage(
+            contacts=contacts, cursor=next_cursor, has_more=bool(next_page), credentials=rotated
+        )
+
+    def _decode(self, cursor: str) -> tuple[str, str]:
+        if not cursor:
+            return "", ""
+        try:
+            state = json.loads(cursor)
+        except ValueError:
+            state = None
+        if (
+            not isinstance(state, dict)
+            or not isinstance(state.get("sync_token", ""), str)
+            or not isinstance(state.get("page_token", ""), str)
+        ):
+            log.warning("the saved Google Contacts position is unreadable: reading every contact")
+            return "", ""
+        return state.get("sync_token", ""), state.get("page_token", "")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _read(self, sync_token: str, page_token: str) -> tuple[dict[str, Any], str]:
+        """One page of the chain that started from `sync_token`, and the sync token of the chain
+        it belongs to ("" when an expired token turned it into a full sync)."""
+        restarted = False
+        while True:
+            params = dict(CHAIN_PARAMS)
+            if sync_token:
+                params["syncToken"] = sync_token
+            if page_token:
+                params["pageToken"] = page_token
+            response = self._get(params)
+            if response.status_code < 400:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+                if not isinstance(body, dict):
+                    raise RetryableError("Google sent an unreadable list of contacts")
+                return body, sync_token
+            error = read_error(response)
+            if sync_token and error.is_expired_sync_token:
+                log.info(
+                    "Google Contacts: the sync token expired (HTTP %d %s): reading every contact "
+                    "again (a full sync)",
+                    response.status_code,
+                    error.status or "?",
+                )
+                sync_token, page_token = "", ""
+                continue
+            if page_token and not restarted:
+                log.info(
+                    "Google Contacts refused a page token (HTTP %d %s): reading the chain again "
+                    "from its start",
+                    response.status_code,
+                    error.status or "?",
+                )
+                page_token, restarted = "", True
+                continue
+            log.warning(
+                "Google GET %s answered HTTP %d %s", PATH, response.status_code, error.status
+            )
+            raise PermanentError(
+                f"{SERVICE} refused the request (HTTP {response.status_code}): "
+                f"{self._scrub(error.message)}"
+            )
+
+    def _get(self, params: dict[str, str]) -> httpx.Response:
+        """A People request with a fresh access token: refreshed when about to expire, and once
+        on a 401. Returns a 2xx, 400 or 410 response; raises on the rest."""
+        if self._expiring():
+            self._refresh("it expires")
+        refreshed = False
+        while True:
+            response = self._send(params)
+            if response.status_code != 401:
+                return response
+            if refreshed:
+                log.warning("Google GET %s answered HTTP 401 after a refresh", PATH)
+                raise AuthError(REJECTED)
+            self._refresh("Google rejected it (HTTP 401)")
+            refreshed = True
+
+    def _send(self, params: dict[str, str]) -> httpx.Response:
+        """http.send retries 429, 5xx and a 403 whose reason is a rate limit."""
+        response = http.send(
+            self._client,
+            "GET",
+            PATH,
+            service=SERVICE,
+            params=params,
+            accept={400, 401, 403, 410},
+            retry_when=_rate_limited,
+        )
+        if response.status_code == 403:
+            raise self._forbidden(read_error(response))
+        return response
+
+    def _forbidden(self, error: GoogleError) -> Exception:
+        log.warning("Google GET %s answered HTTP 403 %s", PATH, error.status)
+        if error.reasons & RATE_LIMIT_REASONS:  # still, after every retry
+            return RetryableError(
+                f"{SERVICE} is rate limiting this account: the next sync tries again"
+            )
+        if error.reasons & SCOPE_REASONS:
+            return ReauthRequired(NO_SCOPE)
+        message = self._scrub(error.message)
+        if error.reasons & DISABLED_REASONS:  # the People API is off in the client's project
+            return PermanentError(f"{SERVICE} refused the request (HTTP 403): {message}")
+        return AuthError(
+            f"{SERVICE} refused access to the contacts (HTTP 403: {message}): reconnect the account"
+        )
+
+    # -- OAuth ---------------------------------------------------------------------------------
+
+    def _expiring(self) -> bool:
+        if not self._credentials.expires_at:
+            return False
+        expires_at = _instant(self._credentials.expires_at)
+        return expires_at is not None and expires_at - datetime.now(UTC) <= REFRESH_MARGIN
+
+    def _refresh(self, why: str) -> None:
+        """A new access token from the refresh token; kept, and handed over with the next page."""
+        refresh_token = self._credentials.refresh_token
+        if not refresh_token:
+            raise ReauthRequired(NO_REFRESH_TOKEN)
+        log.info("Google Contacts: refreshing the access token (%s)", why)
+        response = http.send(
+            self._oauth,
+            "POST",
+            TOKEN_PATH,
+            service="Google OAuth",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": self._client_id,
+                "client_secret": self._client_secret,
+            },
+            accept={400, 401, 403},
+        )
+        if response.status_code >= 400:
+            raise self._refusal(response)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(token, str) or not token:
+            raise RetryableError(
+                "Google sent an unreadable token response: the next sync tries again"
+            )
+        expires_in = _number(body.get("expires_in"))
+        new = Credentials(
+            access_token=token,
+            refresh_token=_text(body.get("refresh_token")) or refresh_token,
+            expires_at=iso_utc(datetime.now(UTC) + timedelta(seconds=expires_in))
+            if expires_in > 0
+            else "",
+        )
+        self._credentials = self._rotated = new
+        self._secrets |= {new.access_token, new.refresh_token}
+        self._client.headers["Authorization"] = f"Bearer {token}"
+        log.info("Google Contacts: access token refreshed, valid for %ds", expires_in)
+
+    def _refusal(self, response: httpx.Response) -> Exception:
+        error = read_error(response)
+        log.warning(
+            "Google OAuth POST %s answered HTTP %d %s",
+            TOKEN_PATH,
+            response.status_code,
+            error.status,
+        )
+        if error.status == "invalid_grant":
+            return ReauthRequired(REVOKED)
+        if error.status in ("invalid_client", "unauthorized_client"):
+            return PermanentError(
+                f"Google refused the server's OAuth client ({error.status}): check "
+                f"{CLIENT_ID_ENV} and {CLIENT_SECRET_ENV}; they must name the OAuth client that "
+                "issued the import's refresh token"
+            )
+        return PermanentError(
+            f"Google refused to renew the access token (HTTP {response.status_code}"
+            f"{', ' + error.status if error.status else ''}): {self._scrub(error.message)}"
+        )
+
+    def _scrub(self, text: str) -> str:
+        """`text` (from Google) without any of the secrets this connector holds."""
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret:
+                text = text.replace(secret, "<hidden>")
+        return text

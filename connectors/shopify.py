@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -55,7 +54,6 @@ FIELDS = (
     "id,email,first_name,last_name,phone,tags,orders_count,total_spent,updated_at,"
     "email_marketing_consent,default_address"
 )
-URL_ENV = "AUTOIMPORT_SHOPIFY_URL"
 # The leaky bucket: Shopify's standard bucket leaks 2 calls a second. Above this share of the
 # bucket, the connector waits for it to drain before its next call.
 LEAK_PER_SECOND = 2.0
@@ -64,9 +62,9 @@ BUCKET_HIGH_WATER = 0.8
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 
 
-def base_url_of(shop: str) -> str:
-    """AUTOIMPORT_SHOPIFY_URL when set (an emulator, a proxy), else the shop's own domain."""
-    return os.environ.get(URL_ENV, "").strip().rstrip("/") or f"https://{shop}.myshopify.com"
+def base_url_of(shop: str, configured: str = "") -> str:
+    """The configured base URL when there is one (an emulator, a proxy), else the shop's own."""
+    return configured.strip().rstrip("/") or f"https://{shop}.myshopify.com"
 
 
 def _instant(value: str) -> datetime:

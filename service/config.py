@@ -6,11 +6,14 @@ import os
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.cryptography import AESCipher
+
+from connectors import ConnectorSettings
 
 PREFIX = "AUTOIMPORT_"
 
@@ -32,6 +35,7 @@ class Settings:
     tls_client_ca: str
     sync_interval: float
     run_projections: bool
+    connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -82,6 +86,7 @@ class Settings:
             tls_client_ca=get("TLS_CLIENT_CA"),
             sync_interval=sync_interval,
             run_projections=get("RUN_PROJECTIONS", "yes").lower() not in ("0", "no", "false"),
+            connectors=_connector_settings(get),
         )
 
     @property
@@ -107,6 +112,23 @@ class Settings:
             env["SQLITE_LOCK_TIMEOUT"] = "30"
             env["SQLITE_DBNAME"] = str(self.data_dir / f"{store}.sqlite")
         return env
+
+
+def _connector_settings(get: Callable[..., str]) -> ConnectorSettings:
+    defaults = ConnectorSettings()
+    urls = {
+        name: get(name.upper(), getattr(defaults, name)).rstrip("/")
+        for name in ("google_contacts_url", "google_oauth_url", "shopify_url", "hubspot_url")
+    }
+    for name, url in urls.items():
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"{PREFIX}{name.upper()} must be an http:// or https:// URL")
+    client_id, client_secret = get("GOOGLE_CLIENT_ID"), get("GOOGLE_CLIENT_SECRET")
+    if bool(client_id) != bool(client_secret):
+        raise ConfigError(
+            f"set both {PREFIX}GOOGLE_CLIENT_ID and {PREFIX}GOOGLE_CLIENT_SECRET, or neither"
+        )
+    return ConnectorSettings(**urls, google_client_id=client_id, google_client_secret=client_secret)
 
 
 def postgres_env(url: str) -> dict[str, str]:

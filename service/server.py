@@ -70,9 +70,8 @@ class Server:
         self.app.close()
 
 
-def build_server(
-    settings: Settings, connector_for: ConnectorFactory = connectors.connector_for
-) -> Server:
+def build_server(settings: Settings, connector_for: ConnectorFactory | None = None) -> Server:
+    """A server whose syncs read the real services, or what `connector_for` gives (tests)."""
     app = open_application(settings)
     read_models = ReadModels(app, settings.store_env)  # creates the views' tables, so first
     projector = None
@@ -90,7 +89,7 @@ def build_server(
     )
     engine = SyncEngine(
         app,
-        connector_for,
+        connector_for or connectors.factory(settings.connectors),
         interval=settings.sync_interval,
         leases=sync_leases(settings),
     )
@@ -146,7 +145,7 @@ def wait_for_signal(stopping: threading.Event) -> None:
         pass
 
 
-def serve(settings: Settings, connector_for: ConnectorFactory = connectors.connector_for) -> None:
+def serve(settings: Settings, connector_for: ConnectorFactory | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then stops gracefully."""
     server = build_server(settings, connector_for)
     store = "PostgreSQL" if settings.uses_postgres else f"SQLite in {settings.data_dir}"

@@ -584,20 +584,3 @@ def _other_account(admin: Client) -> str:
         )
     )
     return other
-
-
-def test_sync_of_a_service_without_a_connector_in_this_build_fails_its_precondition(
-    account_client: Client, account: str
-):
-    hubspot = pb.AutoImport(
-        service="hubspot", external_account="12345", credentials=pb.Credentials(access_token="x")
-    )
-    created = create(account_client, account, hubspot)
-
-    error = error_of(account_client.imports.TriggerSync, pb.TriggerSyncRequest(name=created.name))
-
-    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert "no HubSpot connector yet" in error.details()
-    assert rich_status(error)["ErrorInfo"].reason == "CONNECTOR_UNAVAILABLE"
-    syncs = account_client.imports.ListSyncs(pb.ListSyncsRequest(name=created.name))
-    assert list(syncs.syncs) == []  # refused before anything was recorded

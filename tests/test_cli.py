@@ -497,26 +497,6 @@ def test_tls_with_ca_cert(
 # -- syncs, contacts, fields and CSV imports ----------------------------------------------------
 
 
-def test_sync_of_an_import_without_connector_fails_precondition(run: Cli, account: str) -> None:
-    created = run.json(
-        "imports",
-        "create",
-        "--account",
-        account,
-        "--service",
-        "hubspot",
-        "--external-account",
-        "12345",
-        "--access-token",
-        "pat-1",
-    )
-    result = run.run("imports", "sync", created["name"])
-    assert result.code == 1
-    assert result.out == ""
-    assert result.err.startswith("error: FAILED_PRECONDITION: ")
-    assert "no HubSpot connector yet" in result.err
-
-
 def test_syncs_of_a_fresh_import_is_an_empty_table(run: Cli, account: str) -> None:
     name = run.create_shopify(account)["name"]
     listed = run.ok("imports", "syncs", name)

@@ -9,7 +9,6 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from connectors.base import ConnectorUnavailable
 from domain.errors import InvalidTransition, ValidationError
 from service.errors import (
     EtagMismatch,
@@ -42,8 +41,6 @@ def status_for(error: Exception) -> grpc.Status:
         )
     elif isinstance(error, InvalidTransition):
         code = code_pb2.FAILED_PRECONDITION
-    elif isinstance(error, ConnectorUnavailable):
-        code, reason = code_pb2.FAILED_PRECONDITION, "CONNECTOR_UNAVAILABLE"
     elif isinstance(error, NotFound):
         code = code_pb2.NOT_FOUND
         reason = f"{error.resource_type.upper()}_NOT_FOUND"
