@@ -34,6 +34,7 @@ bench: setup
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.csv_import
+	$(BIN)/python -m bench.connectors
 
 clean:
 	rm -rf $(VENV) *.egg-info
