@@ -11,6 +11,9 @@ windows, and a customer updated exactly at a bound is read twice (harmless: unch
 carry no position: after a cap the page is read again and the contacts already processed are
 unchanged, so they cost nothing.
 
+A page_info Shopify no longer accepts (a chain left behind a cap for long) restarts its chain
+from the window's start rather than failing every later sync.
+
 Criteria (subscribed only, a customer tag) are applied here: Shopify's list has no such filter.
 """
 
@@ -148,19 +151,31 @@ class ShopifyConnector:
 
     def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
         state = self._decode(cursor)
-        params: dict[str, Any] = {"limit": PAGE_SIZE, "fields": FIELDS}
+        response: httpx.Response | None = None
         if state.get("page_info"):
             window_max = state["max"]
-            params["page_info"] = state["page_info"]
-        else:  # a new chain: its window ends at this sync's bound, whole seconds
+            response = self._get(
+                {"limit": PAGE_SIZE, "fields": FIELDS, "page_info": state["page_info"]}
+            )
+            if response.status_code == 400:
+                # Shopify no longer knows the saved page_info (a chain left for long behind a
+                # cap): read the chain's window again from its start; the customers already
+                # read come unchanged, so they cost nothing.
+                log.info("Shopify refused a saved page_info: reading its window again")
+                state, response = {"min": state.get("min", "")}, None
+        if response is None:  # a new chain: its window ends at this sync's bound, whole seconds
             window_max = until.astimezone(UTC).replace(microsecond=0).isoformat()
+            params: dict[str, Any] = {"limit": PAGE_SIZE, "fields": FIELDS}
             if state.get("min"):
                 if _instant(state["min"]) > _instant(window_max):
                     # The bound went backwards (a lag change): nothing new to read yet.
                     return ContactPage(contacts=[], cursor=cursor, has_more=False)
                 params["updated_at_min"] = state["min"]
             params["updated_at_max"] = window_max
-        response = self._get(params)
+            response = self._get(params)
+            if response.status_code == 400:
+                message = http.error_message(response)
+                raise PermanentError(f"Shopify refused the request (HTTP 400): {message}")
         try:
             customers = response.json()["customers"]
         except (ValueError, KeyError, TypeError):
@@ -189,11 +204,16 @@ class ShopifyConnector:
         return state
 
     def _get(self, params: dict[str, Any]) -> httpx.Response:
+        """A 2xx response, or a 400 for the caller to read; raises on the rest."""
         wait = self._pause_until - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        response = http.send(self._client, "GET", PATH, service="Shopify", params=params)
+        response = http.send(
+            self._client, "GET", PATH, service="Shopify", params=params, accept={400}
+        )
         self._note_bucket(response.headers.get("X-Shopify-Shop-Api-Call-Limit", ""))
+        if response.status_code == 400:
+            log.warning("Shopify GET %s answered HTTP 400", PATH)
         return response
 
     def _note_bucket(self, header: str) -> None:

@@ -23,6 +23,7 @@ from connectors.base import AuthError, PermanentError
 from connectors.shopify import ShopifyConnector
 from domain.sources import ShopifyCriteria
 from domain.sync import ContactPage, ExternalContact
+from tests.conftest import STORES
 from tests.emulators.shopify import ShopifyEmulator
 from tests.support import Client, ServerProcess, store_env
 
@@ -125,6 +126,22 @@ def test_a_page_cursor_reads_the_same_page_again(emulator: ShopifyEmulator):
     second = connector.fetch_page(ALL, first.cursor, later())
     again = connector.fetch_page(ALL, first.cursor, later() + timedelta(hours=1))
     assert [c.external_id for c in again.contacts] == [c.external_id for c in second.contacts]
+
+
+def test_an_expired_page_info_reads_its_window_again_from_the_start(emulator: ShopifyEmulator):
+    """A chain left behind a cap until Shopify forgot its page_info loses nothing."""
+    ids = emulator.add_customers(600)
+    connector = connector_of(emulator)
+    first = connector.fetch_page(ALL, "", later())
+    emulator.expire_page_infos()
+
+    rest, _, _ = read_chain(connector, first.cursor)
+
+    assert [c.external_id for c in rest] == [str(i) for i in ids]  # the window again, whole
+    refused, restart, *_ = emulator.requests[1:]
+    assert refused.status == 400 and "page_info" in refused.query
+    assert restart.status == 200 and "page_info" not in restart.query
+    assert "updated_at_min" not in restart.query  # the first chain's window had no start
 
 
 def test_criteria_are_applied_to_consent_and_tags(emulator: ShopifyEmulator):
@@ -258,13 +275,15 @@ def all_contacts(client: Client, account_id: str) -> list[cpb.Contact]:
             return found
 
 
-def test_a_shopify_import_syncs_every_customer_once_over_three_windows(tmp_path: Path):
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_a_shopify_import_syncs_every_customer_once_over_three_windows(
+    store_env: dict[str, str],
+):
     with (
         ShopifyEmulator() as emulator,
-        store_env("sqlite", tmp_path) as env,
         ServerProcess(
             {
-                **env,
+                **store_env,
                 "AUTOIMPORT_SHOPIFY_URL": emulator.url,
                 "AUTOIMPORT_SYNC_INTERVAL": str(INTERVAL),
             }
@@ -316,12 +335,16 @@ def test_a_shopify_import_syncs_every_customer_once_over_three_windows(tmp_path:
 
         time.sleep(1.1)
         emulator.update(ids[7], first_name="Renamed")
+        (added,) = emulator.add_customers(1, updated_at=datetime.now(UTC))
         time.sleep(ShopifyConnector.lag.total_seconds() + 1)
         wait_for_next_window()
         report = sync()
 
         assert report.outcome == pb.SyncReport.COMPLETED
-        assert report.updated == 1 and report.added == 0
+        assert report.updated == 1 and report.added == 1
+        assert emulator.customers[added]["email"] in {
+            c.email for c in all_contacts(admin, account_id)
+        }
         renamed = [c for c in all_contacts(admin, account_id) if c.first_name == "Renamed"]
         assert [c.email for c in renamed] == [emulator.customers[ids[7]]["email"]]
         assert emulator.early_retries == []

@@ -82,6 +82,7 @@ class ShopifyEmulator:
     _throttled_until: float = 0.0
     _server: ThreadingHTTPServer | None = None
     _next_id: int = 7817370200000
+    _page_epoch: int = 0  # page_info issued in an older epoch has expired
 
     # -- data ------------------------------------------------------------------------------
 
@@ -137,6 +138,11 @@ class ShopifyEmulator:
             customer = self.customers[customer_id]
             customer.update(values)
             customer["updated_at"] = shop_time(datetime.now(UTC))
+
+    def expire_page_infos(self) -> None:
+        """Every page_info issued so far is refused from now on (400 "Invalid value.")."""
+        with self.lock:
+            self._page_epoch += 1
 
     def fill_bucket(self) -> None:
         """The bucket is full: the next call is throttled."""
@@ -262,6 +268,8 @@ class ShopifyEmulator:
                 state = json.loads(base64.urlsafe_b64decode(page_info.encode()))
             except ValueError:
                 return 400, self._limit_header({}), {"errors": {"page_info": ["Invalid value."]}}
+            if state.get("epoch", 0) != self._page_epoch:  # expired
+                return 400, self._limit_header({}), {"errors": {"page_info": ["Invalid value."]}}
             low, high = state["min"], state["max"]
             after, before = state.get("last_id", 0), state.get("before_id")
         else:
@@ -299,10 +307,15 @@ class ShopifyEmulator:
         headers: dict[str, str] = {}
         links = []
         if page and page[0]["id"] != self._first_id(low_at, high_at):  # page 2 on: a way back
-            back = {"min": low, "max": high, "before_id": page[0]["id"]}
+            back = {"min": low, "max": high, "before_id": page[0]["id"], "epoch": self._page_epoch}
             links.append(self._link(host, version, limit, back, "previous"))
         if page and (before is not None or len(selected) > limit):
-            forward = {"min": low, "max": high, "last_id": page[-1]["id"]}
+            forward = {
+                "min": low,
+                "max": high,
+                "last_id": page[-1]["id"],
+                "epoch": self._page_epoch,
+            }
             links.append(self._link(host, version, limit, forward, "next"))
         if links:
             headers["Link"] = ", ".join(links)
