@@ -7,9 +7,12 @@ an exception or a log line: failures name the service, the method and the URL's 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextvars import ContextVar
 from importlib import metadata
 from typing import Any
 
@@ -102,6 +105,53 @@ class _WaitTooLong(stop_base):
         return advised is not None and advised > MAX_RETRY_AFTER
 
 
+# The monotonic time by which the caller of the running sync wants an answer (from its gRPC
+# deadline), or None: each request's timeout is cut to it, and no retry waits past it.
+_deadline: ContextVar[float | None] = ContextVar("autoimport_http_deadline", default=None)
+DEADLINE_PASSED = "stopped at the caller's deadline: the next sync resumes where this one stopped"
+
+
+@contextlib.contextmanager
+def deadline(at: float | None) -> Iterator[None]:
+    """Every request sent inside the block ends by `at` (time.monotonic()), or fails."""
+    token = _deadline.set(at)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left before the deadline, None when there is none."""
+    at = _deadline.get()
+    return None if at is None else at - time.monotonic()
+
+
+class _PastDeadline(stop_base):
+    """Stops when the next try would start after the deadline."""
+
+    def __call__(self, state: RetryCallState) -> bool:
+        left = remaining()
+        return left is not None and state.upcoming_sleep >= left
+
+
+def _request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One try, its timeouts cut to what is left before the deadline."""
+    left = remaining()
+    if left is None:
+        return client.request(method, url, **kwargs)
+    if left <= 0:
+        raise RetryableError(DEADLINE_PASSED)
+    default = client.timeout
+    timeout = httpx.Timeout(
+        connect=min(default.connect or left, left),
+        read=min(default.read or left, left),
+        write=min(default.write or left, left),
+        pool=min(default.pool or left, left),
+    )
+    return client.request(method, url, timeout=timeout, **kwargs)
+
+
 def _log_retry(state: RetryCallState) -> None:
     outcome = state.outcome
     what = (
@@ -135,7 +185,7 @@ def send(
     retrying (a service's own "slow down" or "try again")."""
     path = httpx.URL(url).path
     retrying = Retrying(
-        stop=stop_after_attempt(ATTEMPTS) | _WaitTooLong(wait_hint),
+        stop=stop_after_attempt(ATTEMPTS) | _WaitTooLong(wait_hint) | _PastDeadline(),
         wait=_waiter(wait_hint),
         retry=(
             retry_if_exception_type(httpx.TransportError)
@@ -150,13 +200,16 @@ def send(
         reraise=False,
     )
     try:
-        result = retrying(client.request, method, url, params=params, json=json, data=data)
+        result = retrying(_request, client, method, url, params=params, json=json, data=data)
     except httpx.TransportError as e:  # not retried: cannot happen, kept for safety
         raise RetryableError(f"{service} could not be reached ({type(e).__name__})") from None
     if not isinstance(result, httpx.Response):  # retries exhausted: the last outcome
         if result.failed:
             error = result.exception()
             log.warning("%s %s %s failed: %s", service, method, path, type(error).__name__)
+            left = remaining()
+            if left is not None and left <= 0:  # e.g. a read cut short by the deadline
+                raise RetryableError(DEADLINE_PASSED) from None
             raise RetryableError(
                 f"{service} could not be reached ({type(error).__name__}): the next sync "
                 "tries again"

@@ -19,13 +19,14 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from connectors import SERVICES
+from connectors import SERVICES, http
 from connectors.base import (
     AuthError,
     Connector,
     ConnectorError,
     ConnectorFactory,
     ReauthRequired,
+    RetryableError,
 )
 from domain.auto_import import AutoImport, Credentials, ImportState
 from domain.custom_field import CustomField
@@ -64,13 +65,23 @@ class SyncEngine:
         self._clock = clock
 
     def trigger(
-        self, account_id: str, import_id: UUID, *, request_id: str = "", actor: str
+        self,
+        account_id: str,
+        import_id: UUID,
+        *,
+        request_id: str = "",
+        actor: str,
+        deadline: float | None = None,
     ) -> dict[str, Any]:
-        """Runs a sync and returns its report; while one runs, returns that one's report."""
+        """Runs a sync and returns its report; while one runs, returns that one's report.
+        `deadline` (time.monotonic()): when the caller stops waiting. The sync stops there,
+        between pages (its requests are cut to it), and the next sync resumes after the last
+        page saved: no sync outlives its caller, holding the lease."""
         self._app.get_import(account_id, import_id)  # NOT_FOUND before anything else
         with self._leases.hold(f"sync/{import_id}") as held:
             if held:
-                return self._run(account_id, import_id, request_id, actor)
+                with http.deadline(deadline):
+                    return self._run(account_id, import_id, request_id, actor)
         return self._running_report(account_id, import_id)
 
     def _running_report(self, account_id: str, import_id: UUID) -> dict[str, Any]:
@@ -107,6 +118,9 @@ class SyncEngine:
         grant = started.credentials  # what the connector reads with: it may refresh them
         try:
             while True:
+                left = http.remaining()
+                if left is not None and left <= 0:
+                    raise RetryableError(http.DEADLINE_PASSED)
                 page = connector.fetch_page(criteria, cursor, started.sync_until)
                 outcome = self._save_page(
                     account_id, import_id, sync_id, window, page, declared, grant

@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import psycopg
@@ -250,3 +250,17 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+T = TypeVar("T")
+
+
+def wait_for(read: Callable[[], T], until: Callable[[T], bool], timeout: float = 30) -> T:
+    """Reads until the value satisfies `until`; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if until(value):
+            return value
+        assert time.monotonic() < deadline, f"still {value!r} after {timeout} s"
+        time.sleep(0.02)

@@ -19,7 +19,7 @@ from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import contacts_pb2_grpc
 from autoimport.v1 import imports_pb2 as pb
 from connectors import http, shopify
-from connectors.base import AuthError, PermanentError
+from connectors.base import AuthError, PermanentError, RetryableError
 from connectors.shopify import ShopifyConnector
 from domain.sources import ShopifyCriteria
 from domain.sync import ContactPage, ExternalContact
@@ -234,6 +234,40 @@ def test_a_rejected_token_is_an_auth_error_that_never_shows_the_token(
     assert len(emulator.requests) == 1  # not retried
 
 
+def test_no_retry_waits_past_the_callers_deadline(emulator: ShopifyEmulator):
+    emulator.add_customers(3)
+    emulator.faults.append((429, {"Retry-After": "30.0"}, {"errors": "Exceeded 2 calls"}))
+
+    with (
+        http.deadline(time.monotonic() + 5),
+        pytest.raises(RetryableError, match="rate limiting"),
+    ):
+        connector_of(emulator).fetch_page(ALL, "", later())
+
+    assert [r.status for r in emulator.requests] == [429]  # not retried
+
+
+def test_a_request_is_cut_to_the_callers_deadline(emulator: ShopifyEmulator):
+    emulator.add_customers(3)
+    emulator.delay = 2.0
+
+    with (
+        http.deadline(time.monotonic() + 0.3),
+        pytest.raises(RetryableError) as raised,
+    ):
+        connector_of(emulator).fetch_page(ALL, "", later())
+
+    assert str(raised.value) == http.DEADLINE_PASSED
+
+
+def test_nothing_is_sent_after_the_callers_deadline(emulator: ShopifyEmulator):
+    with http.deadline(time.monotonic() - 1), pytest.raises(RetryableError) as raised:
+        connector_of(emulator).fetch_page(ALL, "", later())
+
+    assert str(raised.value) == http.DEADLINE_PASSED
+    assert emulator.requests == []
+
+
 def test_a_server_error_is_retried_then_succeeds(emulator: ShopifyEmulator):
     emulator.add_customers(3)
     emulator.faults.append((503, {}, {"errors": "Service Unavailable"}))
@@ -389,6 +423,45 @@ def test_a_rejected_token_fails_the_sync_and_the_log_never_shows_it(tmp_path: Pa
         server.terminate()
         assert wrong not in "".join(server.output)
         assert wrong not in str(report)
+
+
+def test_a_sync_ends_with_its_callers_deadline_and_the_next_one_completes(tmp_path: Path):
+    """A sync does not outlive its caller (holding the import), and nothing is lost."""
+    with (
+        ShopifyEmulator() as emulator,
+        store_env("sqlite", tmp_path) as env,
+        ServerProcess({**env, "AUTOIMPORT_SHOPIFY_URL": emulator.url}) as server,
+        server.client(server.admin_token) as admin,
+    ):
+        emulator.add_customers(450)
+        emulator.delay = 3.0
+        account_id = f"acct-{uuid.uuid4().hex[:8]}"
+        admin.accounts.UpsertAccount(
+            apb.UpsertAccountRequest(
+                account=apb.Account(account_id=account_id, plan="p", contact_limit=1000)
+            )
+        )
+        created = admin.imports.CreateImport(
+            pb.CreateImportRequest(
+                account_id=account_id,
+                auto_import=pb.AutoImport(
+                    service="shopify",
+                    external_account=emulator.shop,
+                    credentials=pb.Credentials(access_token=emulator.access_token),
+                ),
+            )
+        )
+        request = pb.TriggerSyncRequest(name=created.name)
+
+        stopped = admin.imports.TriggerSync(request, timeout=1.5)
+
+        # The sync stopped a moment before the deadline, so its report still came back.
+        assert (stopped.outcome, stopped.error) == (pb.SyncReport.FAILED, http.DEADLINE_PASSED)
+        last = admin.imports.GetImport(pb.GetImportRequest(name=created.name)).last_sync
+        assert last.sync_id == stopped.sync_id
+        emulator.delay = 0.0
+        report = admin.imports.TriggerSync(request, timeout=60)
+        assert (report.outcome, report.added) == (pb.SyncReport.COMPLETED, 450)
 
 
 def test_the_emulator_links_back_from_page_two(emulator: ShopifyEmulator):

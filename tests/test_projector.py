@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ from service.read_models import open_view
 from service.read_models.views import VIEW_CLASSES, AccountViewsProjection
 from service.stores import open_application
 from tests.conftest import STORES
-from tests.support import PG_URL
+from tests.support import PG_URL, wait_for
 
 
 @pytest.fixture
@@ -113,9 +112,9 @@ def test_a_crashing_projection_restarts_without_leaking_connections(
     projector = Projector(settings)
     projector.start()
     try:
-        _wait_for(lambda: len(projector.errors) >= 3)
+        wait_for(lambda: len(projector.errors), lambda n: n >= 3)
         connections_after_3 = _connections()
-        _wait_for(lambda: len(projector.errors) >= 15)
+        wait_for(lambda: len(projector.errors), lambda n: n >= 15)
         connections_after_15 = _connections()
     finally:
         projector.stop()
@@ -130,10 +129,3 @@ def _connections() -> int:
         ).fetchone()
         assert row is not None
         return int(row[0])
-
-
-def _wait_for(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)

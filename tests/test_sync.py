@@ -4,12 +4,14 @@ rule of design.md section 4 (invariants 1 to 8)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from connectors import http
 from connectors.base import AuthError, ReauthRequired
 from domain.auto_import import (
     AUTH_FAILURES_BEFORE_REAUTH,
@@ -650,3 +652,26 @@ def test_a_refresh_token_the_service_replaced_is_kept_with_the_new_access_token(
 
     loaded = world.app.get_import("acme", auto_import.id)
     assert loaded.credentials == Credentials("new-access", "refresh-2")
+
+
+def test_a_sync_stops_at_its_callers_deadline_and_the_next_one_resumes(world: World):
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(350)
+
+    def second_page_outlasts_the_deadline(page: int) -> None:
+        if page == 1:
+            time.sleep(1.2)
+
+    world.connectors.options["before_page"] = second_page_outlasts_the_deadline
+    stopped = world.sync(auto_import, deadline=time.monotonic() + 1.0)
+    world.connectors.options.clear()
+    resumed = world.sync(auto_import)
+
+    assert (stopped["outcome"], stopped["added"], stopped["error"]) == (
+        "FAILED",
+        200,
+        http.DEADLINE_PASSED,
+    )
+    assert (resumed["outcome"], resumed["added"]) == ("COMPLETED", 150)
+    assert len(world.contacts()) == 350

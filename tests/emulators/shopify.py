@@ -76,6 +76,7 @@ class ShopifyEmulator:
     early_retries: list[Request] = field(default_factory=list)
     # Responses to give before any other: (status, headers, body), e.g. a 500 or a 429.
     faults: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
+    delay: float = 0.0  # seconds each answer takes (a slow shop)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _level: float = 0.0
     _leaked_at: float = field(default_factory=time.monotonic)
@@ -163,6 +164,7 @@ class ShopifyEmulator:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                time.sleep(emulator.delay)
                 status, headers, body = emulator.handle(
                     self.path, self.headers.get("X-Shopify-Access-Token"), self.headers.get("Host")
                 )
