@@ -49,7 +49,9 @@ def factory(settings: ConnectorSettings) -> ConnectorFactory:
                 )
             case ServiceId.HUBSPOT:
                 return hubspot.HubSpotConnector(
-                    credentials.access_token, base_url=settings.hubspot_url
+                    credentials.access_token,
+                    base_url=settings.hubspot_url,
+                    portal=auto_import.external_account,
                 )
 
     return connector_for

@@ -27,8 +27,8 @@ asks for has almost always been indexed; LOOKBACK (ten minutes) makes every new 
 the last minutes before where the previous chain ended, catching a straggler that was indexed
 late with a timestamp the previous chain had already passed.
 
-Search allows 5 requests a second per account: the connector spaces its searches to at most
-SEARCHES_PER_SECOND. A 429 names its policy: SECONDLY and TEN_SECONDLY_ROLLING are waited for
+Search allows 5 requests a second per account: the connectors of one account (portal) in this
+process share one pacer that spaces their searches to at most SEARCHES_PER_SECOND. A 429 names its policy: SECONDLY and TEN_SECONDLY_ROLLING are waited for
 and retried; DAILY ends the sync (nothing works before midnight in the account's time zone).
 HTTP 477 (the account is being migrated) is retried like a 5xx.
 Archived (deleted) contacts never appear in search: they stay in the account.
@@ -203,16 +203,18 @@ class HubSpotConnector:
         access_token: str,
         *,
         base_url: str,
+        portal: str = "",
         timeout: float = 30.0,
         client: httpx.Client | None = None,
     ):
+        """`portal`: the HubSpot account (hub id). The searches of every connector of one
+        portal in this process share its rate, as HubSpot counts them."""
         self._client = client or http.new_client(
             base_url.strip().rstrip("/") or DEFAULT_URL,
             {"Authorization": f"Bearer {access_token}"},
             timeout,
         )
-        self._pace_lock = threading.Lock()
-        self._next_slot = 0.0  # monotonic time before which no search is sent
+        self._pacer = _pacer_of(portal) if portal else _Pacer()
         # Every search, retries included, waits for its slot (a hook on the client).
         hooks = self._client.event_hooks
         self._client.event_hooks = {**hooks, "request": [*hooks.get("request", []), self._pace]}
@@ -333,15 +335,33 @@ class HubSpotConnector:
         return results, more
 
     def _pace(self, request: httpx.Request) -> None:
-        """Waits until this search's slot: never more than SEARCHES_PER_SECOND a second."""
-        if not request.url.path.endswith("/search"):
-            return
-        with self._pace_lock:
+        if request.url.path.endswith("/search"):
+            self._pacer.wait()
+
+
+class _Pacer:
+    """Spaces one HubSpot account's searches: never more than SEARCHES_PER_SECOND a second."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next_slot = 0.0  # monotonic time before which no search is sent
+
+    def wait(self) -> None:
+        with self._lock:  # held while waiting: the next search waits for the slot after this
             now = time.monotonic()
             if self._next_slot > now:
                 time.sleep(self._next_slot - now)
                 now = self._next_slot
             self._next_slot = now + 1.0 / SEARCHES_PER_SECOND
+
+
+_PACERS: dict[str, _Pacer] = {}
+_PACERS_LOCK = threading.Lock()
+
+
+def _pacer_of(portal: str) -> _Pacer:
+    with _PACERS_LOCK:
+        return _PACERS.setdefault(portal, _Pacer())
 
 
 def _filter(name: str, operator: str, value: int) -> dict[str, str]:

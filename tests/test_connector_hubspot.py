@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
@@ -364,6 +365,29 @@ def test_searches_are_spaced_below_five_a_second(emulator: HubSpotEmulator):
     for _ in range(8):
         connector.fetch_page(ALL, "", bound())
     assert {r.status for r in emulator.requests} == {200}
+    assert emulator.max_searches_in_any_second() <= 5
+
+
+def test_imports_of_one_portal_syncing_at_once_share_its_rate(emulator: HubSpotEmulator):
+    emulator.add_contacts(10, modified_at=BASE)
+    portal = f"portal-{uuid.uuid4().hex[:8]}"
+    connectors = [
+        HubSpotConnector(emulator.access_token, base_url=emulator.url, portal=portal)
+        for _ in range(3)
+    ]
+
+    def read_four_times(connector: HubSpotConnector) -> None:
+        for _ in range(4):
+            connector.fetch_page(ALL, "", bound())
+
+    readers = [threading.Thread(target=read_four_times, args=(c,)) for c in connectors]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+
+    assert len(emulator.requests) == 12
+    assert {r.status for r in emulator.requests} == {200}  # never throttled
     assert emulator.max_searches_in_any_second() <= 5
 
 

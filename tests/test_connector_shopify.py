@@ -370,15 +370,17 @@ def test_a_shopify_import_syncs_every_customer_once_over_three_windows(
         time.sleep(1.1)
         emulator.update(ids[7], first_name="Renamed")
         (added,) = emulator.add_customers(1, updated_at=datetime.now(UTC))
+        deleted = emulator.delete(ids[8])
         time.sleep(ShopifyConnector.lag.total_seconds() + 1)
         wait_for_next_window()
         report = sync()
 
         assert report.outcome == pb.SyncReport.COMPLETED
         assert report.updated == 1 and report.added == 1
-        assert emulator.customers[added]["email"] in {
-            c.email for c in all_contacts(admin, account_id)
-        }
+        emails = {c.email for c in all_contacts(admin, account_id)}
+        assert emulator.customers[added]["email"] in emails
+        assert deleted["email"] in emails  # deleted at Shopify: the account keeps it
+        assert len(emails) == 1201
         renamed = [c for c in all_contacts(admin, account_id) if c.first_name == "Renamed"]
         assert [c.email for c in renamed] == [emulator.customers[ids[7]]["email"]]
         assert emulator.early_retries == []

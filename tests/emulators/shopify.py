@@ -140,6 +140,11 @@ class ShopifyEmulator:
             customer.update(values)
             customer["updated_at"] = shop_time(datetime.now(UTC))
 
+    def delete(self, customer_id: int) -> dict[str, Any]:
+        """Deletes a customer: it is no longer listed (REST shows no trace of it)."""
+        with self.lock:
+            return self.customers.pop(customer_id)
+
     def expire_page_infos(self) -> None:
         """Every page_info issued so far is refused from now on (400 "Invalid value.")."""
         with self.lock:
