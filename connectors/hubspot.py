@@ -28,8 +28,9 @@ the last minutes before where the previous chain ended, catching a straggler tha
 late with a timestamp the previous chain had already passed.
 
 Search allows 5 requests a second per account: the connectors of one account (portal) in this
-process share one pacer that spaces their searches to at most SEARCHES_PER_SECOND. A 429 names its policy: SECONDLY and TEN_SECONDLY_ROLLING are waited for
-and retried; DAILY ends the sync (nothing works before midnight in the account's time zone).
+process share one pacer that spaces their searches to at most SEARCHES_PER_SECOND. A 429 names
+its policy: SECONDLY and TEN_SECONDLY_ROLLING are waited for and retried; DAILY ends the sync
+(nothing works before midnight in the account's time zone).
 HTTP 477 (the account is being migrated) is retried like a 5xx.
 Archived (deleted) contacts never appear in search: they stay in the account.
 """
