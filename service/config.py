@@ -93,11 +93,14 @@ class Settings:
     def uses_postgres(self) -> bool:
         return bool(self.database_url)
 
-    def store_env(self, store: str) -> dict[str, str]:
+    def store_env(self, store: str, *, create_tables: bool = False) -> dict[str, str]:
         """The eventsourcing environment of one store: the application's events, or a read model.
 
         On SQLite each store is a file of its own (eventsourcing's SQLite tables have fixed names);
-        on PostgreSQL they share the database and eventsourcing prefixes their tables.
+        on PostgreSQL they share the database and eventsourcing prefixes their tables. There, only
+        stores.prepare_store (under a lock) creates tables, unless `create_tables`: eventsourcing's
+        CREATE OR REPLACE FUNCTION is not idempotent under concurrency ("tuple concurrently
+        updated" when replicas and projectors start together).
         """
         env = {
             "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
@@ -107,6 +110,7 @@ class Settings:
         if self.uses_postgres:
             env.update(postgres_env(self.database_url))
             env["POSTGRES_SCHEMA"] = self.database_schema
+            env["CREATE_TABLE"] = "yes" if create_tables else "no"
         else:
             env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
             env["SQLITE_LOCK_TIMEOUT"] = "30"

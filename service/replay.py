@@ -118,6 +118,6 @@ def _scratch_env(settings: Settings, name: str) -> Iterator[dict[str, str]]:
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
         try:
-            yield {**settings.store_env(name), "POSTGRES_SCHEMA": scratch}
+            yield {**settings.store_env(name, create_tables=True), "POSTGRES_SCHEMA": scratch}
         finally:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(scratch)))

@@ -24,7 +24,7 @@ def prepare_store(settings: Settings) -> None:
 
     Concurrent CREATE TABLE IF NOT EXISTS of the same table fails in PostgreSQL (both insert its
     row type), and replicas and projectors start together; an advisory lock serialises them.
-    Once the tables exist, creating them again is a no-op, so later constructions never race.
+    Every later construction of a store on PostgreSQL creates nothing (Settings.store_env).
     """
     if not settings.uses_postgres:
         return
@@ -34,9 +34,10 @@ def prepare_store(settings: Settings) -> None:
         key = lock_key(f"autoimport-ddl/{schema}")
         conn.execute("SELECT pg_advisory_lock(%s)", (key,))
         try:
-            AutoImports(settings.store_env("events")).close()
+            AutoImports(settings.store_env("events", create_tables=True)).close()
             for projection, view_classes in PROJECTIONS:
-                view = open_view(projection, view_classes, settings.store_env(projection.name))
+                env = settings.store_env(projection.name, create_tables=True)
+                view = open_view(projection, view_classes, env)
                 view.datastore.close()
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from service.application import AutoImports
 from service.config import Settings
 from service.stores import open_application
 from tests.conftest import STORES
+from tests.support import store_env as store_env_of
 
 
 @pytest.fixture
@@ -81,3 +83,30 @@ def AutoImports_key() -> str:
     from eventsourcing.cryptography import AESCipher
 
     return AESCipher.create_key(num_bytes=32)
+
+
+@pytest.mark.postgres
+def test_replicas_and_projectors_starting_together_on_postgres_all_open(tmp_path: Path):
+    """Each opening ran eventsourcing's DDL (CREATE OR REPLACE FUNCTION among it) outside the
+    lock that serialises table creation, and two at once failed: 'tuple concurrently updated'."""
+    with store_env_of("postgres", tmp_path) as env:
+        settings = Settings.from_env(env)
+        open_application(settings).close()  # the tables exist: later openings only race
+        start = threading.Barrier(6)
+        failures: list[BaseException] = []
+
+        def open_and_close() -> None:
+            start.wait()
+            try:
+                for _ in range(5):
+                    open_application(settings).close()
+            except BaseException as e:
+                failures.append(e)
+
+        openers = [threading.Thread(target=open_and_close) for _ in range(6)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join()
+
+    assert failures == []

@@ -37,7 +37,7 @@ def open_imports_view(settings: Settings, name: str = AccountViewsProjection.nam
     return open_view(
         type(name, (AccountViewsProjection,), {"name": name}),
         VIEW_CLASSES,
-        settings.store_env(name),
+        settings.store_env(name, create_tables=True),  # a view of its own
     )
 
 
