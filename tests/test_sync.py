@@ -481,7 +481,7 @@ def test_replaying_every_event_into_empty_views_gives_the_live_views(world: Worl
 
 def _store_env_of(world: World, name: str) -> dict[str, str]:
     """The environment of a fresh store for views called `name`, beside the live ones."""
-    env = dict(world.app.env)
+    env = {**world.app.env, "CREATE_TABLE": "yes"}  # a store of its own: its tables are new
     if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
         env["SQLITE_DBNAME"] = env["SQLITE_DBNAME"].replace("events.sqlite", f"{name}.sqlite")
     return env
