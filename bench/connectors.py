@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,18 +48,22 @@ from tests.support import PG_URL, Client, postgres_error, store_env
 ADMIN_TOKEN = "adm_bench_token"
 SHOPIFY_TOKEN = "shpat_bench_0123456789"
 HUBSPOT_TOKEN = "pat-na1-bench-0123456789"
+# The emulators with a fixed token: the server setting of their URL, their account, their token.
+SIMPLE = {
+    "shopify": ("AUTOIMPORT_SHOPIFY_URL", "bench-shop", SHOPIFY_TOKEN),
+    "hubspot": ("AUTOIMPORT_HUBSPOT_URL", "12345678", HUBSPOT_TOKEN),
+}
 QUIET = 1.1  # seconds without requests between two readers
 
 
 @dataclass
 class Emulator:
-    """An emulator subprocess, and what an import needs to read it."""
+    """What an import and the server need to read a running emulator."""
 
     service: str
     external_account: str
     env: dict[str, str]  # the server's settings that point at it
     credentials: imports_pb2.Credentials
-    process: subprocess.Popen[str] = field(repr=False)
 
 
 def _read_until(process: subprocess.Popen[str], pattern: str, seen: list[str]) -> re.Match[str]:
@@ -85,22 +89,10 @@ def emulator(service: str, contacts: int) -> Iterator[Emulator]:
     try:
         seen: list[str] = []
         url = _read_until(process, r"listening on (http://\S+)", seen).group(1)
-        if service == "shopify":
-            yield Emulator(
-                service,
-                "bench-shop",
-                {"AUTOIMPORT_SHOPIFY_URL": url},
-                imports_pb2.Credentials(access_token=SHOPIFY_TOKEN),
-                process,
-            )
-        elif service == "hubspot":
-            yield Emulator(
-                service,
-                "12345678",
-                {"AUTOIMPORT_HUBSPOT_URL": url},
-                imports_pb2.Credentials(access_token=HUBSPOT_TOKEN),
-                process,
-            )
+        if service in SIMPLE:
+            setting, external_account, token = SIMPLE[service]
+            credentials = imports_pb2.Credentials(access_token=token)
+            yield Emulator(service, external_account, {setting: url}, credentials)
         else:
             refresh = _read_until(process, r"refresh token: (\S+)", seen).group(1)
             text = "".join(seen)
@@ -120,7 +112,6 @@ def emulator(service: str, contacts: int) -> Iterator[Emulator]:
                     "AUTOIMPORT_GOOGLE_CLIENT_SECRET": value("AUTOIMPORT_GOOGLE_CLIENT_SECRET"),
                 },
                 imports_pb2.Credentials(access_token=value("access token"), refresh_token=refresh),
-                process,
             )
     finally:
         process.terminate()

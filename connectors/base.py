@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from domain.auto_import import AutoImport
 from domain.sources import Criteria, ServiceId, field_title, personalization_tag
@@ -38,6 +38,11 @@ class ServiceDescription:
             spec.key: DeclaredField(spec.key, self.title_of(spec), self.tag_of(spec))
             for spec in self.fields
         }
+
+
+def text_of(value: Any) -> str:
+    """A JSON value as text: "" for null (APIs send null for an empty field)."""
+    return "" if value is None else str(value)
 
 
 class ConnectorError(Exception):

@@ -46,6 +46,7 @@ from connectors.base import (
     ReauthRequired,
     RetryableError,
     ServiceDescription,
+    text_of,
 )
 from domain.auto_import import Credentials
 from domain.sources import Criteria, GoogleContactsCriteria, ServiceId
@@ -111,10 +112,6 @@ NO_CLIENT = (
 )
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 def _instant(value: str) -> datetime | None:
     try:
         at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -153,16 +150,16 @@ def read_error(response: httpx.Response, limit: int = 300) -> GoogleError:
     error = body.get("error") if isinstance(body, dict) else None
     status, message, reasons = "", "", set()
     if isinstance(error, dict):
-        status = _text(error.get("status"))
-        message = _text(error.get("message"))
+        status = text_of(error.get("status"))
+        message = text_of(error.get("message"))
         for key in ("details", "errors"):
             items = error.get(key)
             for item in items if isinstance(items, list) else ():
                 if isinstance(item, dict) and isinstance(item.get("reason"), str):
                     reasons.add(item["reason"])
-                    message = message or _text(item.get("message"))
+                    message = message or text_of(item.get("message"))
     elif isinstance(error, str) and isinstance(body, dict):
-        status, message = error, _text(body.get("error_description"))
+        status, message = error, text_of(body.get("error_description"))
     if not message:
         message = response.text.strip()[:limit] or response.reason_phrase
     return GoogleError(status=status, message=message[:limit], reasons=frozenset(reasons))
@@ -204,7 +201,7 @@ def birthday_of(birthday: dict[str, Any]) -> str:
         year, month, day = (_number(date.get(k)) for k in ("year", "month", "day"))
         if 1 <= month <= 12 and 1 <= day <= 31:
             return f"{year:04d}-{month:02d}-{day:02d}" if year > 0 else f"--{month:02d}-{day:02d}"
-    return _text(birthday.get("text")).strip()
+    return text_of(birthday.get("text")).strip()
 
 
 def is_deleted(person: dict[str, Any]) -> bool:
@@ -219,29 +216,29 @@ def groups_of(person: dict[str, Any]) -> set[str]:
         if not isinstance(group, dict):
             continue
         if group.get("contactGroupResourceName"):
-            groups.add(_text(group["contactGroupResourceName"]))
+            groups.add(text_of(group["contactGroupResourceName"]))
         elif group.get("contactGroupId"):  # the deprecated id: the resource name's last part
             groups.add(f"contactGroups/{group['contactGroupId']}")
     return groups
 
 
 def to_contact(person: dict[str, Any]) -> ExternalContact:
-    resource_name = _text(person.get("resourceName"))
+    resource_name = text_of(person.get("resourceName"))
     if is_deleted(person):  # a tombstone: the contact stays in the account, and is counted
         return ExternalContact(external_id=resource_name, email="", deleted=True)
     name = primary(_items(person, "names"))
     organization = primary(_items(person, "organizations"))
     fields = {
-        "company": _text(organization.get("name")).strip(),
-        "job_title": _text(organization.get("title")).strip(),
+        "company": text_of(organization.get("name")).strip(),
+        "job_title": text_of(organization.get("title")).strip(),
         "birthday": birthday_of(primary(_items(person, "birthdays"))),
     }
     return ExternalContact(
         external_id=resource_name,
-        email=_text(primary(_items(person, "emailAddresses")).get("value")).strip(),
-        first_name=_text(name.get("givenName")).strip(),
-        last_name=_text(name.get("familyName")).strip(),
-        phone=_text(primary(_items(person, "phoneNumbers")).get("value")).strip(),
+        email=text_of(primary(_items(person, "emailAddresses")).get("value")).strip(),
+        first_name=text_of(name.get("givenName")).strip(),
+        last_name=text_of(name.get("familyName")).strip(),
+        phone=text_of(primary(_items(person, "phoneNumbers")).get("value")).strip(),
         opted_out=False,  # Google Contacts has no email consent
         fields={key: value for key, value in fields.items() if value},
         position=None,
@@ -309,11 +306,11 @@ class GoogleContactsConnector:
         people = body.get("connections") or []
         if not isinstance(people, list):
             raise RetryableError("Google sent an unreadable list of contacts")
-        next_page = _text(body.get("nextPageToken"))
+        next_page = text_of(body.get("nextPageToken"))
         if next_page:
             next_cursor = _cursor(sync_token, next_page)
         elif body.get("nextSyncToken"):  # the chain is done: the next one starts from here
-            next_cursor = _cursor(_text(body["nextSyncToken"]), "")
+            next_cursor = _cursor(text_of(body["nextSyncToken"]), "")
         else:  # cannot happen with requestSyncToken=true: read the same changes again next time
             log.warning("Google ended a chain without a sync token: it will be read again")
             next_cursor = _cursor(sync_token, "")
@@ -478,7 +475,7 @@ class GoogleContactsConnector:
         expires_in = _number(body.get("expires_in"))
         new = Credentials(
             access_token=token,
-            refresh_token=_text(body.get("refresh_token")) or refresh_token,
+            refresh_token=text_of(body.get("refresh_token")) or refresh_token,
             expires_at=iso_utc(datetime.now(UTC) + timedelta(seconds=expires_in))
             if expires_in > 0
             else "",

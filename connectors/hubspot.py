@@ -49,7 +49,7 @@ from typing import Any
 import httpx
 
 from connectors import http
-from connectors.base import FieldSpec, PermanentError, RetryableError, ServiceDescription
+from connectors.base import FieldSpec, PermanentError, RetryableError, ServiceDescription, text_of
 from domain.sources import Criteria, HubSpotCriteria, ServiceId
 from domain.sync import ContactPage, ExternalContact
 
@@ -115,25 +115,21 @@ def parse_ms(value: str) -> int:
     return epoch_ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 def to_contact(result: dict[str, Any]) -> ExternalContact:
     properties = result.get("properties") or {}
     fields = {
-        "company": _text(properties.get("company")).strip(),
-        "job_title": _text(properties.get("jobtitle")).strip(),
-        "lifecycle_stage": _text(properties.get("lifecyclestage")).strip(),
+        "company": text_of(properties.get("company")).strip(),
+        "job_title": text_of(properties.get("jobtitle")).strip(),
+        "lifecycle_stage": text_of(properties.get("lifecyclestage")).strip(),
     }
     return ExternalContact(
         external_id=str(result["id"]),
-        email=_text(properties.get("email")),
-        first_name=_text(properties.get("firstname")),
-        last_name=_text(properties.get("lastname")),
-        phone=_text(properties.get("phone")),
+        email=text_of(properties.get("email")),
+        first_name=text_of(properties.get("firstname")),
+        last_name=text_of(properties.get("lastname")),
+        phone=text_of(properties.get("phone")),
         # "Unsubscribed from all email": HubSpot's opt-out of every subscription type.
-        opted_out=_text(properties.get("hs_email_optout")).strip().lower() == "true",
+        opted_out=text_of(properties.get("hs_email_optout")).strip().lower() == "true",
         fields={key: value for key, value in fields.items() if value},
         position=None,
     )

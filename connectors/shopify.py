@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from connectors import http
-from connectors.base import FieldSpec, PermanentError, RetryableError, ServiceDescription
+from connectors.base import FieldSpec, PermanentError, RetryableError, ServiceDescription, text_of
 from domain.sources import Criteria, ServiceId, ShopifyCriteria
 from domain.sync import ContactPage, ExternalContact
 
@@ -74,10 +74,6 @@ def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 def next_page_info(link_header: str) -> str | None:
     """The page_info of the Link header's rel="next" URL, or None on the last page."""
     for part in link_header.split(","):
@@ -92,18 +88,18 @@ def to_contact(customer: dict[str, Any]) -> ExternalContact:
     consent = customer.get("email_marketing_consent") or {}
     address = customer.get("default_address") or {}
     fields = {
-        "total_spent": _text(customer.get("total_spent")),
-        "orders_count": _text(customer.get("orders_count")),
-        "tags": _text(customer.get("tags")),
-        "company": _text(address.get("company")),
-        "country": _text(address.get("country") or address.get("country_name")),
+        "total_spent": text_of(customer.get("total_spent")),
+        "orders_count": text_of(customer.get("orders_count")),
+        "tags": text_of(customer.get("tags")),
+        "company": text_of(address.get("company")),
+        "country": text_of(address.get("country") or address.get("country_name")),
     }
     return ExternalContact(
         external_id=str(customer["id"]),
-        email=_text(customer.get("email")),
-        first_name=_text(customer.get("first_name")),
-        last_name=_text(customer.get("last_name")),
-        phone=_text(customer.get("phone")),
+        email=text_of(customer.get("email")),
+        first_name=text_of(customer.get("first_name")),
+        last_name=text_of(customer.get("last_name")),
+        phone=text_of(customer.get("phone")),
         opted_out=consent.get("state") == "unsubscribed",
         fields={key: value for key, value in fields.items() if value},
         position=None,
@@ -119,7 +115,7 @@ def matches(criteria: Criteria, customer: dict[str, Any]) -> bool:
             return False
     if criteria.customer_tag:
         wanted = criteria.customer_tag.strip().casefold()
-        tags = {tag.strip().casefold() for tag in _text(customer.get("tags")).split(",")}
+        tags = {tag.strip().casefold() for tag in text_of(customer.get("tags")).split(",")}
         if wanted not in tags:
             return False
     return True

@@ -20,7 +20,14 @@ from eventsourcing.cryptography import AESCipher
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from autoimport.v1 import accounts_pb2_grpc, imports_pb2_grpc
+from autoimport.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    contacts_pb2,
+    contacts_pb2_grpc,
+    imports_pb2,
+    imports_pb2_grpc,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0
@@ -264,3 +271,60 @@ def wait_for(read: Callable[[], T], until: Callable[[T], bool], timeout: float =
             return value
         assert time.monotonic() < deadline, f"still {value!r} after {timeout} s"
         time.sleep(0.02)
+
+
+# -- end to end against a connector's emulator --------------------------------------------------
+
+
+def new_import(
+    admin: Client,
+    service: str,
+    external_account: str,
+    credentials: imports_pb2.Credentials,
+    *,
+    contact_limit: int = 100_000,
+) -> imports_pb2.AutoImport:
+    """An import of `service` in a fresh account of its own."""
+    account_id = f"acct-{uuid.uuid4().hex[:8]}"
+    admin.accounts.UpsertAccount(
+        accounts_pb2.UpsertAccountRequest(
+            account=accounts_pb2.Account(
+                account_id=account_id, plan="p", contact_limit=contact_limit
+            )
+        )
+    )
+    return admin.imports.CreateImport(
+        imports_pb2.CreateImportRequest(
+            account_id=account_id,
+            auto_import=imports_pb2.AutoImport(
+                service=service, external_account=external_account, credentials=credentials
+            ),
+        )
+    )
+
+
+def account_of(import_name: str) -> str:
+    return import_name.split("/")[1]
+
+
+def all_contacts(client: Client, account_id: str) -> list[contacts_pb2.Contact]:
+    """Every contact of the account, read page by page."""
+    stub = contacts_pb2_grpc.ContactServiceStub(client.channel)
+    found: list[contacts_pb2.Contact] = []
+    token = ""
+    while True:
+        page = stub.ListContacts(
+            contacts_pb2.ListContactsRequest(
+                account_id=account_id, page_size=1000, page_token=token
+            )
+        )
+        found += page.contacts
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+def wait_for_next_window(interval: float) -> None:
+    """Sleeps into the next sync window (AUTOIMPORT_SYNC_INTERVAL = `interval`), so that the
+    next sync has a fresh 500-contact budget."""
+    time.sleep(interval - time.time() % interval + 0.1)

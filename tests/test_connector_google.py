@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,9 +16,6 @@ import httpx
 import pytest
 from google.protobuf import field_mask_pb2
 
-from autoimport.v1 import accounts_pb2 as apb
-from autoimport.v1 import contacts_pb2 as cpb
-from autoimport.v1 import contacts_pb2_grpc
 from autoimport.v1 import imports_pb2 as pb
 from connectors import google_contacts, http
 from connectors.base import AuthError, PermanentError, ReauthRequired, RetryableError
@@ -40,7 +35,15 @@ from tests.emulators.google_contacts import (
     status_body,
     unauthenticated,
 )
-from tests.support import Client, ServerProcess, store_env
+from tests.support import (
+    Client,
+    ServerProcess,
+    account_of,
+    all_contacts,
+    new_import,
+    store_env,
+    wait_for_next_window,
+)
 
 ALL = GoogleContactsCriteria()
 EXPIRED_REASON = "Sync token is expired. Clear local cache and retry call without the sync token."
@@ -131,6 +134,8 @@ def test_a_full_sync_reads_everyone_once_in_pages_of_1000_and_ends_with_a_sync_t
         "requestSyncToken": "true",
     }
     assert all(chain_params(r) == requests[0].query for r in requests)
+    assert emulator.last_headers is not None
+    assert emulator.last_headers["User-Agent"].startswith("contact-autoimport/")
 
 
 def test_an_incremental_sync_reads_exactly_the_updates_additions_and_deletions(
@@ -734,24 +739,6 @@ def test_no_credential_ever_reaches_a_log_line_or_an_error(
 INTERVAL = 2.0
 
 
-def wait_for_next_window() -> None:
-    time.sleep(INTERVAL - time.time() % INTERVAL + 0.1)
-
-
-def all_contacts(client: Client, account_id: str) -> list[cpb.Contact]:
-    stub = contacts_pb2_grpc.ContactServiceStub(client.channel)
-    found: list[cpb.Contact] = []
-    token = ""
-    while True:
-        page = stub.ListContacts(
-            cpb.ListContactsRequest(account_id=account_id, page_size=1000, page_token=token)
-        )
-        found += page.contacts
-        token = page.next_page_token
-        if not token:
-            return found
-
-
 def server_env(emulator: GoogleContactsEmulator, env: dict[str, str]) -> dict[str, str]:
     return {
         **env,
@@ -764,29 +751,13 @@ def server_env(emulator: GoogleContactsEmulator, env: dict[str, str]) -> dict[st
 
 
 def create_import(admin: Client, emulator: GoogleContactsEmulator, limit: int) -> str:
-    account_id = f"acct-{uuid.uuid4().hex[:8]}"
-    admin.accounts.UpsertAccount(
-        apb.UpsertAccountRequest(
-            account=apb.Account(account_id=account_id, plan="p", contact_limit=limit)
-        )
+    credentials = pb.Credentials(
+        access_token=emulator.access_token, refresh_token=emulator.refresh_token
     )
-    created = admin.imports.CreateImport(
-        pb.CreateImportRequest(
-            account_id=account_id,
-            auto_import=pb.AutoImport(
-                service="google_contacts",
-                external_account="owner@example.com",
-                credentials=pb.Credentials(
-                    access_token=emulator.access_token, refresh_token=emulator.refresh_token
-                ),
-            ),
-        )
+    created = new_import(
+        admin, "google_contacts", "owner@example.com", credentials, contact_limit=limit
     )
     return created.name
-
-
-def account_of(name: str) -> str:
-    return name.split("/")[1]
 
 
 @pytest.mark.parametrize("store", STORES)
@@ -806,7 +777,7 @@ def test_a_google_import_syncs_everyone_once_then_exactly_what_changed(store: st
 
         reports = []
         for _ in range(3):
-            wait_for_next_window()
+            wait_for_next_window(INTERVAL)
             reports.append(sync())
         assert [r.outcome for r in reports] == [
             pb.SyncReport.CAPPED,

@@ -16,9 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import contacts_pb2 as cpb
-from autoimport.v1 import contacts_pb2_grpc
 from autoimport.v1 import imports_pb2 as pb
 from connectors import http, hubspot
 from connectors.base import AuthError, PermanentError, RetryableError
@@ -32,7 +30,13 @@ from tests.emulators.hubspot import (
     error_body,
     rate_limit_body,
 )
-from tests.support import Client, ServerProcess
+from tests.support import (
+    ServerProcess,
+    account_of,
+    all_contacts,
+    new_import,
+    wait_for_next_window,
+)
 
 ALL = HubSpotCriteria()
 # Contacts of these tests were modified a day ago, unless a test says otherwise.
@@ -100,6 +104,8 @@ def test_pages_through_ties_each_exactly_once(emulator: HubSpotEmulator):
     assert sorted_by.count("hs_object_id") == 3  # the 450 that share a millisecond, by id
     assert all(r.status == 200 for r in emulator.requests)
     assert emulator.early_retries == [] and emulator.max_searches_in_any_second() <= 5
+    assert emulator.last_headers is not None
+    assert emulator.last_headers["User-Agent"].startswith("contact-autoimport/")
 
 
 def test_12000_contacts_sharing_one_millisecond_all_arrive_once_without_a_400(
@@ -491,24 +497,6 @@ def test_another_client_error_is_permanent_with_hubspot_s_message(emulator: HubS
 INTERVAL = 2.0
 
 
-def wait_for_next_window() -> None:
-    time.sleep(INTERVAL - time.time() % INTERVAL + 0.1)
-
-
-def all_contacts(client: Client, account_id: str) -> list[cpb.Contact]:
-    stub = contacts_pb2_grpc.ContactServiceStub(client.channel)
-    found: list[cpb.Contact] = []
-    token = ""
-    while True:
-        page = stub.ListContacts(
-            cpb.ListContactsRequest(account_id=account_id, page_size=1000, page_token=token)
-        )
-        found += page.contacts
-        token = page.next_page_token
-        if not token:
-            return found
-
-
 @pytest.mark.parametrize("store_env", STORES, indirect=True)
 def test_a_hubspot_import_syncs_every_contact_once_over_three_windows(store_env: dict[str, str]):
     with (
@@ -524,29 +512,20 @@ def test_a_hubspot_import_syncs_every_contact_once_over_three_windows(store_env:
     ):
         emulator.add_contacts(1200, ties=200)
         valid = emulator.valid_email_contacts()
-        account_id = f"acct-{uuid.uuid4().hex[:8]}"
-        admin.accounts.UpsertAccount(
-            apb.UpsertAccountRequest(
-                account=apb.Account(account_id=account_id, plan="p", contact_limit=100_000)
-            )
+        created = new_import(
+            admin,
+            "hubspot",
+            emulator.portal_id,
+            pb.Credentials(access_token=emulator.access_token),
         )
-        created = admin.imports.CreateImport(
-            pb.CreateImportRequest(
-                account_id=account_id,
-                auto_import=pb.AutoImport(
-                    service="hubspot",
-                    external_account=emulator.portal_id,
-                    credentials=pb.Credentials(access_token=emulator.access_token),
-                ),
-            )
-        )
+        account_id = account_of(created.name)
 
         def sync() -> pb.SyncReport:
             return admin.imports.TriggerSync(pb.TriggerSyncRequest(name=created.name), timeout=120)
 
         reports = []
         for _ in range(3):
-            wait_for_next_window()
+            wait_for_next_window(INTERVAL)
             reports.append(sync())
         assert [r.outcome for r in reports] == [
             pb.SyncReport.CAPPED,
@@ -566,7 +545,7 @@ def test_a_hubspot_import_syncs_every_contact_once_over_three_windows(store_env:
         added = emulator.add_contacts(1)
         archived_id = valid[-1]["id"]
         emulator.archive(archived_id)
-        wait_for_next_window()
+        wait_for_next_window(INTERVAL)
         report = sync()
 
         assert report.outcome == pb.SyncReport.COMPLETED, report

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,9 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import contacts_pb2 as cpb
-from autoimport.v1 import contacts_pb2_grpc
 from autoimport.v1 import imports_pb2 as pb
 from connectors import http, shopify
 from connectors.base import AuthError, PermanentError, RetryableError
@@ -25,7 +22,14 @@ from domain.sources import ShopifyCriteria
 from domain.sync import ContactPage, ExternalContact
 from tests.conftest import STORES
 from tests.emulators.shopify import ShopifyEmulator
-from tests.support import Client, ServerProcess, store_env
+from tests.support import (
+    ServerProcess,
+    account_of,
+    all_contacts,
+    new_import,
+    store_env,
+    wait_for_next_window,
+)
 
 ALL = ShopifyCriteria()
 
@@ -78,6 +82,8 @@ def test_pages_through_customers_that_share_timestamps_each_exactly_once(
     assert len(rest) == 3 and all(set(r.query) == {"page_info", "limit", "fields"} for r in rest)
     assert all(r.status == 200 for r in emulator.requests)
     assert emulator.early_retries == []
+    assert emulator.last_headers is not None
+    assert emulator.last_headers["User-Agent"].startswith("contact-autoimport/")
 
 
 def test_the_emulator_refuses_filters_sent_again_with_page_info(emulator: ShopifyEmulator):
@@ -291,24 +297,6 @@ def test_another_client_error_is_permanent_with_shopify_s_message(emulator: Shop
 INTERVAL = 2.0
 
 
-def wait_for_next_window() -> None:
-    time.sleep(INTERVAL - time.time() % INTERVAL + 0.1)
-
-
-def all_contacts(client: Client, account_id: str) -> list[cpb.Contact]:
-    stub = contacts_pb2_grpc.ContactServiceStub(client.channel)
-    found: list[cpb.Contact] = []
-    token = ""
-    while True:
-        page = stub.ListContacts(
-            cpb.ListContactsRequest(account_id=account_id, page_size=1000, page_token=token)
-        )
-        found += page.contacts
-        token = page.next_page_token
-        if not token:
-            return found
-
-
 @pytest.mark.parametrize("store_env", STORES, indirect=True)
 def test_a_shopify_import_syncs_every_customer_once_over_three_windows(
     store_env: dict[str, str],
@@ -325,29 +313,21 @@ def test_a_shopify_import_syncs_every_customer_once_over_three_windows(
         server.client(server.admin_token) as admin,
     ):
         ids = emulator.add_customers(1200, ties=200)
-        account_id = f"acct-{uuid.uuid4().hex[:8]}"
-        admin.accounts.UpsertAccount(
-            apb.UpsertAccountRequest(
-                account=apb.Account(account_id=account_id, plan="p", contact_limit=100_000)
-            )
+        created = new_import(
+            admin,
+            "shopify",
+            emulator.shop,
+            pb.Credentials(access_token=emulator.access_token),
+            contact_limit=100_000,
         )
-        created = admin.imports.CreateImport(
-            pb.CreateImportRequest(
-                account_id=account_id,
-                auto_import=pb.AutoImport(
-                    service="shopify",
-                    external_account=emulator.shop,
-                    credentials=pb.Credentials(access_token=emulator.access_token),
-                ),
-            )
-        )
+        account_id = account_of(created.name)
 
         def sync() -> pb.SyncReport:
             return admin.imports.TriggerSync(pb.TriggerSyncRequest(name=created.name), timeout=120)
 
         reports = []
         for _ in range(3):
-            wait_for_next_window()
+            wait_for_next_window(INTERVAL)
             reports.append(sync())
         assert [r.outcome for r in reports] == [
             pb.SyncReport.CAPPED,
@@ -372,7 +352,7 @@ def test_a_shopify_import_syncs_every_customer_once_over_three_windows(
         (added,) = emulator.add_customers(1, updated_at=datetime.now(UTC))
         deleted = emulator.delete(ids[8])
         time.sleep(ShopifyConnector.lag.total_seconds() + 1)
-        wait_for_next_window()
+        wait_for_next_window(INTERVAL)
         report = sync()
 
         assert report.outcome == pb.SyncReport.COMPLETED
@@ -402,21 +382,12 @@ def test_a_rejected_token_fails_the_sync_and_the_log_never_shows_it(tmp_path: Pa
         server.client(server.admin_token) as admin,
     ):
         wrong = "shpat_revoked_token_that_must_never_be_logged"
-        account_id = f"acct-{uuid.uuid4().hex[:8]}"
-        admin.accounts.UpsertAccount(
-            apb.UpsertAccountRequest(
-                account=apb.Account(account_id=account_id, plan="p", contact_limit=100)
-            )
-        )
-        created = admin.imports.CreateImport(
-            pb.CreateImportRequest(
-                account_id=account_id,
-                auto_import=pb.AutoImport(
-                    service="shopify",
-                    external_account=emulator.shop,
-                    credentials=pb.Credentials(access_token=wrong),
-                ),
-            )
+        created = new_import(
+            admin,
+            "shopify",
+            emulator.shop,
+            pb.Credentials(access_token=wrong),
+            contact_limit=100,
         )
         report = admin.imports.TriggerSync(pb.TriggerSyncRequest(name=created.name), timeout=60)
 
@@ -437,21 +408,12 @@ def test_a_sync_ends_with_its_callers_deadline_and_the_next_one_completes(tmp_pa
     ):
         emulator.add_customers(450)
         emulator.delay = 3.0
-        account_id = f"acct-{uuid.uuid4().hex[:8]}"
-        admin.accounts.UpsertAccount(
-            apb.UpsertAccountRequest(
-                account=apb.Account(account_id=account_id, plan="p", contact_limit=1000)
-            )
-        )
-        created = admin.imports.CreateImport(
-            pb.CreateImportRequest(
-                account_id=account_id,
-                auto_import=pb.AutoImport(
-                    service="shopify",
-                    external_account=emulator.shop,
-                    credentials=pb.Credentials(access_token=emulator.access_token),
-                ),
-            )
+        created = new_import(
+            admin,
+            "shopify",
+            emulator.shop,
+            pb.Credentials(access_token=emulator.access_token),
+            contact_limit=1000,
         )
         request = pb.TriggerSyncRequest(name=created.name)
 

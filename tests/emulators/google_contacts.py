@@ -35,9 +35,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.emulators.server import Answer, LoopbackEmulator
 
 PATH = "/v1/people/me/connections"
 TOKEN_PATH = "/token"
@@ -184,7 +186,7 @@ class Entry:
 
 
 @dataclass
-class GoogleContactsEmulator:
+class GoogleContactsEmulator(LoopbackEmulator):
     client_id: str = "123456789012-emulator.apps.googleusercontent.com"
     client_secret: str = "GOCSPX-emulator-client-secret-0123"
     access_token_lifetime: float = 3600.0  # seconds
@@ -220,7 +222,6 @@ class GoogleContactsEmulator:
     _issued: set[str] = field(default_factory=set)  # every token ever issued
     _served: deque[float] = field(default_factory=deque)  # People requests served (quota)
     _not_before: float = 0.0  # a People request before this is an early retry
-    _server: ThreadingHTTPServer | None = None
     _next_number: int = 0
 
     def __post_init__(self) -> None:
@@ -518,59 +519,8 @@ class GoogleContactsEmulator:
 
     # -- serving -----------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> GoogleContactsEmulator:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                self._answer(
-                    *emulator.handle("GET", self.path, self.headers.get("Authorization"), "")
-                )
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = self.rfile.read(length).decode() if length else ""
-                self._answer(
-                    *emulator.handle("POST", self.path, self.headers.get("Authorization"), form)
-                )
-
-            def _answer(self, status: int, headers: dict[str, str], body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> GoogleContactsEmulator:
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def answer(self, method: str, target: str, headers: Message, body: bytes) -> Answer:
+        return self.handle(method, target, headers.get("Authorization"), body.decode())
 
     # -- one request -------------------------------------------------------------------------
 

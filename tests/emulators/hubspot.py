@@ -34,9 +34,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.emulators.server import Answer, LoopbackEmulator
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
 LIST_PATH = "/crm/v3/objects/contacts"
@@ -130,7 +132,7 @@ class Request:
 
 
 @dataclass
-class HubSpotEmulator:
+class HubSpotEmulator(LoopbackEmulator):
     portal_id: str = "12345678"
     access_token: str = "pat-na1-emulator-secret-0123456789abcdef"
     # Seconds a change stays invisible to search (search shows the contact as it was).
@@ -153,7 +155,6 @@ class HubSpotEmulator:
     _throttle_policy: str = "SECONDLY"
     # id -> (monotonic time the latest change becomes searchable, the version shown until then)
     _indexing: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
-    _server: ThreadingHTTPServer | None = None
     _next_id: int = 99_900  # ids soon pass 100000: string order differs from numeric order
 
     # -- data ------------------------------------------------------------------------------
@@ -272,55 +273,8 @@ class HubSpotEmulator:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> HubSpotEmulator:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                self._answer("GET", b"")
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self._answer("POST", self.rfile.read(length))
-
-            def _answer(self, method: str, raw: bytes) -> None:
-                status, headers, body = emulator.handle(
-                    method, self.path, self.headers.get("Authorization"), raw
-                )
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json;charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> HubSpotEmulator:
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def answer(self, method: str, target: str, headers: Message, body: bytes) -> Answer:
+        return self.handle(method, target, headers.get("Authorization"), body)
 
     # -- one request -----------------------------------------------------------------------
 

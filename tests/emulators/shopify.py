@@ -24,9 +24,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.emulators.server import Answer, LoopbackEmulator
 
 SHOP_OFFSET = timezone(timedelta(hours=2))
 CONSENT_STATES = ("subscribed", "not_subscribed", "unsubscribed", "pending")
@@ -66,7 +68,7 @@ class Request:
 
 
 @dataclass
-class ShopifyEmulator:
+class ShopifyEmulator(LoopbackEmulator):
     shop: str = "emulated-shop"
     access_token: str = "shpat_emulator_secret_0123456789"
     bucket_size: int = 40
@@ -81,7 +83,6 @@ class ShopifyEmulator:
     _level: float = 0.0
     _leaked_at: float = field(default_factory=time.monotonic)
     _throttled_until: float = 0.0
-    _server: ThreadingHTTPServer | None = None
     _next_id: int = 7817370200000
     _page_epoch: int = 0  # page_info issued in an older epoch has expired
 
@@ -162,49 +163,11 @@ class ShopifyEmulator:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> ShopifyEmulator:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                time.sleep(emulator.delay)
-                status, headers, body = emulator.handle(
-                    self.path, self.headers.get("X-Shopify-Access-Token"), self.headers.get("Host")
-                )
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> ShopifyEmulator:
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def answer(self, method: str, target: str, headers: Message, body: bytes) -> Answer:
+        time.sleep(self.delay)
+        if method != "GET":
+            return 404, {}, {"errors": "Not Found"}
+        return self.handle(target, headers.get("X-Shopify-Access-Token"), headers.get("Host"))
 
     # -- one request -----------------------------------------------------------------------
 
