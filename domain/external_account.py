@@ -40,16 +40,25 @@ class ExternalAccount(Aggregate):
         self.window = -1
         self.used = 0
 
+    def window_in_force(self, window: int) -> int:
+        """The window a page is charged to: the newest one seen. A replica whose clock runs
+        behind, or a sync that began before the boundary, never takes the budget back to an
+        older window (that would hand out a fresh 500)."""
+        return max(window, self.window)
+
     def remaining(self, window: int) -> int:
-        return CONTACTS_PER_WINDOW - (self.used if window == self.window else 0)
+        in_force = self.window_in_force(window)
+        return CONTACTS_PER_WINDOW - (self.used if in_force == self.window else 0)
 
     def use(self, window: int, count: int) -> None:
         if count > self.remaining(window):
             raise ValueError(f"only {self.remaining(window)} contacts left in window {window}")
         if count:
-            self._use(window=window, count=count)
+            self._use(window=self.window_in_force(window), count=count)
 
     @event(BudgetUsed)
     def _use(self, window: int, count: int) -> None:
+        # Events recorded before windows were kept from moving back may name an older window:
+        # replayed as they were applied then.
         self.used = (self.used if window == self.window else 0) + count
         self.window = window
