@@ -150,7 +150,7 @@ def normalize_external_account(
             violations.add(field, f"must be the Google account's email address ({e})")
             return value
     if service is ServiceId.SHOPIFY:
-        handle = value.lower().removeprefix("https://").rstrip("/").removesuffix(".myshopify.com")
+        handle = _shop_handle(value)
         if not _SHOP_HANDLE.fullmatch(handle):
             violations.add(
                 field, "must be the shop's handle, e.g. 'my-store' or 'my-store.myshopify.com'"
@@ -159,6 +159,52 @@ def normalize_external_account(
     if not _PORTAL_ID.fullmatch(value):
         violations.add(field, "must be the HubSpot portal (hub) id, digits only")
     return value
+
+
+def _shop_handle(value: str) -> str:
+    return value.lower().removeprefix("https://").rstrip("/").removesuffix(".myshopify.com")
+
+
+# Gmail delivers every dotted spelling and every +tag of a local part to one mailbox, and
+# googlemail.com is another name of gmail.com (still given to accounts in Germany and the UK).
+_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def external_account_identity(service: ServiceId | str, external_account: str) -> str:
+    """The one identity of an external account however it is spelled: two imports of one
+    account get the same identity (and so share its budget of contacts per sync window), two
+    accounts never do. It accepts what `normalize_external_account` gives as well as raw input
+    (the identity of either is the same), so imports stored before a rule existed share too.
+
+    Google Contacts: the email, lower-cased; at gmail.com or googlemail.com without dots or a
+    +tag in the local part, at gmail.com. At any other domain (Google Workspace) dots are part
+    of the address (`j.doe` and `jdoe` may be two people), but a +tag still reaches the same
+    mailbox, so only the tag is dropped. Shopify: the shop's handle, lower-cased. HubSpot: the
+    portal id's digits without leading zeros (a number: `0012345` is portal 12345).
+    """
+    value = external_account.strip()
+    match ServiceId(service):
+        case ServiceId.GOOGLE_CONTACTS:
+            return _google_identity(value)
+        case ServiceId.SHOPIFY:
+            return _shop_handle(value)
+        case ServiceId.HUBSPOT:
+            return (value.lstrip("0") or "0") if _DIGITS.fullmatch(value) else value
+
+
+def _google_identity(value: str) -> str:
+    try:
+        email = validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        email = value.lower()  # not an address: its spelling is all there is to compare
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return email
+    untagged = local.partition("+")[0] or local
+    if domain in _GMAIL_DOMAINS:
+        return f"{untagged.replace('.', '') or untagged}@gmail.com"
+    return f"{untagged}@{domain}"
 
 
 def field_title(service_display_name: str, field_label: str) -> str:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors import SERVICES
 from domain.errors import ValidationError, Violations
+from domain.external_account import ExternalAccount
 from domain.sources import (
     CRITERIA_TYPES,
     SERVICE_IDS,
@@ -18,6 +21,7 @@ from domain.sources import (
     check_criteria,
     check_service,
     criteria_from_dict,
+    external_account_identity,
     field_title,
     normalize_external_account,
     personalization_tag,
@@ -276,3 +280,160 @@ def test_normalize_external_account_reports_under_the_given_field():
     with pytest.raises(ValidationError) as excinfo:
         violations.raise_if_any()
     assert [v.field for v in excinfo.value.violations] == ["auto_import.account"]
+
+
+# -- one identity per external account, however it is spelled (invariant 4) -------------------
+
+
+def budget_id(service: ServiceId, external_account: str, account_id: str = "acme") -> str:
+    return str(ExternalAccount.create_id(account_id, service.value, external_account))
+
+
+@pytest.mark.parametrize(
+    ("service", "spellings", "identity"),
+    [
+        (
+            ServiceId.GOOGLE_CONTACTS,
+            [
+                "johndoe@gmail.com",
+                "john.doe@gmail.com",
+                "John.Doe@Gmail.COM",
+                " j.o.h.n.d.o.e@gmail.com ",
+                "johndoe+newsletter@gmail.com",
+                "john.doe+a.b@googlemail.com",
+                "JohnDoe@GoogleMail.com",
+            ],
+            "johndoe@gmail.com",
+        ),
+        (
+            ServiceId.GOOGLE_CONTACTS,
+            ["jane.roe@example.com", "Jane.Roe+crm@Example.COM", "jane.roe+@example.com"],
+            "jane.roe@example.com",
+        ),
+        (ServiceId.HUBSPOT, ["12345", "0012345", " 012345 "], "12345"),
+        (ServiceId.HUBSPOT, ["0", "000"], "0"),
+        (
+            ServiceId.SHOPIFY,
+            ["my-store", "My-Store", "my-store.myshopify.com", "https://MY-STORE.myshopify.com/"],
+            "my-store",
+        ),
+    ],
+)
+def test_every_spelling_of_an_external_account_gives_its_identity_and_one_budget(
+    service, spellings, identity
+):
+    assert {external_account_identity(service, s) for s in spellings} == {identity}
+    assert {external_account_identity(service.value, s) for s in spellings} == {identity}
+    assert {budget_id(service, s) for s in spellings} == {budget_id(service, identity)}
+
+
+@pytest.mark.parametrize(
+    ("service", "one", "other"),
+    [
+        # Outside Gmail a dot is part of the address: two Workspace users may differ by one.
+        (ServiceId.GOOGLE_CONTACTS, "j.doe@example.com", "jdoe@example.com"),
+        (ServiceId.GOOGLE_CONTACTS, "johndoe@gmail.com", "johndoe@example.com"),
+        (ServiceId.GOOGLE_CONTACTS, "johndoe@gmail.com", "johndoe1@gmail.com"),
+        (ServiceId.HUBSPOT, "12345", "123450"),
+        (ServiceId.SHOPIFY, "my-store", "my-store-2"),
+    ],
+)
+def test_different_external_accounts_have_different_budgets(service, one, other):
+    assert external_account_identity(service, one) != external_account_identity(service, other)
+    assert budget_id(service, one) != budget_id(service, other)
+
+
+def test_a_budget_belongs_to_one_account_and_one_service():
+    assert budget_id(ServiceId.HUBSPOT, "12345") != budget_id(ServiceId.HUBSPOT, "12345", "other")
+    assert budget_id(ServiceId.HUBSPOT, "12345") != budget_id(ServiceId.SHOPIFY, "12345")
+
+
+def test_an_import_keeps_the_spelling_it_was_given():
+    violations = Violations()
+
+    google = normalize_external_account(
+        ServiceId.GOOGLE_CONTACTS, " John.Doe+crm@GoogleMail.com", violations
+    )
+    hubspot = normalize_external_account(ServiceId.HUBSPOT, "12345", violations)
+
+    violations.raise_if_any()
+    assert (google, hubspot) == ("john.doe+crm@googlemail.com", "12345")
+
+
+GMAIL_USER = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=30)
+
+
+@st.composite
+def gmail_spellings(draw: st.DrawFn, user: str) -> str:
+    """`user`'s Gmail address with dots between any letters, any letters in upper case, maybe a
+    +tag and the googlemail.com domain."""
+    spelled = user[0]
+    for char in user[1:]:
+        spelled += ("." if draw(st.booleans()) else "") + char
+    spelled = "".join(c.upper() if draw(st.booleans()) else c for c in spelled)
+    tag = draw(st.one_of(st.just(""), GMAIL_USER.map(lambda t: f"+{t}")))
+    domain = draw(st.sampled_from(["gmail.com", "googlemail.com", "GMail.com", "GoogleMail.COM"]))
+    return f"{spelled}{tag}@{domain}"
+
+
+@given(st.data(), GMAIL_USER)
+def test_any_gmail_spelling_of_a_user_gives_one_budget(data, user):
+    one = data.draw(gmail_spellings(user))
+    other = data.draw(gmail_spellings(user))
+
+    assert external_account_identity(ServiceId.GOOGLE_CONTACTS, one) == f"{user}@gmail.com"
+    assert budget_id(ServiceId.GOOGLE_CONTACTS, one) == budget_id(ServiceId.GOOGLE_CONTACTS, other)
+
+
+@given(st.data(), GMAIL_USER, GMAIL_USER)
+def test_gmail_users_that_differ_have_different_budgets(data, user, other_user):
+    one = data.draw(gmail_spellings(user))
+    other = data.draw(gmail_spellings(other_user))
+
+    same = budget_id(ServiceId.GOOGLE_CONTACTS, one) == budget_id(ServiceId.GOOGLE_CONTACTS, other)
+    assert same == (user == other_user)
+
+
+@given(st.data(), GMAIL_USER)
+def test_the_identity_of_a_stored_spelling_is_the_identity_of_the_typed_one(data, user):
+    typed = data.draw(gmail_spellings(user))
+    violations = Violations()
+
+    stored = normalize_external_account(ServiceId.GOOGLE_CONTACTS, typed, violations)
+
+    violations.raise_if_any()
+    identity = external_account_identity(ServiceId.GOOGLE_CONTACTS, typed)
+    assert external_account_identity(ServiceId.GOOGLE_CONTACTS, stored) == identity
+    assert external_account_identity(ServiceId.GOOGLE_CONTACTS, identity) == identity
+
+
+@given(st.integers(min_value=0, max_value=10**12), st.integers(min_value=0, max_value=5))
+def test_any_zero_padding_of_a_portal_id_gives_its_number(portal, zeros):
+    padded = "0" * zeros + str(portal)
+
+    assert external_account_identity(ServiceId.HUBSPOT, padded) == str(portal)
+
+
+@given(st.integers(min_value=0, max_value=10**12), st.integers(min_value=0, max_value=10**12))
+def test_different_portal_ids_have_different_budgets(one, other):
+    same = budget_id(ServiceId.HUBSPOT, f"00{one}") == budget_id(ServiceId.HUBSPOT, str(other))
+    assert same == (one == other)
+
+
+SHOP_HANDLE = st.from_regex(r"[a-z0-9][a-z0-9-]{0,59}", fullmatch=True)
+
+
+@given(st.data(), SHOP_HANDLE)
+def test_any_spelling_of_a_shop_gives_its_handle_as_normalized(data, handle):
+    cased = "".join(c.upper() if data.draw(st.booleans()) else c for c in handle)
+    suffix = data.draw(st.sampled_from(["", ".myshopify.com", ".MyShopify.com"]))
+    prefix = data.draw(st.sampled_from(["", "https://"]))
+    typed = f"{prefix}{cased}{suffix}"
+    violations = Violations()
+
+    stored = normalize_external_account(ServiceId.SHOPIFY, typed, violations)
+
+    violations.raise_if_any()
+    assert stored == handle
+    assert external_account_identity(ServiceId.SHOPIFY, typed) == handle
+    assert external_account_identity(ServiceId.SHOPIFY, stored) == handle
