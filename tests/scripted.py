@@ -1,6 +1,13 @@
 """A scripted external source for sync tests: an in-memory account of contacts, and a connector
 that pages through it like the real APIs do (ordered by update time with an id tie-breaker,
-a cursor that resumes after any contact, an upper time bound)."""
+a cursor that resumes after any contact, an upper time bound).
+
+Options of the connector, off by default: `positions=False` gives contacts no position, as the
+real connectors do today (a capped page is then read again from its start); `apply_criteria`
+keeps only the contacts that match the import's criteria after reading a page, as Shopify's
+connector does, while the cursor passes every contact read, matching or not. And
+`InterferingApp`, the application as a sync engine sees it, with a concurrent write or a lost
+acknowledgement armed for the engine's next save."""
 
 from __future__ import annotations
 
@@ -10,9 +17,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
+
 from connectors.base import Connector, ConnectorError
 from domain.auto_import import AutoImport, Credentials
-from domain.sources import Criteria
+from domain.sources import Criteria, ShopifyCriteria
 from domain.sync import ContactPage, ExternalContact
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -28,6 +37,22 @@ class SourceContact:
     opted_out: bool = False
     fields: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
+    # Shopify-like customer tags, matched by ShopifyCriteria.customer_tag (apply_criteria).
+    tags: set[str] = field(default_factory=set)
+
+
+def matches(criteria: Criteria, contact: SourceContact) -> bool:
+    """Whether a contact is one the criteria select, as Shopify's connector decides it (tags
+    compared ignoring case; `subscribed_only` drops those who opted out). Criteria of other
+    services select every contact."""
+    if not isinstance(criteria, ShopifyCriteria):
+        return True
+    if criteria.subscribed_only and contact.opted_out:
+        return False
+    if criteria.customer_tag:
+        wanted = criteria.customer_tag.strip().casefold()
+        return wanted in {tag.strip().casefold() for tag in contact.tags}
+    return True
 
 
 class ScriptedSource:
@@ -68,7 +93,13 @@ def _key(position: str) -> tuple[datetime, str]:
 class ScriptedConnector:
     """Reads a ScriptedSource page by page. `before_page(n)` runs before the n-th page (from 0),
     e.g. to edit the source mid-sync, block, or raise. `refreshed`: credentials the connector
-    obtained (as an OAuth refresh does) while reading its first page."""
+    obtained (as an OAuth refresh does) while reading its first page.
+
+    `positions=False`: contacts carry no position (`position=None`), like the real connectors:
+    a sync that stops inside a page resumes at the page's start. `apply_criteria`: a page holds
+    only the contacts that match the criteria (`matches`), read among `page_size` contacts; its
+    cursor is after the last contact read, matching or not, so a change of criteria must start
+    the read again to find contacts passed over."""
 
     def __init__(
         self,
@@ -77,12 +108,16 @@ class ScriptedConnector:
         before_page: Callable[[int], None] | None = None,
         lag: timedelta = timedelta(0),
         refreshed: Credentials | None = None,
+        positions: bool = True,
+        apply_criteria: bool = False,
     ):
         self.source = source
         self.refreshed = refreshed
         self.page_size = page_size
         self.before_page = before_page
         self.lag = lag
+        self.positions = positions
+        self.apply_criteria = apply_criteria
         self.pages = 0
 
     def close(self) -> None:
@@ -103,6 +138,11 @@ class ScriptedConnector:
                 c for c in ordered if after is None or (c.updated_at, c.external_id) > after
             ]
             page = remaining[: self.page_size]
+            selected = [
+                replace(c, fields=dict(c.fields), tags=set(c.tags))
+                for c in page
+                if not self.apply_criteria or matches(criteria, c)
+            ]
         contacts = [
             ExternalContact(
                 external_id=c.external_id,
@@ -110,16 +150,16 @@ class ScriptedConnector:
                 first_name=c.first_name,
                 last_name=c.last_name,
                 opted_out=c.opted_out,
-                fields=dict(c.fields),
-                position=_position(c),
+                fields=c.fields,
+                position=_position(c) if self.positions else None,
                 deleted=c.deleted,
             )
-            for c in page
+            for c in selected
         ]
         credentials, self.refreshed = self.refreshed, None
         return ContactPage(
             contacts=contacts,
-            cursor=contacts[-1].position if contacts else cursor,  # type: ignore[arg-type]
+            cursor=_position(page[-1]) if page else cursor,
             has_more=len(remaining) > len(page),
             credentials=credentials,
         )
@@ -141,3 +181,43 @@ class ScriptedConnectors:
 
 class SourceDown(ConnectorError):
     pass
+
+
+class InterferingApp:
+    """The application as a sync engine sees it (pass it to SyncEngine), with faults armed for
+    the engine's next save, whatever it saves (a sync's start, a page, its end):
+
+    - `before_next_save(objs)`: runs first, e.g. a concurrent write of the account
+      (`change_plan_label`), the import or a contact, so the save meets a newer version and
+      takes its IntegrityError retry branch (decide again on fresh state);
+    - `lose_next_ack`: the save commits, then raises IntegrityError, as a lost acknowledgement
+      looks to its writer (a retried commit that finds its own rows).
+
+    Each fires once. Everything else is the application's."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.before_next_save: Callable[[tuple[Any, ...]], None] | None = None
+        self.lose_next_ack = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        action, self.before_next_save = self.before_next_save, None
+        if action is not None:
+            action(objs)
+        recordings = self.app.save(*objs, **kwargs)
+        if self.lose_next_ack:
+            self.lose_next_ack = False
+            raise IntegrityError("scripted: the commit's acknowledgement was lost")
+        return recordings
+
+
+def change_plan_label(app: Any, account_id: str) -> None:
+    """A write of the account that changes nothing a sync depends on (the plan's name, the
+    limit kept) but bumps its version: an `InterferingApp.before_next_save` action."""
+    account = app.get_account(account_id)
+    renamed = account.plan.removesuffix(" (renamed)")
+    plan = renamed if renamed != account.plan else f"{account.plan} (renamed)"
+    app.upsert_account(account_id, plan, account.contact_limit, actor="admin")
