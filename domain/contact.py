@@ -14,8 +14,10 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.auto_import import ID_NAMESPACE
 
-# A CSV import's source on a contact is "csv:<csv import id>". A contact keeps only the last one:
-# it marks the rows that import applied (a later row with the same email is a duplicate).
+# A CSV import's source on a contact is "csv:<csv import id>". A contact keeps every one that
+# applied a row to it: each marks that its import applied the email, so that a later row of
+# that file is a duplicate even when other uploads touched the contact in between. (Contacts
+# saved before kept only the last one; their events load as they are.)
 CSV_SOURCE_PREFIX = "csv:"
 
 
@@ -134,9 +136,9 @@ class Contact(Aggregate):
         self, values: ContactValues, *, list_ids: list[str], tags: list[str], source: str
     ) -> dict[str, Any]:
         """What merging a source's view into this contact would change. Known values replace
-        old ones; lists, tags and sources only grow (a CSV import's source replaces the previous
-        CSV import's); an opt-out at the source unsubscribes, and nothing an import says ever
-        makes a contact active."""
+        old ones; lists, tags and sources only grow (CSV imports' sources too: see
+        CSV_SOURCE_PREFIX); an opt-out at the source unsubscribes, and nothing an import says
+        ever makes a contact active."""
         changes: dict[str, Any] = {}
         for name in ("first_name", "last_name", "phone"):
             value = getattr(values, name)
@@ -149,8 +151,6 @@ class Contact(Aggregate):
             current = getattr(self, name)
             new = [item for item in additions if item not in current]
             if new:
-                if name == "sources" and source.startswith(CSV_SOURCE_PREFIX):
-                    current = [s for s in current if not s.startswith(CSV_SOURCE_PREFIX)]
                 changes[name] = current + new
         if values.opted_out and self.status is ContactStatus.ACTIVE:
             changes["_status"] = ContactStatus.UNSUBSCRIBED.value

@@ -6,6 +6,14 @@ A batch is saved in one transaction with everything it changed (the import's Bat
 new and updated contacts, the fields created, the account's contact count), so a file is
 applied batch by batch, never half a batch. The rules for each contact are the syncs' own
 (`ContactIntake`), without the per-window cap and with the first row of an email winning.
+
+First row wins, per file: of the rows of one file with one email, only the first is applied
+(unless the contact limit blocks it: a blocked row marks nothing); every later one is the
+file's duplicate, whatever other uploads or syncs did to the contact in between. Files do not
+make each other's rows duplicates: each file's first row of an email is applied once, in the
+order the batches are saved, and a later one's known values replace an earlier one's, as
+between any two sources. The mark is the import's source on the contact, which keeps the
+source of every CSV import that applied it.
 """
 
 from __future__ import annotations
@@ -139,7 +147,8 @@ class CsvImport(Aggregate):
 
     @property
     def source(self) -> str:
-        """What the contacts it touches carry in their sources (the last CSV import only)."""
+        """What the contacts it applies a row to carry in their sources, with every other CSV
+        import's that did: the mark that makes a later row of the file a duplicate."""
         return f"{CSV_SOURCE_PREFIX}{self.id}"
 
     # -- the ContactRecorder protocol: the batch under way ---------------------------------

@@ -4,8 +4,8 @@ The decisions are the domain's (domain/csv_import.py, on the syncs' per-contact 
 module reads the stream, loads what each batch needs, and saves the batch in one transaction
 with everything it changed, deciding it again on fresh state when it meets a concurrent write
 (a sync, another upload). Memory stays constant whatever the file's size: one batch of rows at
-a time, and duplicates in the file are found through the contacts themselves (each carries the
-last CSV import that touched it), not through a set of every email seen.
+a time, and duplicates in the file are found through the contacts themselves (each carries every
+CSV import that applied a row to it), not through a set of every email seen.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ the contact limit, consent, fields), malformed files, retries, chunking and memo
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -182,6 +183,99 @@ def test_a_duplicate_in_the_same_batch_as_its_first_row(csv: Csv):
 
     assert counts(report) == {"rows": 2, "updated": 1, "duplicates_in_file": 1}
     assert csv.contacts()["a@example.com"].first_name == "New"
+
+
+class Turns:
+    """Runs uploads on threads one step at a time, in a given order of names: a step of an
+    upload is all it does between taking two chunks of its file (parsing rows, saving batches),
+    and its last step saves its last batch. When the order runs out, uploads left take turns by
+    name."""
+
+    def __init__(self, order: list[str]):
+        self._order = list(order)
+        self._cond = threading.Condition()
+        self._turn: str | None = None
+        self._running: set[str] = set()
+
+    def run(self, uploads: dict[str, Callable[[Iterator[bytes]], Any]], files: dict[str, bytes]):
+        results: dict[str, Any] = {}
+
+        def upload(name: str) -> None:
+            try:
+                results[name] = uploads[name](self._chunks(name, files[name]))
+            except BaseException as e:
+                results[name] = e
+            finally:
+                with self._cond:
+                    self._running.discard(name)
+                    if self._turn == name:
+                        self._pass()
+
+        self._running = set(uploads)
+        threads = [threading.Thread(target=upload, args=(name,)) for name in uploads]
+        with self._cond:
+            self._pass()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        for result in results.values():
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    def _chunks(self, name: str, data: bytes) -> Iterator[bytes]:
+        for line in data.splitlines(keepends=True):
+            self._wait(name)
+            yield line
+            with self._cond:
+                self._pass()
+        self._wait(name)
+
+    def _wait(self, name: str) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._turn == name, timeout=30):
+                raise TimeoutError(f"{name} never got its turn")
+
+    def _pass(self) -> None:
+        while self._order and self._order[0] not in self._running:
+            self._order.pop(0)
+        self._turn = self._order.pop(0) if self._order else min(self._running, default=None)
+        self._cond.notify_all()
+
+
+def test_a_later_row_is_a_duplicate_even_when_another_upload_applied_its_email_meanwhile(
+    csv: Csv,
+):
+    """Upload A saves its first batch, upload B then applies the same email, then A's second
+    batch meets that email again: it is A's duplicate, not applied over B's row."""
+    csv.account()
+    importer = CsvImporter(csv.app, batch_rows=2)
+    files = {
+        "A": lines(
+            "email,first name",
+            "a@example.com,A2",
+            "x@example.com,A3",
+            "A@example.com,A4",
+            "y@example.com,A5",
+        ),
+        "B": lines("email,first name", "a@example.com,B2", "z@example.com,B3"),
+    }
+    uploads = {
+        name: lambda chunks: importer.run("acme", CsvOptions(), chunks, actor="key:test")
+        for name in files
+    }
+
+    # A takes its header and three rows, so its first batch is saved; then B runs to its end.
+    reports = Turns(["A"] * 4 + ["B"] * 10 + ["A"] * 10).run(uploads, files)
+
+    assert counts(reports["A"]) == {"rows": 4, "added": 3, "duplicates_in_file": 1}
+    assert [e["row"] for e in reports["A"]["errors"]] == [4]
+    assert counts(reports["B"]) == {"rows": 2, "added": 1, "updated": 1}
+    contacts = csv.contacts()
+    assert sorted(contacts) == [f"{e}@example.com" for e in "axyz"]
+    assert contacts["a@example.com"].first_name == "B2"
+    assert sum(s.startswith("csv:") for s in contacts["a@example.com"].sources) == 2
 
 
 # -- emails ---------------------------------------------------------------------------------------

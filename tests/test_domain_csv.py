@@ -1,4 +1,5 @@
-"""Unit tests of domain.csv_file: reading a CSV file of contacts as a stream of chunks."""
+"""Unit tests of domain.csv_file (reading a CSV file of contacts as a stream of chunks) and of
+domain.csv_import's first-row-wins rule across uploads applied batch by batch."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from domain.account import Account
+from domain.contact import Contact, normalize_email
 from domain.csv_file import MAX_LINE, CsvColumns, MalformedCsv, read_contacts, read_records
+from domain.csv_import import CsvImport, CsvOptions, apply_batch
 from domain.sources import personalization_tag, personalization_tag_of
 from domain.sync import ExternalContact
 
@@ -193,3 +199,114 @@ def test_reading_a_file_takes_the_same_memory_whatever_its_size():
 
     assert large < 1_000_000  # a few chunks and rows, never the file
     assert large < small * 1.5  # four times the rows, not four times the memory
+
+
+# -- first row wins, per file, however uploads interleave (domain.csv_import) -----------------
+
+EMAILS = ["a@example.com", "A@Example.com", "b@example.com", "B@EXAMPLE.COM", "c@example.com"]
+NAMES = ["", "Ann", "Bob", "Cy"]  # "" never erases; a name already held changes nothing
+Row = tuple[str, str]  # (email, first name)
+
+
+def uploads_applied(
+    files: list[list[Row]], batch_rows: int, order: list[int]
+) -> tuple[list[CsvImport], dict[str, Contact]]:
+    """Applies each file batch by batch, the batches of the files interleaved as `order` says
+    (an index of a file per batch; the batches left over follow, file by file), as saving them
+    one after the other would: every batch sees the contacts the batches before it left."""
+    account = Account.register("acme", "plus", 100_000, actor="admin")
+    imports = [CsvImport.start("acme", CsvOptions(), actor="key:test") for _ in files]
+    parsed = []
+    for rows in files:
+        columns, contacts = contacts_of([b"email,first name\n" + _lines(rows)])
+        batches = [contacts[i : i + batch_rows] for i in range(0, len(contacts), batch_rows)]
+        parsed.append((columns, batches))
+    held: dict[str, Contact] = {}
+    leftover = [n for n, (_, batches) in enumerate(parsed) for _ in batches]
+    for n in order + leftover:
+        columns, batches = parsed[n]
+        if not batches:
+            continue
+        batch = batches.pop(0)
+        emails = {normalize_email(c.email) for _, c in batch}
+        result = apply_batch(
+            csv_import=imports[n],
+            account=account,
+            rows=batch,
+            last_row=batch[-1][0],
+            contacts={e: held.get(e) for e in emails},
+            fields={},
+            declared=columns.declared,
+        )
+        held.update((c.email, c) for c in result.new_aggregates if isinstance(c, Contact))
+    return imports, held
+
+
+def _lines(rows: list[Row]) -> bytes:
+    return "".join(f"{email},{name}\n" for email, name in rows).encode()
+
+
+def duplicate_rows(csv_import: CsvImport) -> list[int]:
+    return [e["row"] for e in csv_import.report["errors"] if e["reason"].startswith("duplicate")]
+
+
+def test_a_later_row_is_a_duplicate_when_another_upload_applied_its_email_in_between():
+    first = [("a@example.com", "Ann"), ("x@example.com", ""), ("A@example.com", "Later")]
+    other = [("a@example.com", "Bob")]
+
+    (one, two), contacts = uploads_applied([first, other], batch_rows=2, order=[0, 1, 0])
+
+    assert (one.report["duplicates_in_file"], duplicate_rows(one)) == (1, [4])
+    assert two.report["duplicates_in_file"] == 0 and two.report["updated"] == 1
+    assert contacts["a@example.com"].first_name == "Bob"  # the other upload's first row
+
+
+FILES = st.lists(
+    st.lists(st.tuples(st.sampled_from(EMAILS), st.sampled_from(NAMES)), min_size=1, max_size=12),
+    min_size=2,
+    max_size=3,
+)
+
+
+@given(FILES, st.integers(min_value=1, max_value=4), st.data())
+def test_each_file_s_first_row_of_an_email_is_applied_once_however_batches_interleave(
+    files: list[list[Row]], batch_rows: int, data: st.DataObject
+):
+    """The rule: within one file only the first row of an email is applied, and every later
+    row with it is reported a duplicate of that file, whatever other uploads did to the contact
+    in between. Across files each file's first row is applied once, in the order the batches
+    are saved, and the later one's known values win (as between any two sources)."""
+    order = data.draw(st.lists(st.integers(min_value=0, max_value=len(files) - 1), max_size=40))
+
+    imports, contacts = uploads_applied(files, batch_rows, order)
+
+    # The model: the same interleaving, with a set of the emails each file applied.
+    batches = [
+        [rows[i : i + batch_rows] for i in range(0, len(rows), batch_rows)] for rows in files
+    ]
+    first_rows = [0] * len(files)
+    leftover = [n for n, file_batches in enumerate(batches) for _ in file_batches]
+    applied: list[set[str]] = [set() for _ in files]
+    duplicates: list[list[int]] = [[] for _ in files]
+    names: dict[str, str] = {}
+    for n in order + leftover:
+        if not batches[n]:
+            continue
+        for offset, (email, name) in enumerate(batches[n].pop(0)):
+            row = 2 + first_rows[n] + offset  # the header is row 1
+            key = email.lower()
+            if key in applied[n]:
+                duplicates[n].append(row)
+                continue
+            applied[n].add(key)
+            names[key] = name or names.get(key, "")
+        first_rows[n] += batch_rows
+    for csv_import, rows, expected in zip(imports, files, duplicates, strict=True):
+        report = csv_import.report
+        assert report["rows"] == len(rows)
+        assert duplicate_rows(csv_import) == expected
+        assert report["duplicates_in_file"] == len(expected)
+        assert report["added"] + report["updated"] + report["unchanged"] == len(rows) - len(
+            expected
+        )
+    assert {email: c.first_name for email, c in contacts.items()} == names
