@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
@@ -238,6 +238,9 @@ class AutoImport(Aggregate):
     class ReauthNeeded(Aggregate.Event):
         reason: str  # what the service said, and what a person must do
 
+    class ReadRestarted(Aggregate.Event):
+        reason: str  # why the next sync reads every contact again, from the beginning
+
     # -- sync events: what every sync did, contact by contact --------------------------------
     class SyncStarted(Aggregate.Event):
         sync_id: str
@@ -440,6 +443,10 @@ class AutoImport(Aggregate):
         changed = {k: v for k, v in settings.items() if current[k] != v}
         if changed:
             self._update(changes=changed, actor=actor)
+        if "criteria" in changed and self.cursor is not None:
+            # The cursor passed records that did not match the old criteria (connectors filter
+            # after reading): resuming from it would never import those that match now.
+            self._restart_read(reason="the criteria changed: the next sync reads every contact")
         if changes.credentials is not None and not changes.credentials.same_grant(self.credentials):
             self._rotate_credentials(credentials=changes.credentials.to_dict(), actor=actor)
 
@@ -460,6 +467,10 @@ class AutoImport(Aggregate):
                 self._criteria = dict(value)
             else:
                 setattr(self, name, value)
+
+    @event(ReadRestarted)
+    def _restart_read(self, reason: str) -> None:
+        self.cursor = None
 
     @event(CredentialsRotated)
     def _rotate_credentials(self, credentials: dict[str, str], actor: str) -> None:
@@ -498,8 +509,12 @@ class AutoImport(Aggregate):
         self.config_version = self.version + 1
         self.state = ImportState.ACTIVE
 
-    def delete(self, *, actor: str) -> None:
+    def delete(self, *, actor: str, now: datetime | None = None) -> None:
+        """A sync under way ends here, so that the history never ends on a sync that never
+        ended: its process sees the sync ended at its next page, and stops."""
         self.check_not_deleted()
+        if self.running_sync is not None:
+            self.fail_sync("stopped: the import was deleted", now or datetime.now(UTC))
         self._delete(actor=actor)
 
     @event(Deleted)

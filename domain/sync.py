@@ -302,7 +302,9 @@ def sync_page(
         auto_import.record_limit_reached(intake.blocked)
     if capped:
         auto_import.record_capped(len(page.contacts) - processed)
-    auto_import.advance_cursor(cursor, fetched=len(page.contacts), unchanged=intake.unchanged)
+    # Only what was decided counts as fetched: the deferred rest of the page is fetched again,
+    # and counted then, by the next sync (which resumes after the last contact decided).
+    auto_import.advance_cursor(cursor, fetched=processed, unchanged=intake.unchanged)
     return PageResult(
         new_aggregates=intake.new_aggregates,
         updated_contacts=intake.updated_contacts,

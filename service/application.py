@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Recording
 
@@ -77,6 +77,27 @@ class AutoImports(Application[UUID]):
         for listener in self._save_listeners:
             listener(recordings)
         return recordings
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        try:
+            return super()._record(processing_event)
+        except IntegrityError:
+            if not self._were_recorded(processing_event.events):
+                raise
+            # The write committed but its acknowledgement was lost: eventsourcing's PostgreSQL
+            # recorder retries an insert after an OperationalError, and the retry meets the
+            # rows its first attempt committed. Ours: not a concurrent write.
+            return []
+
+    def _were_recorded(self, events: list[DomainEventProtocol[UUID]]) -> bool:
+        """Whether the store holds exactly these events (same ids, versions and contents)."""
+        for e in events:
+            stored = self.recorder.select_events(
+                e.originator_id, gt=e.originator_version - 1, lte=e.originator_version
+            )
+            if not stored or self.mapper.to_domain_event(stored[0]) != e:
+                return False
+        return bool(events)
 
     # -- accounts ---------------------------------------------------------------------------
     def upsert_account(

@@ -31,6 +31,7 @@ from connectors.base import (
 from domain.auto_import import AutoImport, Credentials, ImportState
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount, window_of
+from domain.sources import Criteria
 from domain.sync import ContactPage, sync_page
 from service.application import AutoImports
 from service.errors import Unavailable
@@ -111,7 +112,6 @@ class SyncEngine:
         started = self._start(account_id, import_id, sync_id, request_id, actor, connector.lag)
         if started.running_sync is None or started.running_sync["sync_id"] != sync_id:
             return started.last_sync or {}  # a retried request whose sync is done
-        window = window_of(self._clock().timestamp(), self._interval)
         declared = SERVICES[started.service].declared_fields()
         criteria = started.criteria
         cursor = started.cursor or ""
@@ -123,7 +123,7 @@ class SyncEngine:
                     raise RetryableError(http.DEADLINE_PASSED)
                 page = connector.fetch_page(criteria, cursor, started.sync_until)
                 outcome = self._save_page(
-                    account_id, import_id, sync_id, window, page, declared, grant
+                    account_id, import_id, sync_id, criteria, page, declared, grant
                 )
                 if outcome is None:  # paused or deleted meanwhile: stop here
                     return (
@@ -162,6 +162,8 @@ class SyncEngine:
     ) -> AutoImport:
         for _ in range(MAX_ATTEMPTS):
             auto_import = self._app.get_import(account_id, import_id)
+            if (auto_import.running_sync or {}).get("sync_id") == sync_id:
+                return auto_import  # our own start, saved by an attempt that seemed to fail
             if request_id and (auto_import.last_sync or {}).get("request_id") == request_id:
                 return auto_import  # a retry of the request that started the last sync
             now = self._clock()
@@ -185,30 +187,39 @@ class SyncEngine:
         account_id: str,
         import_id: UUID,
         sync_id: str,
-        window: int,
+        criteria: Criteria,
         page: ContactPage,
         declared: Any,
         grant: Credentials,
     ) -> tuple[bool, str] | None:
         """Decides and saves one page; decides again on fresh state after a concurrent write.
-        Returns (capped, cursor), or None when the import stopped (paused, deleted)."""
+        Returns (capped, cursor), or None when the import stopped (paused, deleted, or its
+        sync taken as interrupted by another replica)."""
         app = self._app
         for _ in range(MAX_ATTEMPTS):
             auto_import = app.get_import(account_id, import_id, include_deleted=True)
             running = auto_import.running_sync
             if running is None or running["sync_id"] != sync_id:
-                return None  # taken as interrupted by another process
+                return None  # ended by a delete, or taken as interrupted by another process
+            stopped = ""
             if auto_import.state is not ImportState.ACTIVE:
-                if not auto_import.is_deleted:
-                    auto_import.fail_sync(
-                        f"stopped: the import became {auto_import.state.value}", self._clock()
-                    )
+                stopped = f"stopped: the import became {auto_import.state.value}"
+            elif auto_import.criteria != criteria:
+                # This page was read with the old criteria; the next sync reads from the start.
+                stopped = "stopped: the criteria changed"
+            if stopped:
+                auto_import.fail_sync(stopped, self._clock())
+                try:
                     app.save(auto_import)
+                except IntegrityError:
+                    continue  # edited again meanwhile: decide on fresh state
                 return None
             if page.credentials is not None:
                 auto_import.refresh_access_token(page.credentials, replacing=grant)
             account = app.get_account(account_id)
             external = self._external_account(auto_import)
+            # The window in force now, when the page is saved, not when the sync began.
+            window = window_of(self._clock().timestamp(), self._interval)
             result = sync_page(
                 auto_import=auto_import,
                 account=account,

@@ -50,10 +50,19 @@ VIEW_CLASSES: dict[str, type[AccountViews]] = {
 }
 
 
-def _insert(table: str, columns: tuple[str, ...], values: dict[str, Any]) -> Statement:
+def _upsert(table: str, columns: tuple[str, ...], values: dict[str, Any]) -> Statement:
+    """Inserts a row, or replaces the one with its key: applying an event twice, or two events
+    about one key (a sync recorded as failed, then completed by a retried write), leaves one row
+    and never stops the projection."""
+    key = AccountViews.tables[table]
     names = ", ".join(columns)
     placeholders = ", ".join(f":{c}" for c in columns)
-    return f"INSERT INTO {{t}}{table} ({names}) VALUES ({placeholders})", values
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    return (
+        f"INSERT INTO {{t}}{table} ({names}) VALUES ({placeholders})"
+        f" ON CONFLICT ({key}) DO UPDATE SET {assignments}",
+        values,
+    )
 
 
 def _update(table: str, key: str, key_value: str, values: dict[str, Any]) -> Statement:
@@ -94,7 +103,7 @@ class AccountViewsProjection(Projection[AccountViews]):
             "version": e.originator_version,
             "last_sync": None,
         }
-        self.view.record(tracking, [_insert("imports", IMPORT_COLUMNS, row)])
+        self.view.record(tracking, [_upsert("imports", IMPORT_COLUMNS, row)])
 
     @process_event.register
     def _import_updated(self, e: AutoImport.Updated, tracking: Tracking) -> None:
@@ -173,7 +182,7 @@ class AccountViewsProjection(Projection[AccountViews]):
         self.view.record(
             tracking,
             [
-                _insert(
+                _upsert(
                     "syncs",
                     ("sync_id", "import_id", "account_id", "start_time", "report"),
                     sync_row,
@@ -200,7 +209,7 @@ class AccountViewsProjection(Projection[AccountViews]):
             "create_time": iso(e.timestamp),
             "update_time": iso(e.timestamp),
         }
-        self.view.record(tracking, [_insert("contacts", CONTACT_COLUMNS, row)])
+        self.view.record(tracking, [_upsert("contacts", CONTACT_COLUMNS, row)])
 
     @process_event.register
     def _contact_updated(self, e: Contact.Updated, tracking: Tracking) -> None:
@@ -229,4 +238,4 @@ class AccountViewsProjection(Projection[AccountViews]):
             "create_time": iso(e.timestamp),
         }
         columns = tuple(row)
-        self.view.record(tracking, [_insert("fields", columns, row)])
+        self.view.record(tracking, [_upsert("fields", columns, row)])
