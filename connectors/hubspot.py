@@ -18,8 +18,12 @@ cursor is a keyset, JSON with sorted keys:
   timestamp); every id up to it is done;
 - `done`: the chain reached the sync's bound. The next chain starts LOOKBACK before `since`.
 
-A page read again from the same cursor (after a cap) gives the same contacts again; contacts
-read twice are unchanged in the account, so re-reads cost nothing. Contacts carry no position.
+Each contact carries its position: the keyset right after it (its own millisecond as `since`,
+with `seen` holding the ids read at that millisecond up to it; in a tie sweep, its id as
+`tie_after`). A sync stopped by a cap resumes there: the contacts after it, those sharing its
+millisecond included, come exactly once, and none before it comes again unless it changed (its
+new `lastmodifieddate` puts it after the cut). A page read again from the same cursor gives the
+same contacts again (GTE, never GT).
 
 Two allowances for search's index lag, which can keep a change out of the results for a while:
 `lag` (one minute) is how far behind the present a sync's bound is set, so that what a sync
@@ -115,7 +119,7 @@ def parse_ms(value: str) -> int:
     return epoch_ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
 
 
-def to_contact(result: dict[str, Any]) -> ExternalContact:
+def to_contact(result: dict[str, Any], position: str | None = None) -> ExternalContact:
     properties = result.get("properties") or {}
     fields = {
         "company": text_of(properties.get("company")).strip(),
@@ -131,7 +135,7 @@ def to_contact(result: dict[str, Any]) -> ExternalContact:
         # "Unsubscribed from all email": HubSpot's opt-out of every subscription type.
         opted_out=text_of(properties.get("hs_email_optout")).strip().lower() == "true",
         fields={key: value for key, value in fields.items() if value},
-        position=None,
+        position=position,
     )
 
 
@@ -254,6 +258,15 @@ class HubSpotConnector:
             return self._tie_page(state, stage)
         seen = set(state.seen)
         fresh = [r for r in results if not (r.modified == state.since and r.id in seen)]
+        # Each contact's position: every contact before its millisecond is read, and at it,
+        # those already read at `since` and the ones of this page up to it.
+        contacts = []
+        at, read_at = state.since, list(state.seen)
+        for r in fresh:
+            if r.modified != at:
+                at, read_at = r.modified, []
+            read_at = [*read_at, r.id]
+            contacts.append(to_contact(r.contact, _Keyset(since=at, seen=read_at).encode()))
         if results:
             last = results[-1].modified
             at_last = [r.id for r in results if r.modified == last]
@@ -265,11 +278,7 @@ class HubSpotConnector:
             # The lookback found nothing as recent as the previous chain's end (its last contact
             # was archived): end there again, or each chain would start further back.
             state.since, state.seen = floor, []
-        return ContactPage(
-            contacts=[to_contact(r.contact) for r in fresh],
-            cursor=state.encode(),
-            has_more=more,
-        )
+        return ContactPage(contacts=contacts, cursor=state.encode(), has_more=more)
 
     def _tie_page(self, state: _Keyset, stage: str) -> ContactPage:
         tie_after = state.tie_after or 0
@@ -283,15 +292,19 @@ class HubSpotConnector:
         )
         seen = set(state.seen)
         fresh = [r for r in results if r.id not in seen]
+        # In id order: every id of the tie group up to a contact's is read once it is.
+        contacts = [
+            to_contact(
+                r.contact,
+                _Keyset(since=state.since, seen=state.seen, tie_after=_object_id(r)).encode(),
+            )
+            for r in fresh
+        ]
         if (more or len(results) >= PAGE_SIZE) and results:
             state.tie_after = _object_id(results[-1])
         else:  # the tie group is done: everything up to `since` is read
             state.since, state.seen, state.tie_after = state.since + 1, [], None
-        return ContactPage(
-            contacts=[to_contact(r.contact) for r in fresh],
-            cursor=state.encode(),
-            has_more=True,
-        )
+        return ContactPage(contacts=contacts, cursor=state.encode(), has_more=True)
 
     # -- HTTP ------------------------------------------------------------------------------
 

@@ -328,3 +328,12 @@ def wait_for_next_window(interval: float) -> None:
     """Sleeps into the next sync window (AUTOIMPORT_SYNC_INTERVAL = `interval`), so that the
     next sync has a fresh 500-contact budget."""
     time.sleep(interval - time.time() % interval + 0.1)
+
+
+# What a pass over a source must count exactly once per record, whatever the caps between.
+PASS_COUNTS = ("fetched", "skipped_missing_email", "skipped_invalid_email", "deleted_at_source")
+
+
+def pass_counts(reports: list[imports_pb2.SyncReport]) -> dict[str, int]:
+    """PASS_COUNTS summed over the reports of the syncs of one pass over a source."""
+    return {name: sum(getattr(report, name) for report in reports) for name in PASS_COUNTS}

@@ -35,6 +35,7 @@ from tests.support import (
     account_of,
     all_contacts,
     new_import,
+    pass_counts,
     wait_for_next_window,
 )
 
@@ -96,7 +97,7 @@ def test_pages_through_ties_each_exactly_once(emulator: HubSpotEmulator):
     contacts, cursor, pages = read_chain(connector_of(emulator))
 
     assert Counter(ids_of(contacts)) == Counter(ids)
-    assert all(c.position is None for c in contacts)
+    assert all(json.loads(c.position or "")["done"] is False for c in contacts)
     assert json.loads(cursor)["done"] is True and not pages[-1].has_more
     bodies = searches(emulator)
     assert all(b["after"] == "0" and b["limit"] == 200 for b in bodies)
@@ -246,6 +247,47 @@ def test_a_page_read_again_gives_its_contacts_again_and_loses_none(emulator: Hub
     assert set(reread) <= set(read)
 
 
+@pytest.mark.parametrize("ties", [70, 450], ids=["cut-in-a-time-page", "cut-in-a-tie-sweep"])
+def test_a_capped_read_resumes_right_after_the_last_contact_processed(
+    emulator: HubSpotEmulator, ties: int
+):
+    """A cap stops a page in its middle; the next sync resumes from the position of the last
+    contact processed and gets exactly the rest: contacts sharing the cut's millisecond that
+    come after it, and contacts changed between the two reads, included."""
+    step = timedelta(minutes=1)
+    ids = emulator.add_contacts(900, ties=ties, step=step, modified_at=BASE)
+    until = BASE + timedelta(hours=1)
+    connector = connector_of(emulator)
+    processed: list[ExternalContact] = []
+    cursor = ""
+    while True:  # the first page of the time phase, or the first page of the id-ordered sweep
+        page = connector.fetch_page(ALL, cursor, until)
+        sweeping = json.loads(page.contacts[0].position or "null")["tie_after"] is not None
+        if (ties == 70) != sweeping:
+            break
+        processed += page.contacts
+        cursor = page.cursor
+    cut = len(page.contacts) // 2
+    processed += page.contacts[: cut + 1]
+    modified = [
+        emulator.contacts[c.external_id]["properties"]["lastmodifieddate"] for c in page.contacts
+    ]
+    assert modified[cut - 1] == modified[cut] == modified[cut + 1]  # a tie across the cut
+    done_moved, tie_moved, later = (page.contacts[i].external_id for i in (1, cut + 1, cut + 2))
+    emulator.update(done_moved, modified_at=until + step, firstname="Moved")  # out of the chain
+    emulator.update(tie_moved, modified_at=until + step, firstname="Moved")  # out, unread
+    emulator.update(later, modified_at=BASE + 50 * step, firstname="Later")  # unread, moves on
+
+    position = page.contacts[cut].position
+    assert position is not None
+    rest, next_cursor, _ = read_chain(connector, position, until=until)
+
+    assert Counter(ids_of(processed + rest)) == Counter(i for i in ids if i != tie_moved)
+    assert [c.first_name for c in rest if c.external_id == later] == ["Later"]
+    next_chain, _, _ = read_chain(connector, next_cursor, until=until + 2 * step)
+    assert {done_moved, tie_moved} <= set(ids_of(next_chain))
+
+
 def test_each_new_chain_reads_again_the_last_minutes_of_the_previous_one(
     emulator: HubSpotEmulator,
 ):
@@ -341,7 +383,8 @@ def test_contacts_map_with_opt_out_and_fields(emulator: HubSpotEmulator):
         "+14155550000",
     )
     assert first.fields == {"company": "Company 0", "lifecycle_stage": "lead"}
-    assert not first.opted_out and first.position is None
+    assert not first.opted_out
+    assert first.position is not None and json.loads(first.position)["seen"][-1] == ids[0]
     assert by_id[ids[1]].fields == {"job_title": "Buyer", "lifecycle_stage": "subscriber"}
     assert by_id[ids[1]].phone == ""
     assert by_id[ids[4]].opted_out  # hs_email_optout "true": unsubscribed from all email
@@ -512,6 +555,9 @@ def test_a_hubspot_import_syncs_every_contact_once_over_three_windows(store_env:
     ):
         emulator.add_contacts(1200, ties=200)
         valid = emulator.valid_email_contacts()
+        emails = [c["properties"]["email"] for c in emulator.contacts.values()]
+        missing, invalid = emails.count(None), 1200 - emails.count(None) - len(valid)
+        assert missing and invalid  # the source has both kinds to skip
         created = new_import(
             admin,
             "hubspot",
@@ -533,6 +579,13 @@ def test_a_hubspot_import_syncs_every_contact_once_over_three_windows(store_env:
             pb.SyncReport.COMPLETED,
         ], reports
         assert [r.added for r in reports] == [500, 500, len(valid) - 1000]
+        # One pass over the source, over three syncs: each contact counted once.
+        assert pass_counts(reports) == {
+            "fetched": 1200,
+            "skipped_missing_email": missing,
+            "skipped_invalid_email": invalid,
+            "deleted_at_source": 0,
+        }, reports
         contacts = all_contacts(admin, account_id)
         assert sorted(c.email for c in contacts) == sorted(c["properties"]["email"] for c in valid)
         opted_out = {c.email for c in contacts if c.status != cpb.Contact.ACTIVE}
