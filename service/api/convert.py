@@ -196,12 +196,15 @@ def contact_message(row: ContactRow) -> contacts_pb2.Contact:
         fields=row.fields,
         list_ids=row.list_ids,
         tags=row.tags,
-        source_imports=[
-            CSV_SOURCE
-            if source == CSV_SOURCE or source.startswith(CSV_SOURCE_PREFIX)
-            else import_name(row.account_id, source)
-            for source in row.sources
-        ],
+        # Every CSV upload that touched the contact shows as one "csv" (dict: first seen order).
+        source_imports=list(
+            dict.fromkeys(
+                CSV_SOURCE
+                if source == CSV_SOURCE or source.startswith(CSV_SOURCE_PREFIX)
+                else import_name(row.account_id, source)
+                for source in row.sources
+            )
+        ),
         create_time=timestamp(row.create_time),
         update_time=timestamp(row.update_time),
     )
