@@ -4,9 +4,9 @@ rule of design.md section 4 (invariants 1 to 8)."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -654,17 +654,21 @@ def test_a_refresh_token_the_service_replaced_is_kept_with_the_new_access_token(
     assert loaded.credentials == Credentials("new-access", "refresh-2")
 
 
-def test_a_sync_stops_at_its_callers_deadline_and_the_next_one_resumes(world: World):
+def test_a_sync_stops_at_its_callers_deadline_and_the_next_one_resumes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+):
     world.account()
     auto_import = world.new_import()
     world.source().fill(350)
+    now = [1000.0]  # the monotonic clock the deadline is measured on, moved by the test
+    monkeypatch.setattr(http, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
     def second_page_outlasts_the_deadline(page: int) -> None:
         if page == 1:
-            time.sleep(1.2)
+            now[0] += 1.2
 
     world.connectors.options["before_page"] = second_page_outlasts_the_deadline
-    stopped = world.sync(auto_import, deadline=time.monotonic() + 1.0)
+    stopped = world.sync(auto_import, deadline=now[0] + 1.0)
     world.connectors.options.clear()
     resumed = world.sync(auto_import)
 
