@@ -3,13 +3,20 @@
 Reading: `GET /admin/api/2025-01/customers.json` in chains. A chain's first request filters a
 time window [updated_at_min, updated_at_max] (both inclusive, compared by Shopify as instants);
 the next pages follow the Link header's opaque page_info with only `limit` and `fields`, as
-Shopify requires. The cursor is JSON: {"min": ..., "max": ..., "page_info": ...}; it holds the
-window of the running chain and the page_info of the page to read next (none: the chain's first
-page). A chain's window is fixed when it starts, so a customer updated meanwhile leaves it and is
-read by the next chain, which starts at the previous chain's max: nothing falls between two
-windows, and a customer updated exactly at a bound is read twice (harmless: unchanged). Contacts
-carry no position: after a cap the page is read again and the contacts already processed are
-unchanged, so they cost nothing.
+Shopify requires. The cursor is JSON with sorted keys: {"min": ..., "max": ..., "page_info": ...}
+holds the window of the running chain and the page_info of the page to read next (none: the
+chain's first page); {"min": ...} alone starts the next chain there. A chain's window is fixed
+when it starts, so a customer updated meanwhile leaves it and is read by the next chain, which
+starts at the previous chain's max: nothing falls between two windows, and a customer updated
+exactly at a bound is read twice (harmless: unchanged).
+
+Customers come in id order (the order `since_id`, Shopify's other relative paging, follows), so
+each contact carries a position {"min": ..., "max": ..., "since_id": its id}: resuming there is
+a first request for the same window with `since_id` (Shopify allows it with the other filters,
+not with page_info), which returns exactly the window's customers after it, whatever their
+updated_at. A sync stopped by a cap resumes right after the last contact it processed, and a
+position, holding no page_info, never expires. A page whose ids do not ascend gives its contacts
+no position (after a cap it is read again whole) rather than risk passing over a customer.
 
 A page_info Shopify no longer accepts (a chain left behind a cap for long) restarts its chain
 from the window's start rather than failing every later sync.
@@ -19,6 +26,7 @@ Criteria (subscribed only, a customer tag) are applied here: Shopify's list has 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -84,7 +92,7 @@ def next_page_info(link_header: str) -> str | None:
     return None
 
 
-def to_contact(customer: dict[str, Any]) -> ExternalContact:
+def to_contact(customer: dict[str, Any], position: str | None = None) -> ExternalContact:
     consent = customer.get("email_marketing_consent") or {}
     address = customer.get("default_address") or {}
     fields = {
@@ -102,7 +110,7 @@ def to_contact(customer: dict[str, Any]) -> ExternalContact:
         phone=text_of(customer.get("phone")),
         opted_out=consent.get("state") == "unsubscribed",
         fields={key: value for key, value in fields.items() if value},
-        position=None,
+        position=position,
     )
 
 
@@ -119,6 +127,18 @@ def matches(criteria: Criteria, customer: dict[str, Any]) -> bool:
         if wanted not in tags:
             return False
     return True
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ascending(ids: list[Any], since_id: int | None) -> bool:
+    """Whether a page's ids ascend (after `since_id`): positions by id are safe only then."""
+    if not all(_is_id(i) for i in ids):
+        return False
+    bounded = [since_id, *ids] if since_id is not None and ids else ids
+    return all(a < b for a, b in itertools.pairwise(bounded))
 
 
 class ShopifyConnector:
@@ -159,13 +179,18 @@ class ShopifyConnector:
                 # read come unchanged, so they cost nothing.
                 log.info("Shopify refused a saved page_info: reading its window again")
                 state, response = {"min": state.get("min", "")}, None
-        if response is None:  # a new chain: its window ends at this sync's bound, whole seconds
-            window_max = until.astimezone(UTC).replace(microsecond=0).isoformat()
+        since_id = state.get("since_id") if response is None and state.get("max") else None
+        if response is None:
             params: dict[str, Any] = {"limit": PAGE_SIZE, "fields": FIELDS}
-            if state.get("min"):
-                if _instant(state["min"]) > _instant(window_max):
+            if since_id is not None:  # the rest of a chain's window, after a customer
+                window_max = state["max"]
+                params["since_id"] = since_id
+            else:  # a new chain: its window ends at this sync's bound, whole seconds
+                window_max = until.astimezone(UTC).replace(microsecond=0).isoformat()
+                if state.get("min") and _instant(state["min"]) > _instant(window_max):
                     # The bound went backwards (a lag change): nothing new to read yet.
                     return ContactPage(contacts=[], cursor=cursor, has_more=False)
+            if state.get("min"):
                 params["updated_at_min"] = state["min"]
             params["updated_at_max"] = window_max
             response = self._get(params)
@@ -181,21 +206,34 @@ class ShopifyConnector:
             next_state = {"min": state.get("min", ""), "max": window_max, "page_info": page_info}
         else:  # the chain is done: the next one starts where this window ended
             next_state = {"min": window_max}
-        contacts = [to_contact(c) for c in customers if matches(criteria, c)]
+        window = {"min": state.get("min", ""), "max": window_max}
+        positioned = _ascending([c.get("id") for c in customers], since_id)
+        if not positioned:
+            log.warning("Shopify listed customers out of id order: they carry no position")
+        contacts = [
+            to_contact(
+                c,
+                json.dumps({**window, "since_id": c["id"]}, sort_keys=True) if positioned else None,
+            )
+            for c in customers
+            if matches(criteria, c)
+        ]
         return ContactPage(
             contacts=contacts,
             cursor=json.dumps(next_state, sort_keys=True),
             has_more=bool(page_info),
         )
 
-    def _decode(self, cursor: str) -> dict[str, str]:
+    def _decode(self, cursor: str) -> dict[str, Any]:
         if not cursor:
             return {}
         try:
             state = json.loads(cursor)
         except ValueError:
             state = None
-        if not isinstance(state, dict):
+        if not isinstance(state, dict) or not (
+            state.get("since_id") is None or _is_id(state["since_id"])
+        ):
             raise PermanentError("the saved Shopify position is unreadable: recreate the import")
         return state
 

@@ -27,6 +27,7 @@ from tests.support import (
     account_of,
     all_contacts,
     new_import,
+    pass_counts,
     store_env,
     wait_for_next_window,
 )
@@ -74,7 +75,8 @@ def test_pages_through_customers_that_share_timestamps_each_exactly_once(
     contacts, _, pages = read_chain(connector_of(emulator))
 
     assert [c.external_id for c in contacts] == [str(i) for i in ids]
-    assert len(pages) == 4 and all(c.position is None for c in contacts)
+    assert len(pages) == 4
+    assert [json.loads(c.position or "")["since_id"] for c in contacts] == ids
     first, *rest = emulator.requests
     assert {"updated_at_max", "limit", "fields"} <= set(first.query)
     assert first.query["limit"] == "250"
@@ -132,6 +134,58 @@ def test_a_page_cursor_reads_the_same_page_again(emulator: ShopifyEmulator):
     second = connector.fetch_page(ALL, first.cursor, later())
     again = connector.fetch_page(ALL, first.cursor, later() + timedelta(hours=1))
     assert [c.external_id for c in again.contacts] == [c.external_id for c in second.contacts]
+
+
+@pytest.mark.parametrize("cut_page", [0, 1], ids=["first-page", "page-info-page"])
+def test_a_capped_read_resumes_right_after_the_last_customer_processed(
+    emulator: ShopifyEmulator, cut_page: int
+):
+    """A cap stops a page in its middle; the next sync resumes from the position of the last
+    customer processed and gets exactly the rest of the chain's window: customers sharing the
+    cut's updated_at included; customers changed between the two reads leave the window and
+    come with the next chain."""
+    ids = emulator.add_customers(700, ties=100)
+    connector = connector_of(emulator)
+    pages = [connector.fetch_page(ALL, "", datetime.now(UTC))]  # the window ends now
+    pages.append(connector.fetch_page(ALL, pages[0].cursor, later()))
+    page = pages[cut_page]
+    cut = 120
+    processed = [c for p in pages[:cut_page] for c in p.contacts] + page.contacts[: cut + 1]
+    at = [emulator.customers[int(c.external_id)]["updated_at"] for c in page.contacts]
+    assert at[cut - 1] == at[cut] == at[cut + 1]  # a tie across the cut
+    time.sleep(1.1)  # so that an update gets a later second than the chain's window
+    done_moved, moved, gone = (int(page.contacts[i].external_id) for i in (3, cut + 1, cut + 2))
+    emulator.update(done_moved, first_name="Moved")  # read already: comes with the next chain
+    emulator.update(moved, first_name="Moved too")  # not read yet: leaves this chain
+    emulator.delete(gone)
+    emulator.expire_page_infos()  # long behind a cap: a position needs no page_info
+    emulator.requests.clear()
+
+    position = page.contacts[cut].position
+    assert position is not None
+    rest, cursor, _ = read_chain(connector, position)
+
+    assert [c.external_id for c in processed + rest] == [
+        str(i) for i in ids if i not in (moved, gone)
+    ]
+    resumed = emulator.requests[0]
+    assert resumed.query["since_id"] == page.contacts[cut].external_id
+    assert "page_info" not in resumed.query and "updated_at_max" in resumed.query
+    assert all(r.status == 200 for r in emulator.requests)
+    next_chain, _, _ = read_chain(connector, cursor)
+    assert sorted(c.first_name for c in next_chain) == ["Moved", "Moved too"]
+
+
+def test_customers_out_of_id_order_carry_no_position(emulator: ShopifyEmulator):
+    """Positions by id would pass over a customer then: after a cap the page comes again."""
+    ids = emulator.add_customers(3)
+    shuffled = [emulator.customers[i] for i in (ids[1], ids[0], ids[2])]
+    emulator.faults.append((200, {}, {"customers": shuffled}))
+
+    page = connector_of(emulator).fetch_page(ALL, "", later())
+
+    assert [c.external_id for c in page.contacts] == [str(ids[1]), str(ids[0]), str(ids[2])]
+    assert all(c.position is None for c in page.contacts)
 
 
 def test_an_expired_page_info_reads_its_window_again_from_the_start(emulator: ShopifyEmulator):
@@ -312,7 +366,12 @@ def test_a_shopify_import_syncs_every_customer_once_over_three_windows(
         ) as server,
         server.client(server.admin_token) as admin,
     ):
-        ids = emulator.add_customers(1200, ties=200)
+        ids = emulator.add_customers(1200, ties=200, without_email_every=41, invalid_email_every=59)
+        customers = list(emulator.customers.values())
+        valid = [c for c in customers if c["email"] and "@" in c["email"]]
+        missing = sum(1 for c in customers if c["email"] is None)
+        invalid = 1200 - missing - len(valid)
+        assert missing and invalid  # the shop has both kinds to skip
         created = new_import(
             admin,
             "shopify",
@@ -334,17 +393,19 @@ def test_a_shopify_import_syncs_every_customer_once_over_three_windows(
             pb.SyncReport.CAPPED,
             pb.SyncReport.COMPLETED,
         ], reports
-        assert [r.added for r in reports] == [500, 500, 200]
+        assert [r.added for r in reports] == [500, 500, len(valid) - 1000]
+        # One pass over the shop, over three syncs: each customer counted once.
+        assert pass_counts(reports) == {
+            "fetched": 1200,
+            "skipped_missing_email": missing,
+            "skipped_invalid_email": invalid,
+            "deleted_at_source": 0,
+        }, reports
         contacts = all_contacts(admin, account_id)
-        assert len(contacts) == 1200
-        assert sorted(c.email for c in contacts) == sorted(
-            c["email"] for c in emulator.customers.values()
-        )
+        assert sorted(c.email for c in contacts) == sorted(c["email"] for c in valid)
         opted_out = {c.email for c in contacts if c.status != cpb.Contact.ACTIVE}
         assert opted_out == {
-            c["email"]
-            for c in emulator.customers.values()
-            if c["email_marketing_consent"]["state"] == "unsubscribed"
+            c["email"] for c in valid if c["email_marketing_consent"]["state"] == "unsubscribed"
         }
 
         time.sleep(1.1)
@@ -360,7 +421,7 @@ def test_a_shopify_import_syncs_every_customer_once_over_three_windows(
         emails = {c.email for c in all_contacts(admin, account_id)}
         assert emulator.customers[added]["email"] in emails
         assert deleted["email"] in emails  # deleted at Shopify: the account keeps it
-        assert len(emails) == 1201
+        assert len(emails) == len(valid) + 1
         renamed = [c for c in all_contacts(admin, account_id) if c.first_name == "Renamed"]
         assert [c.email for c in renamed] == [emulator.customers[ids[7]]["email"]]
         assert emulator.early_retries == []

@@ -2,8 +2,9 @@
 
 It reproduces the wire format of ../shared/reference/external-apis.md section 2:
 `GET /admin/api/<version>/customers.json` with `limit` (max 250), `updated_at_min`,
-`updated_at_max` (inclusive, compared as instants), `fields`, `page_info` from the Link header
-(rel="next"); a 400 when a filter is re-sent with page_info; the X-Shopify-Access-Token check
+`updated_at_max` (inclusive, compared as instants), `since_id` (only ids above it), `fields`;
+customers in id order; `page_info` from the Link header (rel="next"); a 400 when a filter is
+re-sent with page_info; the X-Shopify-Access-Token check
 (401); a leaky bucket (40 calls leaking 2 a second) reported in X-Shopify-Shop-Api-Call-Limit,
 with 429 and a float Retry-After when full. Timestamps carry the shop's +02:00 offset, and many
 customers share one updated_at.
@@ -89,9 +90,17 @@ class ShopifyEmulator(LoopbackEmulator):
     # -- data ------------------------------------------------------------------------------
 
     def add_customers(
-        self, count: int, *, updated_at: datetime | None = None, ties: int = 50
+        self,
+        count: int,
+        *,
+        updated_at: datetime | None = None,
+        ties: int = 50,
+        without_email_every: int = 0,
+        invalid_email_every: int = 0,
     ) -> list[int]:
-        """`count` customers, `ties` of them sharing each updated_at (one second apart)."""
+        """`count` customers, `ties` of them sharing each updated_at (one second apart); the
+        last of every `without_email_every` has no email, of every `invalid_email_every` an
+        invalid one (0: none)."""
         start = updated_at or datetime.now(UTC) - timedelta(days=1)
         ids = []
         with self.lock:
@@ -99,9 +108,16 @@ class ShopifyEmulator(LoopbackEmulator):
                 self._next_id += 1
                 number = len(self.customers)
                 customer_id = self._next_id
+                email: str | None = f"customer{number:06d}@example.com"
+                if without_email_every and number % without_email_every == without_email_every - 1:
+                    email = None
+                elif (
+                    invalid_email_every and number % invalid_email_every == invalid_email_every - 1
+                ):
+                    email = f"customer{number:06d} at example.com"
                 self.customers[customer_id] = {
                     "id": customer_id,
-                    "email": f"customer{number:06d}@example.com",
+                    "email": email,
                     "first_name": f"First{number}",
                     "last_name": f"Last{number}",
                     "phone": f"+1415555{number % 10000:04d}" if number % 3 == 0 else None,
@@ -243,10 +259,14 @@ class ShopifyEmulator(LoopbackEmulator):
             low, high = state["min"], state["max"]
             after, before = state.get("last_id", 0), state.get("before_id")
         else:
+            try:
+                since_id = int(query.get("since_id") or 0)
+            except ValueError:
+                return 400, self._limit_header({}), {"errors": {"since_id": ["is invalid"]}}
             low, high, after, before = (
                 query.get("updated_at_min"),
                 query.get("updated_at_max"),
-                0,
+                since_id,
                 None,
             )
         try:
