@@ -9,9 +9,24 @@ request sends CHAIN_PARAMS unchanged.
 
 The cursor is JSON with sorted keys: {"sync_token": the token the running chain started from
 ("" for a full sync), "page_token": the page to read next ("" for the chain's first page)}. At
-the chain's last page it becomes {"sync_token": nextSyncToken, "page_token": ""}. Contacts carry
-no position: after a cap the page is read again with the same page token, and the contacts
-already processed come unchanged, so they cost nothing.
+the chain's last page it becomes {"sync_token": nextSyncToken, "page_token": ""}.
+
+Each contact carries its position, so that a sync stopped by a cap resumes right after the last
+contact it processed: the page's cursor plus the cut, {"read": how many of the page's persons
+were read, "last": the resource names of the (up to ANCHORS) persons just before the cut, nearest
+first, "next": those just after it}; the page's last contact carries the cursor of what follows
+the page. Resuming asks for the same page again and drops what was read. Google promises nothing
+about a page asked for twice, so the cut is found again by name, not by count: a person changed
+or deleted meanwhile may be gone from the page (it comes with the next chain, whose changes
+start from this chain's sync token), so the page resumes before the first of "next" still there,
+else after the first of "last". A page that shows neither, or shows more persons before the cut
+than were read, is read whole again: counted twice, never passed over. The chain's first page
+has no page token: asking for it again starts a new chain, whose sync token covers the changes
+made meanwhile, so dropping a person changed since would lose that change; there the cut also
+holds "digest", a hash of the resource names and etags read before it, and is kept only when
+the new first page starts with exactly those persons, unchanged. A position whose page token
+Google refuses, or whose sync token expired, restarts its chain as a page's cursor does (below),
+its cut forgotten. Cursors saved before positions existed name a page, read whole.
 
 Google's sync token, not a clock, bounds what a chain reads: a contact changed during a sync is
 in the changes after the token the chain ends with, so the next sync reads it. Hence `lag` is
@@ -30,9 +45,10 @@ texts taken from Google's answers are scrubbed of them too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,6 +97,9 @@ CHAIN_PARAMS: dict[str, str] = {
 }
 # An access token expiring sooner than this is refreshed before the next request.
 REFRESH_MARGIN = timedelta(seconds=60)
+# Resource names a position keeps on each side of its cut, to find it again in a page that
+# lost some persons since (changed or deleted: see the module's docstring).
+ANCHORS = 3
 CLIENT_ID_ENV = "AUTOIMPORT_GOOGLE_CLIENT_ID"
 CLIENT_SECRET_ENV = "AUTOIMPORT_GOOGLE_CLIENT_SECRET"
 
@@ -222,10 +241,10 @@ def groups_of(person: dict[str, Any]) -> set[str]:
     return groups
 
 
-def to_contact(person: dict[str, Any]) -> ExternalContact:
+def to_contact(person: dict[str, Any], position: str | None = None) -> ExternalContact:
     resource_name = text_of(person.get("resourceName"))
     if is_deleted(person):  # a tombstone: the contact stays in the account, and is counted
-        return ExternalContact(external_id=resource_name, email="", deleted=True)
+        return ExternalContact(external_id=resource_name, email="", deleted=True, position=position)
     name = primary(_items(person, "names"))
     organization = primary(_items(person, "organizations"))
     fields = {
@@ -241,7 +260,7 @@ def to_contact(person: dict[str, Any]) -> ExternalContact:
         phone=text_of(primary(_items(person, "phoneNumbers")).get("value")).strip(),
         opted_out=False,  # Google Contacts has no email consent
         fields={key: value for key, value in fields.items() if value},
-        position=None,
+        position=position,
     )
 
 
@@ -257,6 +276,97 @@ def matches(criteria: Criteria, person: dict[str, Any]) -> bool:
 
 def _cursor(sync_token: str, page_token: str) -> str:
     return json.dumps({"sync_token": sync_token, "page_token": page_token}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """Where a page was cut: the part of a contact's position after its page's cursor."""
+
+    read: int
+    last: tuple[str, ...]
+    next: tuple[str, ...]
+    digest: str = ""  # the chain's first page only
+
+    @classmethod
+    def of(cls, state: dict[str, Any]) -> _Cut | None:
+        read, digest = state.get("read"), state.get("digest", "")
+        if read is None:
+            return None  # a page's cursor (or a position saved before cuts existed)
+        last, next_ = _names(state.get("last")), _names(state.get("next"))
+        if (
+            not isinstance(read, int)
+            or isinstance(read, bool)
+            or read < 1
+            or last is None
+            or next_ is None
+            or not isinstance(digest, str)
+        ):
+            log.warning("a saved Google Contacts position is unreadable: reading its page whole")
+            return None
+        return cls(read, last, next_, digest)
+
+    def resume_at(self, persons: list[dict[str, Any]], first_page: bool) -> int:
+        """How many of the page's persons (the page asked for again) to pass over."""
+        if first_page:
+            same = len(persons) >= self.read and bool(self.digest)
+            if same and _prefix_digests(persons[: self.read])[-1] == self.digest:
+                return self.read
+            log.info(
+                "Google Contacts: persons read before a cap changed since: reading the chain's "
+                "first page whole again"
+            )
+            return 0
+        at = {text_of(p["resourceName"]): i for i, p in enumerate(persons)}
+        after = next((at[name] for name in self.next if name in at), None)
+        if after is None:
+            after = next((at[name] + 1 for name in self.last if name in at), None)
+        # Removals keep the cut where it was; a page showing more persons before it than were
+        # read, or the persons around it in another order, did not just lose some: read whole.
+        if after is None or after > self.read or any(at[n] >= after for n in self.last if n in at):
+            log.info("Google Contacts: a capped page changed since: reading it whole again")
+            return 0
+        return after
+
+
+def _names(value: Any) -> tuple[str, ...] | None:
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        return None
+    return tuple(value)
+
+
+def _prefix_digests(persons: list[dict[str, Any]]) -> list[str | None]:
+    """For each person, a hash of the resource names and etags of the persons up to it; None
+    from the first person without an etag on (its version cannot be told apart)."""
+    digest, known, digests = hashlib.sha256(), True, []
+    for person in persons:
+        etag = person.get("etag")
+        known = known and isinstance(etag, str) and bool(etag)
+        if known:
+            digest.update(json.dumps([text_of(person["resourceName"]), etag]).encode())
+        digests.append(digest.hexdigest()[:32] if known else None)
+    return digests
+
+
+def _positions(sync_token: str, page_token: str, persons: list[dict[str, Any]]) -> list[str | None]:
+    """The position right after each of the page's persons (see the module's docstring)."""
+    names = [text_of(p["resourceName"]) for p in persons]
+    digests = _prefix_digests(persons) if not page_token else []
+    positions: list[str | None] = []
+    for read in range(1, len(persons) + 1):
+        state: dict[str, Any] = {
+            "sync_token": sync_token,
+            "page_token": page_token,
+            "read": read,
+            "last": names[max(0, read - ANCHORS) : read][::-1],
+            "next": names[read : read + ANCHORS],
+        }
+        if not page_token:  # the chain's first page: the cut holds only for the same persons
+            if digests[read - 1] is None:
+                positions.append(None)
+                continue
+            state["digest"] = digests[read - 1]
+        positions.append(json.dumps(state, sort_keys=True))
+    return positions
 
 
 class GoogleContactsConnector:
@@ -301,11 +411,12 @@ class GoogleContactsConnector:
         """The page `cursor` names. `until` is not used: sync tokens bound what is read."""
         if not self._client_id or not self._client_secret:
             raise PermanentError(NO_CLIENT)
-        sync_token, page_token = self._decode(cursor)
-        body, sync_token = self._read(sync_token, page_token)
+        asked_sync, asked_page, cut = self._decode(cursor)
+        body, sync_token, page_token = self._read(asked_sync, asked_page)
         people = body.get("connections") or []
         if not isinstance(people, list):
             raise RetryableError("Google sent an unreadable list of contacts")
+        persons = [p for p in people if isinstance(p, dict) and p.get("resourceName")]
         next_page = text_of(body.get("nextPageToken"))
         if next_page:
             next_cursor = _cursor(sync_token, next_page)
@@ -314,19 +425,26 @@ class GoogleContactsConnector:
         else:  # cannot happen with requestSyncToken=true: read the same changes again next time
             log.warning("Google ended a chain without a sync token: it will be read again")
             next_cursor = _cursor(sync_token, "")
+        start = 0
+        if cut is not None and (sync_token, page_token) == (asked_sync, asked_page):
+            start = cut.resume_at(persons, first_page=not page_token)  # else a restarted chain
+        positions = _positions(sync_token, page_token, persons)
         contacts = [
-            to_contact(person)
-            for person in people
-            if isinstance(person, dict) and person.get("resourceName") and matches(criteria, person)
+            to_contact(person, position)
+            for person, position in zip(persons[start:], positions[start:], strict=True)
+            if matches(criteria, person)
         ]
+        if contacts:  # right after the page's last contact: what follows the page
+            contacts[-1] = replace(contacts[-1], position=next_cursor)
         rotated, self._rotated = self._rotated, None
         return ContactPage(
             contacts=contacts, cursor=next_cursor, has_more=bool(next_page), credentials=rotated
         )
 
-    def _decode(self, cursor: str) -> tuple[str, str]:
+    def _decode(self, cursor: str) -> tuple[str, str, _Cut | None]:
+        """The page a cursor names (sync token, page token), and where it was cut, if it was."""
         if not cursor:
-            return "", ""
+            return "", "", None
         try:
             state = json.loads(cursor)
         except ValueError:
@@ -337,14 +455,15 @@ class GoogleContactsConnector:
             or not isinstance(state.get("page_token", ""), str)
         ):
             log.warning("the saved Google Contacts position is unreadable: reading every contact")
-            return "", ""
-        return state.get("sync_token", ""), state.get("page_token", "")
+            return "", "", None
+        return state.get("sync_token", ""), state.get("page_token", ""), _Cut.of(state)
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _read(self, sync_token: str, page_token: str) -> tuple[dict[str, Any], str]:
-        """One page of the chain that started from `sync_token`, and the sync token of the chain
-        it belongs to ("" when an expired token turned it into a full sync)."""
+    def _read(self, sync_token: str, page_token: str) -> tuple[dict[str, Any], str, str]:
+        """One page of the chain that started from `sync_token`, and the sync and page tokens
+        that read it: other ones when an expired token turned it into a full sync ("", "") or a
+        refused page token restarted its chain (sync_token, "")."""
         restarted = False
         while True:
             params = dict(CHAIN_PARAMS)
@@ -360,7 +479,7 @@ class GoogleContactsConnector:
                     body = None
                 if not isinstance(body, dict):
                     raise RetryableError("Google sent an unreadable list of contacts")
-                return body, sync_token
+                return body, sync_token, page_token
             error = read_error(response)
             if sync_token and error.is_expired_sync_token:
                 log.info(

@@ -7,6 +7,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from tests.support import (
     account_of,
     all_contacts,
     new_import,
+    pass_counts,
     store_env,
     wait_for_next_window,
 )
@@ -160,7 +162,8 @@ def test_an_incremental_sync_reads_exactly_the_updates_additions_and_deletions(
     assert by_id[names[10]].fields["company"] == "New Co"
     assert by_id[names[10]].fields["job_title"] == "CTO"
     for gone in (names[20], names[21]):
-        assert by_id[gone] == ExternalContact(external_id=gone, email="", deleted=True)
+        tombstone = replace(by_id[gone], position=None)  # a tombstone has a position too
+        assert tombstone == ExternalContact(external_id=gone, email="", deleted=True)
     assert [c.deleted for c in contacts].count(True) == 2
     (request,) = emulator.people_requests()
     assert request.query["syncToken"] == json.loads(cursor)["sync_token"]
@@ -219,6 +222,135 @@ def test_a_page_cursor_reads_the_same_page_again(emulator: GoogleContactsEmulato
     second = connector.fetch_page(ALL, first.cursor, now())
     again = connector.fetch_page(ALL, first.cursor, now() + timedelta(hours=1))
     assert ids(again.contacts) == ids(second.contacts) and again.cursor == second.cursor
+
+
+@pytest.mark.parametrize("incremental", [False, True], ids=["full-sync", "incremental"])
+def test_a_capped_read_resumes_right_after_the_last_contact_processed(
+    emulator: GoogleContactsEmulator, incremental: bool
+):
+    """A cap stops a page (here one reached by a page token) in its middle; the next sync
+    resumes from the position of the last contact processed and gets exactly the rest, though
+    persons on both sides of the cut, the last one processed included, changed or were deleted
+    between the two reads: those come with the next chain."""
+    names = emulator.add_people(2500)
+    connector = connector_of(emulator)
+    cursor = ""
+    if incremental:
+        _, cursor, _ = read_chain(connector)
+        for name in names:  # an incremental chain of three pages, in the order of change
+            emulator.update(name, family_name="Changed")
+    first = connector.fetch_page(ALL, cursor, now())
+    page = connector.fetch_page(ALL, first.cursor, now())
+    assert json.loads(first.cursor)["page_token"] and page.has_more
+    cut = 300
+    processed = first.contacts + page.contacts[: cut + 1]
+    around = [page.contacts[i].external_id for i in range(cut - 2, cut + 4)]
+    emulator.delete(around[2])  # the last one processed
+    emulator.delete(around[3])  # the first one not processed
+    emulator.update(around[1], given_name="Changed before")
+    emulator.update(around[4], given_name="Changed after")
+    emulator.requests.clear()
+
+    position = page.contacts[cut].position
+    assert position is not None
+    rest, next_cursor, _ = read_chain(connector, position)
+
+    gone = {around[3]} | ({around[4]} if incremental else set())  # changes leave a sync chain
+    expected = [c.external_id for c in first.contacts + page.contacts] + names[2000:]
+    assert ids(processed + rest) == [n for n in expected if n not in gone]
+    assert (
+        emulator.people_requests()[0].query["pageToken"] == json.loads(first.cursor)["page_token"]
+    )
+    changes, _, _ = read_chain(connector, next_cursor)
+    assert {c.external_id for c in changes if c.deleted} == {around[2], around[3]}
+    assert {c.first_name for c in changes if not c.deleted} == {"Changed before", "Changed after"}
+
+
+def test_a_capped_read_of_a_chain_s_first_page_resumes_after_the_last_contact_processed(
+    emulator: GoogleContactsEmulator,
+):
+    """The first page has no page token: asking for it again starts a new chain, whose sync
+    token covers every change made meanwhile. So the cut is kept only while the persons read
+    before it are unchanged; otherwise the page comes again whole, and nothing is lost."""
+    names = emulator.add_people(1500)
+    connector = connector_of(emulator)
+    first = connector.fetch_page(ALL, "", now())
+    cut = 400
+    position = first.contacts[cut].position
+    assert position is not None
+
+    rest, _, _ = read_chain(connector, position)
+
+    assert ids(first.contacts[: cut + 1] + rest) == names
+
+    emulator.update(names[5], given_name="Changed")  # read before the cut
+    again, _, _ = read_chain(connector, position)
+    assert ids(again) == names
+    assert [c.first_name for c in again if c.external_id == names[5]] == ["Changed"]
+
+
+def test_a_capped_read_of_a_contact_group_resumes_after_the_last_member_processed(
+    emulator: GoogleContactsEmulator,
+):
+    names = emulator.add_people(2500)
+    group = GoogleContactsCriteria(contact_group=OTHER_GROUP)
+    connector = connector_of(emulator)
+    first = connector.fetch_page(group, "", now())
+    page = connector.fetch_page(group, first.cursor, now())
+    cut = 100
+    position = page.contacts[cut].position
+    assert position is not None
+
+    rest, _, _ = read_chain(connector, position, criteria=group)
+
+    members = [n for i, n in enumerate(names) if i % 5 == 4]
+    assert ids(first.contacts + page.contacts[: cut + 1] + rest) == members
+
+
+@pytest.mark.parametrize("refused", ["page token", "sync token"])
+def test_a_position_whose_token_google_refuses_reads_its_chain_again(
+    emulator: GoogleContactsEmulator, refused: str
+):
+    """The chain starts again (as it does for a page's cursor): everyone again, none lost."""
+    names = emulator.add_people(2500)
+    connector = connector_of(emulator)
+    _, cursor, _ = read_chain(connector)
+    for name in names:
+        emulator.update(name, family_name="Changed")
+    first = connector.fetch_page(ALL, cursor, now())
+    page = connector.fetch_page(ALL, first.cursor, now())
+    position = page.contacts[300].position
+    assert position is not None
+    if refused == "page token":
+        emulator.invalidate_page_tokens()
+    else:
+        emulator.expire_sync_tokens()
+
+    contacts, _, _ = read_chain(connector, position)
+
+    assert ids(contacts) == names  # both: a chain from its start, in the order of change
+    requests = emulator.people_requests()
+    assert "syncToken" in requests[-4].query and requests[-4].status == 400
+    assert ("syncToken" in requests[-3].query) == (refused == "page token")
+
+
+def test_a_page_that_lost_every_person_around_its_cut_is_read_whole_again(
+    emulator: GoogleContactsEmulator,
+):
+    names = emulator.add_people(2500)
+    connector = connector_of(emulator)
+    first = connector.fetch_page(ALL, "", now())
+    page = connector.fetch_page(ALL, first.cursor, now())
+    cut = 300
+    position = page.contacts[cut].position
+    assert position is not None
+    around = ids(page.contacts[cut - 2 : cut + 4])
+    for name in around:
+        emulator.delete(name)
+
+    rest, _, _ = read_chain(connector, position)
+
+    assert ids(rest) == [n for n in names[1000:] if n not in around]  # counted twice, not lost
 
 
 @pytest.mark.parametrize(
@@ -768,7 +900,11 @@ def test_a_google_import_syncs_everyone_once_then_exactly_what_changed(store: st
         ServerProcess(server_env(emulator, env)) as server,
         server.client(server.admin_token) as admin,
     ):
-        names = emulator.add_people(1200, without_email_every=0, invalid_email_every=0)
+        names = emulator.add_people(1200)  # some without an email, some with an invalid one
+        valid = [n for n in names if "@" in emulator.primary_email(n)]
+        missing = sum(1 for n in names if not emulator.primary_email(n))
+        invalid = 1200 - missing - len(valid)
+        assert missing and invalid
         name = create_import(admin, emulator, limit=100_000)
         account_id = account_of(name)
 
@@ -784,10 +920,16 @@ def test_a_google_import_syncs_everyone_once_then_exactly_what_changed(store: st
             pb.SyncReport.CAPPED,
             pb.SyncReport.COMPLETED,
         ], reports
-        assert [r.added for r in reports] == [500, 500, 200]
+        assert [r.added for r in reports] == [500, 500, len(valid) - 1000]
+        # One pass over the source, over three syncs: each person counted once.
+        assert pass_counts(reports) == {
+            "fetched": 1200,
+            "skipped_missing_email": missing,
+            "skipped_invalid_email": invalid,
+            "deleted_at_source": 0,
+        }, reports
         contacts = all_contacts(admin, account_id)
-        assert len(contacts) == 1200
-        assert sorted(c.email for c in contacts) == sorted(emulator.primary_email(n) for n in names)
+        assert sorted(c.email for c in contacts) == sorted(emulator.primary_email(n) for n in valid)
         first = next(c for c in contacts if c.email == emulator.primary_email(names[0]))
         assert (first.first_name, first.last_name) == ("First1", "Last1")
         assert dict(first.fields) == {"%GOOGLE_CONTACTS_BIRTHDAY%": "--02-02"}
@@ -805,7 +947,7 @@ def test_a_google_import_syncs_everyone_once_then_exactly_what_changed(store: st
         assert report.deleted_at_source == 2
         contacts = all_contacts(admin, account_id)
         emails = {c.email for c in contacts}
-        assert len(contacts) == 1202
+        assert len(contacts) == len(valid) + 2
         assert {emulator.primary_email(n) for n in added} <= emails
         deleted_emails = {f"person{n:06d}@example.com" for n in (10, 11)}
         assert deleted_emails <= emails  # the source deleted them: the account keeps them
@@ -830,7 +972,7 @@ def test_a_google_import_syncs_everyone_once_then_exactly_what_changed(store: st
         report = sync()
         assert report.outcome == pb.SyncReport.COMPLETED, report
         assert (report.fetched, report.added, report.updated) == (1200, 0, 0)
-        assert len(all_contacts(admin, account_id)) == 1202
+        assert len(all_contacts(admin, account_id)) == len(valid) + 2
 
         assert emulator.early_retries == []
         failed = [r for r in emulator.requests if r.status != 200]
