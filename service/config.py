@@ -16,6 +16,7 @@ from eventsourcing.cryptography import AESCipher
 from connectors import ConnectorSettings
 
 PREFIX = "AUTOIMPORT_"
+LEASE_TIMEOUT = 10.0  # seconds: see service/leases.py
 
 
 class ConfigError(Exception):
@@ -36,6 +37,8 @@ class Settings:
     sync_interval: float
     run_projections: bool
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
+    # How long a PostgreSQL lease outlives its holder's last heartbeat (service/leases.py).
+    lease_timeout: float = LEASE_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -87,6 +90,7 @@ class Settings:
             sync_interval=sync_interval,
             run_projections=get("RUN_PROJECTIONS", "yes").lower() not in ("0", "no", "false"),
             connectors=_connector_settings(get),
+            lease_timeout=lease_timeout(env),
         )
 
     @property
@@ -116,6 +120,22 @@ class Settings:
             env["SQLITE_LOCK_TIMEOUT"] = "30"
             env["SQLITE_DBNAME"] = str(self.data_dir / f"{store}.sqlite")
         return env
+
+
+def lease_timeout(environ: dict[str, str] | None = None) -> float:
+    """AUTOIMPORT_LEASE_TIMEOUT: seconds after which a lease whose holder stopped sending
+    heartbeats (stopped, frozen, cut off) is free for another process."""
+    env = os.environ if environ is None else environ
+    text = env.get(PREFIX + "LEASE_TIMEOUT", "").strip() or str(LEASE_TIMEOUT)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{PREFIX}LEASE_TIMEOUT must be a number of seconds, not {text!r}"
+        ) from None
+    if value < 0.5:  # heartbeats every third of it: shorter would lose leases to hiccups
+        raise ConfigError(f"{PREFIX}LEASE_TIMEOUT must be at least 0.5 seconds")
+    return value
 
 
 def _connector_settings(get: Callable[..., str]) -> ConnectorSettings:

@@ -1,8 +1,11 @@
 """Keeps the read models up to date: exactly one runner per view in the whole deployment.
 
 A lease makes sure of "one": an advisory lock on PostgreSQL (held by a session, so it frees itself
-when the holder dies), a file lock in the data directory on SQLite. Every server process may start
-a projector; the one that holds a view's lease runs it, the others wait to take over.
+when the holder dies, and within AUTOIMPORT_LEASE_TIMEOUT when it stops: service/leases.py), a
+file lock in the data directory on SQLite. Every server process may start a projector; the one
+that holds a view's lease runs it, the others wait to take over. A run ends when its lease is
+lost; a batch it had begun is fenced by `catch_up`, which applies a batch only from the position
+the view still has.
 
 The projector reads `select_notifications` from the view's last tracking id and applies them
 in batches, one transaction per batch. eventsourcing's ProjectionRunner (which cannot follow an
@@ -20,13 +23,15 @@ import threading
 import time
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
 from psycopg import sql
 
 from service.application import AutoImports
 from service.config import Settings
-from service.leases import advisory_lease, file_lease
+from service.leases import LeaseLost, advisory_lease, file_lease, lock_key
 from service.read_models import PROJECTIONS, open_view
 from service.stores import open_application, prepare_store
 
@@ -105,14 +110,25 @@ class Projector:
             projection = projection_class(view=view)
             wait = self._waiter(lease, app, resources)
             log.info("projecting %s", projection_class.name)
-            while not self._stopping.is_set():
-                if catch_up(app, projection) < BATCH:
-                    wait()
+            try:
+                while not self._stopping.is_set() and not lease.lost:
+                    if catch_up(app, projection) < BATCH:
+                        wait()
+            except LeaseLost as e:  # a batch fenced off: another runner moved the view on
+                log.warning("projection %s stopped: %s", projection_class.name, e)
+                return
+            if lease.lost:
+                log.warning("projection %s stopped: %s", projection_class.name, lease.reason)
 
     def _lease(self, projection_class: type[Projection[Any]]) -> Any:
         if self._settings.uses_postgres:
-            name = f"autoimport-projector/{self._settings.database_schema}.{projection_class.name}"
-            return advisory_lease(self._settings.database_url, name, self._stopping, RETRY_INTERVAL)
+            return advisory_lease(
+                self._settings.database_url,
+                lease_name(self._settings, projection_class),
+                self._stopping,
+                RETRY_INTERVAL,
+                ttl=self._settings.lease_timeout,
+            )
         lock_path = self._settings.data_dir / f"{projection_class.name}.lock"
         return file_lease(lock_path, self._stopping, RETRY_INTERVAL)
 
@@ -122,11 +138,20 @@ class Projector:
         save in this process or the next poll."""
         if self._settings.uses_postgres:
             channel = app.recorder.channel_name  # type: ignore[attr-defined]
-            lease.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            session = lease.connection
+
+            def on_the_session(use: Any) -> None:
+                try:
+                    use()
+                except psycopg.Error as e:  # the session ended, or the heartbeat closed it
+                    lease.mark_lost(f"its database session failed ({' '.join(str(e).split())})")
+
+            on_the_session(
+                lambda: session.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            )
 
             def wait_for_notification() -> None:
-                for _ in lease.notifies(timeout=POLL_INTERVAL, stop_after=1):
-                    pass
+                on_the_session(lambda: list(session.notifies(timeout=POLL_INTERVAL, stop_after=1)))
 
             return wait_for_notification
         wake = threading.Event()
@@ -140,20 +165,53 @@ class Projector:
         return wait_for_wake
 
 
+def lease_name(settings: Settings, projection_class: type[Projection[Any]]) -> str:
+    """The name of a view's lease on PostgreSQL (its advisory lock is lock_key of it)."""
+    return f"autoimport-projector/{settings.database_schema}.{projection_class.name}"
+
+
 def catch_up(
     app: AutoImports, projection: Projection[Any], batch: int = BATCH, until: int | None = None
 ) -> int:
     """Processes the events the view has not seen yet, up to `batch` of them and not beyond
-    notification `until`; returns how many."""
+    notification `until`; returns how many. Raises LeaseLost, applying nothing, if the view
+    moved on since this batch read its position (another runner took over meanwhile)."""
     view = projection.view
-    start = (view.max_tracking_id(app.name) or 0) + 1
-    notifications = app.recorder.select_notifications(start=start, limit=batch, stop=until)
+    position = view.max_tracking_id(app.name) or 0
+    notifications = app.recorder.select_notifications(start=position + 1, limit=batch, stop=until)
     with view.batch():  # one commit for the batch: a sync page is hundreds of events
+        _fence(view, app.name, position)
         for notification in notifications:
             projection.process_event(
                 app.mapper.to_domain_event(notification), Tracking(app.name, notification.id)
             )
     return len(notifications)
+
+
+def _fence(view: Any, application_name: str, position: int) -> None:
+    """Refuses a batch that does not continue from the view's position, checked in the batch's
+    transaction under a lock that serialises batches. Two runners (one that lost its lease and
+    woke, one that took over) may read batches from the same position: the tracking row refuses
+    the second to commit only if it ends no further than the first, else it would apply the
+    first's events again."""
+    on_postgres = isinstance(view, PostgresTrackingRecorder)
+    if not on_postgres:
+        return  # SQLite: one process, whose file lease is never lost
+    table = f'"{view.datastore.schema}"."{view.tracking_table_name}"'
+    view.fetch(
+        "SELECT 1 AS locked FROM pg_advisory_xact_lock(:key)",
+        {"key": lock_key(f"autoimport-batch/{table}/{application_name}")},
+    )
+    rows = view.fetch(
+        f"SELECT MAX(notification_id) AS n FROM {table} WHERE application_name = :name",
+        {"name": application_name},
+    )
+    now = (rows[0]["n"] if rows else None) or 0
+    if now != position:
+        raise LeaseLost(
+            f"the view is at event {now}, not {position} where this batch began: another "
+            "runner applied events meanwhile"
+        )
 
 
 def run_projector(settings: Settings) -> None:

@@ -3,7 +3,9 @@ read scripted sources from JSON files, for end-to-end tests of syncs over gRPC.
 
 AUTOIMPORT_TEST_SOURCES names a directory with one `<external account>.json` per external
 account: {"contacts": [{"external_id", "email", "updated_at", ...}], "page_size": 100,
-"page_delay": 0.0}. The file is read again for every page, so tests can edit it at any time.
+"page_delay": 0.0, "hold_at_page": n}. The file is read again for every page, so tests can edit
+it at any time. `hold_at_page`: a gate; a sync about to read its n-th page (from 0) writes its
+process id into `<external account>.held` and waits until the file no longer holds that page.
 """
 
 from __future__ import annotations
@@ -39,12 +41,24 @@ class FileConnector:
     def __init__(self, path: Path):
         self.path = path
         self.lag = ScriptedConnector(ScriptedSource()).lag
+        self.pages = 0
 
     def close(self) -> None:
         pass  # holds nothing
 
+    def _read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {"contacts": []}
+
     def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
-        data = json.loads(self.path.read_text()) if self.path.exists() else {"contacts": []}
+        data = self._read()
+        if data.get("hold_at_page") == self.pages:
+            temporary = self.path.with_suffix(f".held-{os.getpid()}")
+            temporary.write_text(str(os.getpid()))
+            temporary.replace(self.path.with_suffix(".held"))  # never seen empty
+            while data.get("hold_at_page") == self.pages:  # until the test opens the gate
+                time.sleep(0.02)
+                data = self._read()
+        self.pages += 1
         time.sleep(data.get("page_delay", 0.0))
         source = ScriptedSource()
         for contact in data["contacts"]:

@@ -336,3 +336,98 @@ def test_list_syncs_pages_through_every_sync_newest_first(world: SyncWorld):
     ]
     assert second.next_page_token == ""
     assert [(r.added, r.updated) for r in reports] == [(3, 0), (0, 1), (0, 1)]
+
+
+@pytest.mark.postgres
+def test_a_replica_stopped_mid_sync_loses_the_import_to_another_and_is_fenced_when_it_wakes(
+    tmp_path: Path,
+):
+    """SIGSTOP: the process keeps its sessions (its kernel answers TCP keepalives), so only the
+    lease timeout frees its sync lease. Another replica syncs the import within that bound; the
+    stopped one, woken, learns it lost the lease and its leftover page is refused."""
+    import os
+    import signal
+    import time
+
+    from tests.support import wait_for
+
+    lease_timeout = 3.0
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    with store_env("postgres", tmp_path) as env:
+        env = {
+            **env,
+            "AUTOIMPORT_TEST_SOURCES": str(sources),
+            "AUTOIMPORT_LEASE_TIMEOUT": str(lease_timeout),
+        }
+        second_env = {**env, "AUTOIMPORT_DATA_DIR": str(tmp_path / "second")}
+        with ServerProcess(env, SCRIPTED) as one, ServerProcess(second_env, SCRIPTED) as two:
+            assert one.process is not None
+            world_one, world_two = SyncWorld(one, sources), SyncWorld(two, sources)
+            account = world_one.account()
+            contacts = contacts_of(300)
+            auto_import = world_one.new_import(account, contacts, page_size=50, hold_at_page=2)
+            gate = sources / f"{auto_import.external_account}.held"
+            woken: list[object] = []
+
+            def sync_on_one() -> None:
+                try:
+                    woken.append(world_one.sync(auto_import))
+                except grpc.RpcError as e:
+                    woken.append(e)
+
+            first_sync = threading.Thread(target=sync_on_one)
+            first_sync.start()
+            wait_for(gate.exists, bool, timeout=60)  # two pages saved, the third being read
+            assert gate.read_text() == str(one.process.pid)
+            running = world_two.sync(auto_import)  # one holds the lease: its running sync
+            os.kill(one.process.pid, signal.SIGSTOP)
+            stopped_at = time.time()
+            try:
+                # Opens the gate: for the replica that takes over, and for the stopped one.
+                write_source(sources, auto_import.external_account, contacts, page_size=50)
+                taken_over = wait_for(
+                    lambda: world_two.sync(auto_import),
+                    lambda report: report.sync_id != running.sync_id,
+                    timeout=60,
+                )
+            finally:
+                os.kill(one.process.pid, signal.SIGCONT)
+            first_sync.join(timeout=120)
+            lost = f"lost the lease sync/{auto_import.name.rpartition('/')[2]}"
+            wait_for(lambda: "".join(one.output), lambda output: lost in output)
+            history = list(
+                world_two.admin.imports.GetImportHistory(
+                    pb.GetImportHistoryRequest(name=auto_import.name)
+                )
+            )
+            syncs = world_two.admin.imports.ListSyncs(
+                pb.ListSyncsRequest(name=auto_import.name)
+            ).syncs
+            everyone = world_two.all_contacts(account)
+            count = world_two.admin.accounts.GetAccount(
+                apb.GetAccountRequest(account_id=account)
+            ).contact_count
+            for world in (world_one, world_two):
+                world.admin.channel.close()
+
+    assert running.outcome == pb.SyncReport.RUNNING
+    assert taken_over.outcome == pb.SyncReport.COMPLETED
+    took = taken_over.start_time.ToNanoseconds() / 1e9 - stopped_at
+    assert took <= lease_timeout + 3, f"another replica took the import over after {took:.1f} s"
+    assert not first_sync.is_alive()
+    # The woken replica's call ends without completing its own sync.
+    assert not (
+        isinstance(woken[0], pb.SyncReport)
+        and woken[0].sync_id == running.sync_id
+        and woken[0].outcome == pb.SyncReport.COMPLETED
+    ), woken[0]
+    assert [s.sync_id for s in syncs] == [taken_over.sync_id, running.sync_id]
+    assert syncs[1].outcome == pb.SyncReport.FAILED and "interrupted" in syncs[1].error
+    assert (syncs[1].added, syncs[0].added) == (100, 200)  # nothing lost, nothing doubled
+    emails = sorted(c.email for c in everyone)
+    assert emails == sorted(c["email"] for c in contacts) and count == 300
+    # Nothing of the woken sync after the takeover: the completion is the import's last event.
+    types = [e.type for e in history]
+    assert types[-1] == "SyncCompleted" and types.count("ContactAdded") == 300
+    assert types.count("SyncStarted") == 2 and types.count("SyncFailed") == 1

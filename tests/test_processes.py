@@ -18,9 +18,23 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import imports_pb2 as pb
+from service.config import Settings
+from service.leases import lock_key
+from service.projector import lease_name
+from service.read_models.views import AccountViewsProjection
 from tests.conftest import STORES
-from tests.support import PG_URL, ROOT, Client, ServerProcess, self_signed_certificate
+from tests.scripted_server import write_source
+from tests.support import (
+    PG_URL,
+    ROOT,
+    Client,
+    ServerProcess,
+    self_signed_certificate,
+    wait_for,
+)
+from tests.support import store_env as store_env_of
 from tests.test_api_imports import SECRET, create, error_of, shopify_import
+from tests.test_api_sync import SCRIPTED, SyncWorld, contacts_of
 
 REFRESH_SECRET = "1//refresh_TOPSECRET_9e107d9d372bb"
 
@@ -209,10 +223,14 @@ def test_when_the_projecting_replica_dies_another_takes_over(
     one = ServerProcess(store_env).start()
     try:
         with ServerProcess({**store_env, "AUTOIMPORT_DATA_DIR": str(tmp_path / "2")}) as two:
+            assert one.process is not None and two.process is not None
             with one.client(one.admin_token) as admin:
                 set_up_account(admin)
                 create(admin, "acme")
+            # The replica about to die is the one projecting (it started first).
+            wait_for(lambda: projector_lease_holder(store_env), _of_process(one.process.pid))
             one.kill()  # SIGKILL: its advisory lock goes with its database session
+            wait_for(lambda: projector_lease_holder(store_env), _of_process(two.process.pid))
             with two.client(two.admin_token) as admin:
                 created = create(admin, "acme")
                 listed = admin.imports.ListImports(pb.ListImportsRequest(account_id="acme"))
@@ -221,6 +239,66 @@ def test_when_the_projecting_replica_dies_another_takes_over(
     finally:
         if one.process and one.process.poll() is None:
             one.kill()
+
+
+def projector_lease_holder(env: dict[str, str]) -> str | None:
+    """Who holds the view's projector lease: the application_name of the session holding its
+    advisory lock (service/leases.py names lease sessions after their process)."""
+    settings = Settings.from_env({**env, "AUTOIMPORT_ADMIN_TOKEN": "unused"})
+    key = lock_key(lease_name(settings, AccountViewsProjection))
+    with psycopg.connect(PG_URL) as conn:
+        row = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
+            (key,),
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _of_process(pid: int):  # type: ignore[no-untyped-def]
+    return lambda holder: holder is not None and holder.startswith(f"autoimport lease pid {pid} ")
+
+
+@pytest.mark.postgres
+def test_two_replicas_triggering_one_import_at_the_same_moment_run_one_sync(tmp_path: Path):
+    """The import's sync lease, contended across processes: the replica that does not get it
+    returns the running sync, whose id both callers get."""
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    with store_env_of("postgres", tmp_path) as env:
+        env = {**env, "AUTOIMPORT_TEST_SOURCES": str(sources)}
+        second_env = {**env, "AUTOIMPORT_DATA_DIR": str(tmp_path / "second")}
+        with ServerProcess(env, SCRIPTED) as one, ServerProcess(second_env, SCRIPTED) as two:
+            assert one.process is not None
+            worlds = {one: SyncWorld(one, sources), two: SyncWorld(two, sources)}
+            account = worlds[one].account()
+            contacts = contacts_of(120)
+            auto_import = worlds[one].new_import(account, contacts, page_size=40, hold_at_page=1)
+            gate = sources / f"{auto_import.external_account}.held"
+            start = threading.Barrier(2)
+
+            def trigger(world: SyncWorld) -> pb.SyncReport:
+                start.wait()
+                return world.sync(auto_import)
+
+            with ThreadPoolExecutor(2) as pool:
+                calls = {server: pool.submit(trigger, world) for server, world in worlds.items()}
+                # The sync that won the lease waits at the gate, on its second page; the other
+                # call returns meanwhile.
+                wait_for(gate.exists, bool, timeout=60)
+                winner = one if gate.read_text() == str(one.process.pid) else two
+                loser = two if winner is one else one
+                early = calls[loser].result(timeout=60)
+                write_source(sources, auto_import.external_account, contacts, page_size=40)
+                done = calls[winner].result(timeout=120)
+            listed = worlds[two].admin.imports.ListSyncs(pb.ListSyncsRequest(name=auto_import.name))
+            for world in worlds.values():
+                world.admin.channel.close()
+
+    assert early.outcome == pb.SyncReport.RUNNING and done.outcome == pb.SyncReport.COMPLETED
+    assert early.sync_id == done.sync_id
+    assert [s.sync_id for s in listed.syncs] == [done.sync_id] and done.added == 120
 
 
 def test_create_followed_at_once_by_list_shows_the_import(tmp_path: Path):
