@@ -118,7 +118,11 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
 
 def sync_leases(settings: Settings) -> Leases:
     if settings.uses_postgres:
-        return PostgresLeases(settings.database_url, f"autoimport/{settings.database_schema}")
+        return PostgresLeases(
+            settings.database_url,
+            f"autoimport/{settings.database_schema}",
+            ttl=settings.lease_timeout,
+        )
     return LocalLeases()  # SQLite: this is the only process
 
 

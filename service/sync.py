@@ -121,6 +121,7 @@ class SyncEngine:
                 left = http.remaining()
                 if left is not None and left <= 0:
                     raise RetryableError(http.DEADLINE_PASSED)
+                self._leases.check(f"sync/{import_id}")  # a lost lease stops between pages
                 page = connector.fetch_page(criteria, cursor, started.sync_until)
                 outcome = self._save_page(
                     account_id, import_id, sync_id, criteria, page, declared, grant
