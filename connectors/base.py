@@ -75,7 +75,14 @@ class Connector(Protocol):
     lag: timedelta
 
     def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
-        """The contacts after `cursor` ("" for the beginning) changed at or before `until`."""
+        """The contacts after `cursor` ("" for the beginning) changed at or before `until`.
+
+        Each contact's `position` is a cursor that, passed back here (by a later sync, with a
+        later `until`), resumes right after that contact: a sync stopped by a cap resumes after
+        the last contact it processed, so each record is read and counted once per pass over
+        the source. A position never passes over a contact not yet returned (one sharing its
+        timestamp, or changed meanwhile); None when the connector cannot resume inside a page.
+        """
         ...
 
     def close(self) -> None:
