@@ -21,6 +21,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -43,14 +44,27 @@ MAX_PAUSE = 30.0  # seconds: the longest pause between restarts of a crashing pr
 BATCH = 500
 
 
+class ProjectionStuck(Exception):
+    """A batch of events the projection could not apply: the view stays where it was."""
+
+
 class Projector:
-    def __init__(self, settings: Settings, app: AutoImports | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        app: AutoImports | None = None,
+        on_health: Callable[[str | None], None] | None = None,
+    ):
+        """`on_health(failure)`: told when the projection starts failing (what fails, and
+        where) and when it recovers (None), e.g. to turn a health status NOT_SERVING."""
         self._settings = settings
         self._app = app
+        self._on_health = on_health
         self._stopping = threading.Event()
         self._wakes: list[threading.Event] = []
         self._threads: list[threading.Thread] = []
         self.errors: list[BaseException] = []
+        self.failure: str | None = None  # why the read model is not advancing, while it is not
 
     def start(self) -> None:
         for projection, view_classes in PROJECTIONS:
@@ -89,8 +103,13 @@ class Projector:
                 target(projection, view_classes)
             except Exception as e:
                 self.errors.append(e)
-                log.exception("projection %s failed; restarting", projection.name)
+                # Loud, not silent: every read waits for this view, so they all answer
+                # UNAVAILABLE until it moves again.
                 pause = RETRY_INTERVAL if time.monotonic() - started > MAX_PAUSE else pause
+                log.exception(
+                    "projection %s is stuck and restarts in %.1f s: %s", projection.name, pause, e
+                )
+                self._health(f"projection {projection.name} is stuck: {e}")
                 self._stopping.wait(pause)
                 pause = min(pause * 2, MAX_PAUSE)
 
@@ -112,13 +131,23 @@ class Projector:
             log.info("projecting %s", projection_class.name)
             try:
                 while not self._stopping.is_set() and not lease.lost:
-                    if catch_up(app, projection) < BATCH:
+                    applied = catch_up(app, projection)
+                    self._health(None)
+                    if applied < BATCH:
                         wait()
             except LeaseLost as e:  # a batch fenced off: another runner moved the view on
                 log.warning("projection %s stopped: %s", projection_class.name, e)
                 return
             if lease.lost:
                 log.warning("projection %s stopped: %s", projection_class.name, lease.reason)
+
+    def _health(self, failure: str | None) -> None:
+        if failure != self.failure:
+            if failure is None:
+                log.info("the read model advances again (it was: %s)", self.failure)
+            self.failure = failure
+            if self._on_health is not None:
+                self._on_health(failure)
 
     def _lease(self, projection_class: type[Projection[Any]]) -> Any:
         if self._settings.uses_postgres:
@@ -179,12 +208,21 @@ def catch_up(
     view = projection.view
     position = view.max_tracking_id(app.name) or 0
     notifications = app.recorder.select_notifications(start=position + 1, limit=batch, stop=until)
-    with view.batch():  # one commit for the batch: a sync page is hundreds of events
-        _fence(view, app.name, position)
-        for notification in notifications:
-            projection.process_event(
-                app.mapper.to_domain_event(notification), Tracking(app.name, notification.id)
-            )
+    try:
+        with view.batch():  # one commit for the batch: a sync page is hundreds of events
+            _fence(view, app.name, position)
+            for notification in notifications:
+                projection.process_event(
+                    app.mapper.to_domain_event(notification), Tracking(app.name, notification.id)
+                )
+    except LeaseLost:
+        raise
+    except Exception as e:
+        where = f"events {notifications[0].id} to {notifications[-1].id}" if notifications else ""
+        topics = sorted({n.topic.rpartition(":")[2] for n in notifications})
+        raise ProjectionStuck(
+            f"cannot apply {where} after event {position} ({', '.join(topics)}): {e!r}"
+        ) from e
     return len(notifications)
 
 

@@ -6,6 +6,7 @@ import faulthandler
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ SERVICE_NAMES = (
     contacts_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
     fields_pb2.DESCRIPTOR.services_by_name["FieldService"].full_name,
 )
+# Health of the in-process projector: NOT_SERVING while the read model cannot advance.
+PROJECTOR_HEALTH = "autoimport.projector"
 GRACE_SECONDS = 10.0
 WORKERS = 16
 
@@ -73,10 +76,13 @@ class Server:
 def build_server(settings: Settings, connector_for: ConnectorFactory | None = None) -> Server:
     """A server whose syncs read the real services, or what `connector_for` gives (tests)."""
     app = open_application(settings)
-    read_models = ReadModels(app, settings.store_env)  # creates the views' tables, so first
+    health_servicer = health.HealthServicer()
     projector = None
     if settings.run_projections:
-        projector = Projector(settings, app)
+        projector = Projector(settings, app, on_health=_projector_health(health_servicer))
+    # Creates the views' tables, so before the projector starts.
+    read_models = ReadModels(app, settings.store_env, explain=lambda: _stuck(projector))
+    if projector is not None:
         app.on_saved(projector.nudge)
         projector.start()
 
@@ -102,10 +108,11 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
     )
     fields_pb2_grpc.add_FieldServiceServicer_to_server(FieldServicer(read_models), server)
 
-    health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if projector is not None and projector.failure is None:
+        health_servicer.set(PROJECTOR_HEALTH, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
@@ -114,6 +121,24 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
     host = settings.listen.rpartition(":")[0]
     server.start()
     return Server(server, health_servicer, app, read_models, projector, f"{host}:{port}")
+
+
+def _stuck(projector: Projector | None) -> str | None:
+    # The failure itself (which may quote any account's data) is for the log, not for callers.
+    if projector is None or projector.failure is None:
+        return None
+    return "its projection fails on an event: the server log says which and why"
+
+
+def _projector_health(health_servicer: health.HealthServicer) -> Callable[[str | None], None]:
+    """The projector's failures as the health of PROJECTOR_HEALTH: NOT_SERVING while the read
+    model cannot advance (reads answer UNAVAILABLE meanwhile), SERVING again once it does."""
+
+    def report(failure: str | None) -> None:
+        status = health_pb2.HealthCheckResponse
+        health_servicer.set(PROJECTOR_HEALTH, status.NOT_SERVING if failure else status.SERVING)
+
+    return report
 
 
 def sync_leases(settings: Settings) -> Leases:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -129,3 +130,92 @@ def _connections() -> int:
         ).fetchone()
         assert row is not None
         return int(row[0])
+
+
+class _Fault:
+    """Makes the projection fail on every sync report while `on`, as a bug or a bad row would."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from service.read_models import views
+
+        self.on = True
+        upsert = views._upsert
+
+        def failing_upsert(table: str, *args: Any) -> Any:
+            if self.on and table == "syncs":
+                raise RuntimeError("a projection bug")
+            return upsert(table, *args)
+
+        monkeypatch.setattr(views, "_upsert", failing_upsert)
+
+
+def _finished_sync(app: AutoImports) -> AutoImport:
+    (auto_import,) = make_imports(app, 1)
+    auto_import.start_sync(sync_id="s-1", request_id="", now=START, until=START, actor="test")
+    auto_import.complete_sync(START)
+    app.save(auto_import)
+    return auto_import
+
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_a_projection_that_cannot_apply_an_event_says_so_and_recovers(
+    app: AutoImports,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    monkeypatch.setattr(projector_module, "RETRY_INTERVAL", 0.05)
+    monkeypatch.setattr(projector_module, "MAX_PAUSE", 0.1)
+    fault = _Fault(monkeypatch)
+    _finished_sync(app)
+    health: list[str | None] = []
+    projector = Projector(settings, app, on_health=health.append)
+    projector.start()
+    try:
+        wait_for(lambda: list(health), lambda h: len(h) >= 1)
+        stuck = health[0]
+        fault.on = False
+        wait_for(lambda: list(health), lambda h: h[-1:] == [None])
+    finally:
+        projector.stop()
+
+    assert stuck is not None and "cannot apply events" in stuck and "SyncCompleted" in stuck
+    logged = [r for r in caplog.records if r.levelname == "ERROR" and "is stuck" in r.message]
+    assert logged and "a projection bug" in logged[0].message
+
+
+@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+def test_a_server_whose_projection_is_stuck_says_so_in_health_and_in_its_answers(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from service import read_models
+    from service.errors import Unavailable
+    from service.server import PROJECTOR_HEALTH, build_server
+
+    monkeypatch.setattr(projector_module, "RETRY_INTERVAL", 0.05)
+    monkeypatch.setattr(projector_module, "MAX_PAUSE", 0.1)
+    monkeypatch.setattr(read_models, "READ_TIMEOUT", 0.2)  # reads give up after 0.2 s
+    fault = _Fault(monkeypatch)
+    server = build_server(settings)
+    try:
+        _finished_sync(server.app)
+        with grpc.insecure_channel(server.address) as channel:
+            checker = health_pb2_grpc.HealthStub(channel)
+
+            def status() -> int:
+                request = health_pb2.HealthCheckRequest(service=PROJECTOR_HEALTH)
+                return checker.Check(request).status
+
+            wait_for(status, lambda s: s == health_pb2.HealthCheckResponse.NOT_SERVING)
+            with pytest.raises(Unavailable, match="projection fails on an event"):
+                server.read_models.caught_up()
+            fault.on = False
+            wait_for(status, lambda s: s == health_pb2.HealthCheckResponse.SERVING)
+    finally:
+        server.stop(grace=0)

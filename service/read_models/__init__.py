@@ -29,12 +29,24 @@ def open_view(
     return factory.tracking_recorder(view_class)
 
 
+READ_TIMEOUT = 10.0  # seconds a read waits for the views to catch up before UNAVAILABLE
+
+
 class ReadModels:
     """The views a server reads, and the wait that gives a caller read-your-writes."""
 
-    def __init__(self, app: Any, store_env: Callable[[str], dict[str, str]], timeout: float = 10.0):
+    def __init__(
+        self,
+        app: Any,
+        store_env: Callable[[str], dict[str, str]],
+        timeout: float | None = None,
+        explain: Callable[[], str | None] = lambda: None,
+    ):
+        """`explain()`: why the views are not advancing, when that is known (the projector in
+        this process is failing), to tell callers instead of "catching up"."""
         self._app = app
-        self._timeout = timeout
+        self._timeout = READ_TIMEOUT if timeout is None else timeout
+        self._explain = explain
         name = AccountViewsProjection.name
         self.views: AccountViews = open_view(AccountViewsProjection, VIEW_CLASSES, store_env(name))
 
@@ -45,6 +57,9 @@ class ReadModels:
         try:
             self.views.wait_until(self._app.name, latest, timeout=self._timeout)
         except TimeoutError:
+            stuck = self._explain()
+            if stuck:
+                raise Unavailable(f"the read model is not advancing ({stuck}); retry") from None
             raise Unavailable(
                 f"the read model is catching up with the event store (event {latest}); retry"
             ) from None
