@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint protos bench clean
+.PHONY: setup run test test-model lint protos bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,18 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The long search of the sync model (tests/model): EXAMPLES runs of up to STEPS steps for each
+# store and position mode (K=sqlite: only those whose name matches), with hypothesis's
+# statistics. A failure prints its minimal reproduction, as calls; `make test` runs a small
+# derandomized subset.
+EXAMPLES ?= 2000
+STEPS ?= 60
+K ?=
+test-model: setup
+	AUTOIMPORT_MODEL_EXAMPLES=$(EXAMPLES) AUTOIMPORT_MODEL_STEPS=$(STEPS) \
+		$(BIN)/python -m pytest -q --timeout=0 --hypothesis-show-statistics \
+		$(if $(K),-k '$(K)') tests/model
 
 lint: setup
 	$(BIN)/ruff check .
