@@ -223,13 +223,11 @@ def test_contact_requests_with_a_bad_email_are_invalid(world: SyncWorld):
     assert missing.code() is grpc.StatusCode.NOT_FOUND
 
 
-def test_a_sync_killed_midway_loses_nothing_and_doubles_nothing_after_a_restart(tmp_path: Path):
-    for store in ("sqlite", "postgres"):
-        if store == "postgres":
-            from tests.conftest import require_postgres
-
-            require_postgres()
-        _kill_during_sync(tmp_path / store, store)
+@pytest.mark.parametrize("store", STORES)
+def test_a_sync_killed_midway_loses_nothing_and_doubles_nothing_after_a_restart(
+    store: str, tmp_path: Path
+):
+    _kill_during_sync(tmp_path, store)
 
 
 def _kill_during_sync(folder: Path, store: str) -> None:

@@ -30,6 +30,7 @@ from autoimport.v1 import (
     imports_pb2_grpc,
 )
 from service import cli
+from tests.conftest import STORES
 from tests.scripted_server import write_source
 from tests.support import ServerProcess, self_signed_certificate
 
@@ -470,10 +471,10 @@ def test_help_documents_the_client_options(capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[ServerProcess]:
+def tls_server(store_env: dict[str, str], tmp_path: Path) -> Iterator[ServerProcess]:
     cert, key = self_signed_certificate(tmp_path)
     env = {
-        "AUTOIMPORT_DATA_DIR": str(tmp_path / "data"),
+        **store_env,
         "AUTOIMPORT_TLS_CERT": str(cert),
         "AUTOIMPORT_TLS_KEY": str(key),
     }
@@ -481,6 +482,7 @@ def tls_server(tmp_path: Path) -> Iterator[ServerProcess]:
         yield process
 
 
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
 def test_tls_with_ca_cert(
     tls_server: ServerProcess,
     client_env: Path,
@@ -576,8 +578,12 @@ def test_csv_import_end_to_end(run: Cli, account: str, tmp_path: Path) -> None:
     assert shown.out.rstrip().endswith("\nfields:\n  %COMPANY%: Acme")
 
 
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
 def test_sync_syncs_contacts_and_fields_on_scripted_sources(
-    client_env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    store_env: dict[str, str],
+    client_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     """End to end on real data: the real server, whose connectors read scripted sources."""
     sources = tmp_path / "sources"
@@ -596,7 +602,7 @@ def test_sync_syncs_contacts_and_fields_on_scripted_sources(
             {"external_id": "c2", "email": "broken", "updated_at": "2026-01-01T00:00:02+00:00"},
         ],
     )
-    env = {"AUTOIMPORT_DATA_DIR": str(tmp_path / "data"), "AUTOIMPORT_TEST_SOURCES": str(sources)}
+    env = {**store_env, "AUTOIMPORT_TEST_SOURCES": str(sources)}
     with ServerProcess(env, "tests.scripted_server") as server:
         run = Cli(server, capsys)
         run.ok("accounts", "upsert", "scripted", "--plan", "lite", "--contact-limit", "100")

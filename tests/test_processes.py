@@ -128,9 +128,10 @@ def test_credentials_are_never_stored_in_plain_text(store_env: dict[str, str]):
         assert secret not in log
 
 
-def test_sigterm_lets_a_call_in_flight_finish_and_refuses_new_ones(tmp_path: Path):
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_sigterm_lets_a_call_in_flight_finish_and_refuses_new_ones(store_env: dict[str, str]):
     with (
-        ServerProcess({"AUTOIMPORT_DATA_DIR": str(tmp_path)}) as server,
+        ServerProcess(store_env) as server,
         server.client(server.admin_token) as admin,
     ):
         set_up_account(admin)
@@ -301,10 +302,11 @@ def test_two_replicas_triggering_one_import_at_the_same_moment_run_one_sync(tmp_
     assert [s.sync_id for s in listed.syncs] == [done.sync_id] and done.added == 120
 
 
-def test_create_followed_at_once_by_list_shows_the_import(tmp_path: Path):
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_create_followed_at_once_by_list_shows_the_import(store_env: dict[str, str]):
     """Read-your-writes, many times over, with the projector in the same process."""
     with (
-        ServerProcess({"AUTOIMPORT_DATA_DIR": str(tmp_path)}) as server,
+        ServerProcess(store_env) as server,
         server.client(server.admin_token) as admin,
     ):
         set_up_account(admin)
@@ -353,10 +355,11 @@ def test_a_separate_projector_process_keeps_the_read_model_for_servers_without_o
         assert projector.wait(timeout=30) == 0
 
 
-def test_tls_serves_clients_that_trust_the_certificate(tmp_path: Path):
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_tls_serves_clients_that_trust_the_certificate(store_env: dict[str, str], tmp_path: Path):
     cert, key = self_signed_certificate(tmp_path)
     env = {
-        "AUTOIMPORT_DATA_DIR": str(tmp_path / "data"),
+        **store_env,
         "AUTOIMPORT_TLS_CERT": str(cert),
         "AUTOIMPORT_TLS_KEY": str(key),
     }

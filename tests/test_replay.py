@@ -62,7 +62,7 @@ def test_replay_verify_reports_a_tampered_row(synced: World, store_env: dict[str
     )
 
 
-@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
 def test_the_replay_command_exits_with_the_verdict(synced: World, store_env: dict[str, str]):
     command = [sys.executable, "-m", "service.cli", "replay", "--verify"]
     env = {**os.environ, **store_env}
