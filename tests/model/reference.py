@@ -31,17 +31,26 @@ def email_kind(raw: str) -> str:
     return email.lower()
 
 
+# What an import may read: every customer, those with a tag, those subscribed to email.
+CRITERIA = {
+    "everyone": ShopifyCriteria(),
+    "tag vip": ShopifyCriteria(customer_tag="vip"),
+    "tag new": ShopifyCriteria(customer_tag="new"),
+    "subscribed only": ShopifyCriteria(subscribed_only=True),
+}
+
+
 @dataclass
 class ImportModel:
     name: str
     import_id: UUID
     shop: str  # the shop's handle, however the import spelled it
-    tag: str  # the customer tag its criteria select ("" for every customer)
+    reading: str  # which customers it reads: a key of CRITERIA
     state: str = "ACTIVE"
 
     @property
     def criteria(self) -> ShopifyCriteria:
-        return ShopifyCriteria(customer_tag=self.tag)
+        return CRITERIA[self.reading]
 
     def reads(self, contact: SourceContact) -> bool:
         return matches(self.criteria, contact)

@@ -36,8 +36,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from eventsourcing.application import AggregateNotFoundError
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
@@ -54,12 +56,11 @@ from domain.contact import Contact
 from domain.csv_import import CsvOptions
 from domain.errors import ImportIsDeleted, ImportNeedsReauth, ImportNotActive
 from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount
-from domain.sources import ShopifyCriteria
 from domain.sync import ContactPage
 from service.csv_import import CsvImporter
 from service.errors import NotFound
 from service.replay import verify
-from tests.model.reference import INVALID, MISSING, ImportModel, Reference, email_kind
+from tests.model.reference import CRITERIA, INVALID, MISSING, ImportModel, Reference, email_kind
 from tests.model.world import Crash, Replica, SyncRun, World
 from tests.scripted import change_plan_label
 
@@ -75,7 +76,7 @@ SPELLINGS = {
     "shop-b.myshopify.com": "shop-b",
     "shop-b": "shop-b",
 }
-TAGS = ("", "vip", "new")
+TAGS = ("", "vip", "new")  # a customer's tag at the shop
 MAX_IMPORTS = 4
 MAX_LIVE_SYNCS = 4
 # Events of one page of a sync, saved together and ended by its CursorAdvanced.
@@ -92,6 +93,19 @@ PAGE_EVENTS = (
 SYNC_ENDS = (AutoImport.SyncCompleted, AutoImport.SyncFailed)
 # How a sync may refuse to start: the import is paused, deleted or waits for new credentials.
 REFUSALS = (ImportNotActive, ImportIsDeleted, ImportNeedsReauth, NotFound)
+MEANWHILE = (
+    "nothing",
+    "its acknowledgement is lost",
+    "the account is written",
+    "the import is written",
+    "a CSV file adds its contacts",
+)
+
+
+def note(text: str) -> None:
+    """Counts what happened in hypothesis's statistics (when under hypothesis)."""
+    if currently_in_test_context():
+        event(text)
 
 
 class SyncModel(RuleBasedStateMachine):
@@ -101,7 +115,6 @@ class SyncModel(RuleBasedStateMachine):
     positions = True
 
     imports = Bundle("imports")
-    syncs = Bundle("syncs")
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,51 +134,51 @@ class SyncModel(RuleBasedStateMachine):
         skews=st.lists(st.sampled_from([0, 2, -2, 1, -1]), min_size=2, max_size=3),
         page_size=st.sampled_from([100, 50, 200]),
         limit=st.sampled_from([5000, 1000, 300]),
-        tag=st.sampled_from(TAGS),
+        criteria=st.sampled_from(sorted(CRITERIA)),
     )
     def open_the_account(
-        self, skews: list[int], page_size: int, limit: int, tag: str
+        self, skews: list[int], page_size: int, limit: int, criteria: str
     ) -> ImportModel:
         """Replicas with clocks `skews` seconds off the sources' clock, and an account."""
         self.world.add_replicas([float(s) for s in skews], page_size)
         self.world.app.upsert_account(ACCOUNT, "plus", limit, actor="admin")
         self.model.limit = limit
         self.ready = True
-        return self._create_import("shop-a", tag)
+        return self._create_import("shop-a", criteria)
 
     # -- imports: created, edited, paused, resumed, deleted, reconnected ---------------------
     @precondition(lambda self: len(self.model.imports) < MAX_IMPORTS)
-    @rule(target=imports, spelling=st.sampled_from(sorted(SPELLINGS)), tag=st.sampled_from(TAGS))
-    def create_import(self, spelling: str, tag: str) -> ImportModel:
-        return self._create_import(spelling, tag)
+    @rule(
+        target=imports,
+        spelling=st.sampled_from(sorted(SPELLINGS)),
+        criteria=st.sampled_from(sorted(CRITERIA)),
+    )
+    def create_import(self, spelling: str, criteria: str) -> ImportModel:
+        return self._create_import(spelling, criteria)
 
-    def _create_import(self, spelling: str, tag: str) -> ImportModel:
+    def _create_import(self, spelling: str, criteria: str) -> ImportModel:
         shop = SPELLINGS.get(spelling, spelling)
-        new = NewImport("shopify", spelling, Credentials("token-0"), criteria=self._criteria(tag))
+        new = NewImport("shopify", spelling, Credentials("token-0"), criteria=CRITERIA[criteria])
         created = self.world.app.create_import(ACCOUNT, new, actor="admin")
         assert created.external_account == shop, (spelling, created.external_account)
         name = f"import-{len(self.model.imports)}"
-        auto_import = ImportModel(name, created.id, shop, tag)
+        auto_import = ImportModel(name, created.id, shop, criteria)
         if any(i.shop == shop for i in self.model.imports.values()):
             self.model.shared_shops.add(shop)
         self.model.imports[name] = auto_import
         self.world.source(shop)
         return auto_import
 
-    @staticmethod
-    def _criteria(tag: str) -> ShopifyCriteria:
-        return ShopifyCriteria(customer_tag=tag)
-
-    @rule(auto_import=imports, tag=st.sampled_from(TAGS))
-    def change_criteria(self, auto_import: ImportModel, tag: str) -> None:
-        """A person changes which customers the import reads (its customer tag)."""
-        if auto_import.state == "DELETED" or tag == auto_import.tag:
+    @rule(auto_import=imports, criteria=st.sampled_from(sorted(CRITERIA)))
+    def change_criteria(self, auto_import: ImportModel, criteria: str) -> None:
+        """A person changes which customers the import reads."""
+        if auto_import.state == "DELETED" or criteria == auto_import.reading:
             return
-        changes = ImportChanges(criteria=self._criteria(tag))
+        changes = ImportChanges(criteria=CRITERIA[criteria])
         self.world.app.update_import(
             ACCOUNT, auto_import.import_id, changes, etag="", actor="admin"
         )
-        auto_import.tag = tag
+        auto_import.reading = criteria
         self.processed[auto_import.import_id].clear()  # a new pass over the shop
 
     @rule(auto_import=imports)
@@ -201,39 +214,57 @@ class SyncModel(RuleBasedStateMachine):
             auto_import.state = "ACTIVE"
 
     # -- syncs, a page at a time -----------------------------------------------------------
+    # A sync under way is named by its rank among those under way, oldest first (`sync=0`).
+    # `meanwhile`: what happens to the first save of the step, between its load and its commit:
+    # someone else writes the account (a plan renamed), the import (renamed) or the contacts it
+    # would add (a CSV file), so that the save meets newer versions and must decide again; or
+    # the save commits but its acknowledgement is lost (the replica is told IntegrityError).
     @precondition(lambda self: len(self.world.live_runs()) < MAX_LIVE_SYNCS)
-    @rule(target=syncs, replica=st.integers(0, 2), auto_import=imports)
-    def start_sync(self, replica: int, auto_import: ImportModel) -> SyncRun:
+    @rule(replica=st.integers(0, 2), auto_import=imports, meanwhile=st.sampled_from(MEANWHILE))
+    def start_sync(self, replica: int, auto_import: ImportModel, meanwhile: str) -> None:
         """A replica's scheduler triggers a sync of the import; it waits before its first page."""
         chosen = self.world.replicas[replica % len(self.world.replicas)]
+        self._start_sync(chosen, auto_import, meanwhile)
+
+    def _start_sync(
+        self, replica: Replica, auto_import: ImportModel, meanwhile: str = "nothing"
+    ) -> SyncRun:
         before = len(self._history(auto_import.import_id))
-        run = self.world.start_sync(chosen, ACCOUNT, auto_import.import_id)
+        self._arm(replica, meanwhile)
+        run = self.world.start_sync(replica, ACCOUNT, auto_import.import_id)
+        self._disarm(replica, meanwhile, "start")
         self._page_saves(run, self._history(auto_import.import_id)[before:], page=None)
         return run
 
-    @rule(sync=syncs)
-    def read_a_page(self, sync: SyncRun) -> None:
+    @precondition(lambda self: self.world.live_runs())
+    @rule(sync=st.integers(0, MAX_LIVE_SYNCS - 1), meanwhile=st.sampled_from(MEANWHILE))
+    def read_a_page(self, sync: int, meanwhile: str) -> None:
         """The sync reads its next page, decides it and saves it (then waits again)."""
-        if not sync.done:
-            self._step(sync, "read")
+        self._step(self._under_way(sync), "read", meanwhile)
 
-    @rule(sync=syncs)
-    def crash(self, sync: SyncRun) -> None:
-        """The replica running the sync dies before its next page."""
-        if not sync.done:
-            self._step(sync, "crash")
+    @precondition(lambda self: self.world.live_runs())
+    @rule(
+        sync=st.integers(0, MAX_LIVE_SYNCS - 1),
+        how=st.sampled_from(["its replica dies", "the shop refuses the credentials"]),
+        meanwhile=st.sampled_from(MEANWHILE),
+    )
+    def interrupt(self, sync: int, how: str, meanwhile: str) -> None:
+        """Before the sync's next page, its replica dies (nothing more is saved), or the shop
+        refuses the credentials (the sync records its failure)."""
+        command = "crash" if how == "its replica dies" else "reject"
+        self._step(self._under_way(sync), command, meanwhile)
 
-    @rule(sync=syncs)
-    def reject_credentials(self, sync: SyncRun) -> None:
-        """The shop refuses the credentials when the sync asks for its next page."""
-        if not sync.done:
-            self._step(sync, "reject")
+    def _under_way(self, rank: int) -> SyncRun:
+        runs = self.world.live_runs()
+        return runs[rank % len(runs)]
 
-    def _step(self, sync: SyncRun, command: str) -> None:
+    def _step(self, sync: SyncRun, command: str, meanwhile: str = "nothing") -> None:
         import_id = sync.import_id
         pages, before = len(sync.pages), len(self._history(import_id))
         open_sync = self._open_sync(import_id)
+        self._arm(sync.replica, meanwhile)
         sync.step(command)
+        self._disarm(sync.replica, meanwhile, command)
         if command == "crash" and open_sync is not None:
             self.crashed_syncs.add(open_sync)
         read = sync.pages[pages:]
@@ -241,23 +272,24 @@ class SyncModel(RuleBasedStateMachine):
         self._page_saves(sync, self._history(import_id)[before:], read[0] if read else None)
         self._mirror_state(import_id)
 
-    @rule(replica=st.integers(0, 2), write=st.sampled_from(["account", "import", "csv"]))
-    def write_before_next_save(self, replica: int, write: str) -> None:
-        """Between a replica's next load and its save, someone else writes: the account (a
-        plan renamed), the import being saved (renamed), or a CSV file with the contacts the
-        save would add. The save meets a newer version and must decide again."""
-        chosen = self.world.replicas[replica % len(self.world.replicas)]
-        actions = {
-            "account": lambda objs: change_plan_label(self.world.app, ACCOUNT),
-            "import": self._rename_the_import_in,
-            "csv": self._csv_of_the_contacts_in,
-        }
-        chosen.faulty.before_next_save = actions[write]
+    def _arm(self, replica: Replica, meanwhile: str) -> None:
+        faults = replica.faulty
+        if meanwhile == "its acknowledgement is lost":
+            faults.lose_next_ack = True
+        elif meanwhile == "the account is written":
+            faults.before_next_save = lambda objs: change_plan_label(self.world.app, ACCOUNT)
+        elif meanwhile == "the import is written":
+            faults.before_next_save = self._rename_the_import_in
+        elif meanwhile == "a CSV file adds its contacts":
+            faults.before_next_save = self._csv_of_the_contacts_in
 
-    @rule(replica=st.integers(0, 2))
-    def lose_next_acknowledgement(self, replica: int) -> None:
-        """A replica's next save commits, but the replica is told it failed (IntegrityError)."""
-        self.world.replicas[replica % len(self.world.replicas)].faulty.lose_next_ack = True
+    def _disarm(self, replica: Replica, meanwhile: str, command: str) -> None:
+        """Counts the faults that fired (statistics), and drops those that did not: a step
+        that saved nothing leaves nothing armed for later."""
+        faults = replica.faulty
+        if meanwhile != "nothing" and not (faults.lose_next_ack or faults.before_next_save):
+            note(f"{meanwhile}: on {command}")
+        replica.disarm()
 
     def _rename_the_import_in(self, objs: tuple[Any, ...]) -> None:
         for obj in objs:
@@ -299,7 +331,8 @@ class SyncModel(RuleBasedStateMachine):
     )
     def add_customers(self, shop: str, count: int, same_time: bool, tag: str, people: str) -> None:
         """Customers join the shop: every 11th without an email, every 13th with an invalid
-        one, every 7th opted out of email; all at one instant, or a millisecond apart."""
+        one, every 7th opted out of email, every 5th with a total spent (a Shopify field); all
+        at one instant, or a millisecond apart."""
         source = self.world.source(shop)
         other = sorted(
             c.email
@@ -328,6 +361,7 @@ class SyncModel(RuleBasedStateMachine):
                 first_name=f"First{n}",
                 opted_out=n % 7 == 3,
                 tags={tag} if tag else set(),
+                fields={"total_spent": f"{n % 50}.00"} if n % 5 == 0 else {},
             )
             self.model.saw_contact(shop, source.contacts[external_id])
 
@@ -435,8 +469,6 @@ class SyncModel(RuleBasedStateMachine):
         syncs on replica 0 until nothing is deferred. Then every customer an active import
         selects is a contact (or was reported blocked by the limit), with its latest name and
         its opt-out, and the live read model equals a rebuild from every event."""
-        for replica in self.world.replicas:
-            replica.disarm()
         for run in self.world.live_runs():
             while not run.done:
                 self._step(run, "read")
@@ -458,7 +490,7 @@ class SyncModel(RuleBasedStateMachine):
         self._check_the_read_model_rebuilds_identically()
 
     def _sync_to_the_end(self, replica: Replica, auto_import: ImportModel) -> dict[str, Any]:
-        run = self.start_sync(replica.index, auto_import)
+        run = self._start_sync(replica, auto_import)
         while not run.done:
             self._step(run, "read")
         self._judge_finished_syncs()
@@ -484,8 +516,28 @@ class SyncModel(RuleBasedStateMachine):
         self._check_the_contact_limit(len(contacts))
         self._check_consent(contacts)
         self._check_the_budget()
+        self._check_fields()
         for auto_import in self.model.imports.values():
             self._check_sync_history(auto_import)
+
+    def _check_fields(self) -> None:
+        """Each Shopify field the contacts need is created once per account, named by the
+        convention (design.md invariant 6)."""
+        created = [
+            e
+            for i in self.model.imports.values()
+            for e in self._history(i.import_id)
+            if isinstance(e, AutoImport.FieldCreated)
+        ]
+        fields = self.world.views.list_fields(ACCOUNT, "shopify")
+        assert sorted(f.field_id for f in fields) == sorted(e.field_id for e in created), (
+            f"fields {[(f.title, f.field_id) for f in fields]}, created {created}"
+        )
+        for f in fields:
+            assert (
+                f.personalization_tag
+                == "%SHOPIFY_" + f.title.upper().removeprefix("SHOPIFY ").replace(" ", "_") + "%"
+            ), f
 
     def _contacts(self) -> list[Any]:
         try:
@@ -503,6 +555,8 @@ class SyncModel(RuleBasedStateMachine):
                 continue
             self.judged.add(run.name)
             outcome = run.outcome
+            kind = outcome.get("outcome") if isinstance(outcome, dict) else type(outcome).__name__
+            note(f"sync: {kind}")
             if isinstance(outcome, Crash):
                 continue
             if isinstance(outcome, BaseException):
@@ -613,6 +667,7 @@ class SyncModel(RuleBasedStateMachine):
         if page is None:
             assert not advances, f"{run.name}: a page saved that no step read"
             return
+        note(f"page: {'not saved' if not advances else 'saved'}")
         assert len(advances) <= 1, (
             f"{run.name}: one page read, saved {len(advances)} times: its contacts count "
             f"{len(advances)} times in the report"
@@ -633,6 +688,8 @@ class SyncModel(RuleBasedStateMachine):
                 deferred += e.deferred
         (advance,) = advances
         processed = sum(counts.values()) + advance.unchanged
+        if deferred:
+            note("page: capped")
         where = f"{run.name}, page after {asked!r}"
         assert advance.fetched == processed, (
             f"{where}: fetched {advance.fetched} but {processed} processed "
@@ -662,6 +719,28 @@ class SyncModel(RuleBasedStateMachine):
             twice = [c.position for c in done if c.position in seen]
             assert not twice, f"{where}: read again in one pass: {twice[:5]}"
             seen.update(c.position or "" for c in done)
+        blocked = counts["contact limit reached"]
+        reached = sum(e.blocked for e in events if isinstance(e, AutoImport.LimitReached))
+        assert reached == blocked, f"{where}: LimitReached says {reached}, {blocked} skipped"
+        if blocked:
+            account = self.world.app.get_account(ACCOUNT)
+            assert account.contact_count >= account.contact_limit, (
+                f"{where}: {blocked} blocked by the limit, but the account holds "
+                f"{account.contact_count} of {account.contact_limit}"
+            )
+        for contact in done:  # an import never leaves active a contact the shop says opted out
+            if (
+                contact.opted_out
+                and not contact.deleted
+                and email_kind(contact.email) in (self.model.carriers)
+            ):
+                self._check_unsubscribed(contact.email, where)
+
+    def _check_unsubscribed(self, email: str, where: str) -> None:
+        contact_id = Contact.create_id(ACCOUNT, email_kind(email))
+        with contextlib.suppress(AggregateNotFoundError):  # blocked by the limit
+            contact = self.world.app.repository.get(contact_id)
+            assert contact.status.value == "UNSUBSCRIBED", f"{where}: {email} opted out"
 
     # -- helpers ----------------------------------------------------------------------------
     def _history(self, aggregate_id: UUID) -> list[Any]:
@@ -706,8 +785,16 @@ class SyncModel(RuleBasedStateMachine):
                     f"{email} never arrived, nor was reported blocked: {carriers}"
                 )
                 continue
-            if any(c.opted_out for _, c in carriers):
-                assert row.status == "UNSUBSCRIBED", f"{email} opted out at the shop: {carriers}"
+            # A customer who opted out, read (not blocked by the limit: then another customer
+            # with the email may have added it), leaves the contact unsubscribed.
+            opted_out = [
+                (shop, c)
+                for shop, c in carriers
+                if c.opted_out and (shop, c.external_id) not in blocked
+            ]
+            assert not opted_out or row.status == "UNSUBSCRIBED", (
+                f"{email} opted out at the shop: {opted_out}"
+            )
             only = self.model.only_carrier(email)
             if only is None or len(carriers) != 1:
                 continue
