@@ -152,6 +152,38 @@ def _request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> http
     return client.request(method, url, timeout=timeout, **kwargs)
 
 
+# Told of every error answer (HTTP 400 and above) and every transport failure, on each try
+# (retried or not): (service, the status code or the transport error's name). The service's
+# metrics listen here; connectors import nothing from `service`.
+_error_listeners: list[Callable[[str, str], None]] = []
+
+
+def on_error(listener: Callable[[str, str], None]) -> None:
+    """Adds `listener` (once: adding it again changes nothing)."""
+    if listener not in _error_listeners:
+        _error_listeners.append(listener)
+
+
+def _observed_request(service: str, *args: Any, **kwargs: Any) -> httpx.Response:
+    """`_request`, its errors told to the listeners."""
+    try:
+        response = _request(*args, **kwargs)
+    except httpx.TransportError as e:
+        _tell(service, type(e).__name__)
+        raise
+    if response.status_code >= 400:
+        _tell(service, str(response.status_code))
+    return response
+
+
+def _tell(service: str, status: str) -> None:
+    for listener in _error_listeners:
+        try:
+            listener(service, status)
+        except Exception:  # a listener never breaks a request
+            log.exception("an HTTP error listener failed")
+
+
 def _log_retry(state: RetryCallState) -> None:
     outcome = state.outcome
     what = (
@@ -200,7 +232,9 @@ def send(
         reraise=False,
     )
     try:
-        result = retrying(_request, client, method, url, params=params, json=json, data=data)
+        result = retrying(
+            _observed_request, service, client, method, url, params=params, json=json, data=data
+        )
     except httpx.TransportError as e:  # not retried: cannot happen, kept for safety
         raise RetryableError(f"{service} could not be reached ({type(e).__name__})") from None
     if not isinstance(result, httpx.Response):  # retries exhausted: the last outcome

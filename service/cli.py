@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from service import client_cli
+from service import client_cli, logs
 from service.config import ConfigError, Settings
 
 SERVER_COMMANDS = ("serve", "projector", "replay")
@@ -50,12 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_server_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request's full URL
+    logs.configure()  # JSON lines on stderr, readable ones on a terminal
     try:
         settings = Settings.from_env()
+        logs.hide_secrets_of(settings)
         if args.command == "serve":
             from service.server import serve
 

@@ -17,6 +17,7 @@ from connectors import ConnectorSettings
 
 PREFIX = "AUTOIMPORT_"
 LEASE_TIMEOUT = 10.0  # seconds: see service/leases.py
+METRICS_LISTEN = ("127.0.0.1", 9464)  # design.md section 7
 
 
 class ConfigError(Exception):
@@ -39,6 +40,8 @@ class Settings:
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     # How long a PostgreSQL lease outlives its holder's last heartbeat (service/leases.py).
     lease_timeout: float = LEASE_TIMEOUT
+    # Where /metrics is served (host, port; port 0: any free one), None when off.
+    metrics_listen: tuple[str, int] | None = METRICS_LISTEN
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -91,6 +94,7 @@ class Settings:
             run_projections=get("RUN_PROJECTIONS", "yes").lower() not in ("0", "no", "false"),
             connectors=_connector_settings(get),
             lease_timeout=lease_timeout(env),
+            metrics_listen=metrics_listen(env),
         )
 
     @property
@@ -136,6 +140,26 @@ def lease_timeout(environ: dict[str, str] | None = None) -> float:
     if value < 0.5:  # heartbeats every third of it: shorter would lose leases to hiccups
         raise ConfigError(f"{PREFIX}LEASE_TIMEOUT must be at least 0.5 seconds")
     return value
+
+
+def metrics_listen(environ: dict[str, str] | None = None) -> tuple[str, int] | None:
+    """AUTOIMPORT_METRICS_LISTEN: host:port of the Prometheus endpoint (`[::1]:9464` for IPv6,
+    port 0 for any free one), or `off`; 127.0.0.1:9464 when unset. For the server and the
+    scheduler alike (each process on one host needs a port of its own)."""
+    env = os.environ if environ is None else environ
+    text = env.get(PREFIX + "METRICS_LISTEN", "").strip()
+    if not text:
+        return METRICS_LISTEN
+    if text.lower() in ("off", "no", "0", "false"):
+        return None
+    host, _, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(
+            f"{PREFIX}METRICS_LISTEN must be host:port (port 0 picks a free one) or off, "
+            f"not {text!r}"
+        )
+    return host, int(port_text)
 
 
 def _connector_settings(get: Callable[..., str]) -> ConnectorSettings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -27,15 +28,18 @@ from autoimport.v1 import (
     imports_pb2_grpc,
 )
 from connectors.base import ConnectorFactory
+from service import metrics
 from service.api.accounts import AccountServicer
 from service.api.contacts import ContactServicer, FieldServicer
 from service.api.imports import AutoImportServicer
-from service.api.interceptors import AuthInterceptor, ErrorInterceptor
+from service.api.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from service.application import AutoImports
 from service.config import Settings
 from service.leases import Leases, LocalLeases, PostgresLeases
+from service.logs import log_sync
 from service.projector import Projector
 from service.read_models import ReadModels
+from service.read_models.views import AccountViewsProjection
 from service.stores import open_application
 from service.sync import SyncEngine
 
@@ -89,6 +93,7 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="rpc"),
         interceptors=[
+            MetricsInterceptor(),  # first: it sees the status code the others give
             ErrorInterceptor(),
             AuthInterceptor(settings.admin_token, app.identify_api_key),
         ],
@@ -98,7 +103,9 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
         connector_for or connectors.factory(settings.connectors),
         interval=settings.sync_interval,
         leases=sync_leases(settings),
+        listeners=(log_sync, metrics.count_sync),  # one log line and the metrics of each sync
     )
+    metrics.watch_server(app, read_models.views, AccountViewsProjection.name)
     imports_pb2_grpc.add_AutoImportServiceServicer_to_server(
         AutoImportServicer(app, read_models, engine, settings.sync_interval), server
     )
@@ -174,12 +181,23 @@ def wait_for_signal(stopping: threading.Event) -> None:
         pass
 
 
+def _where_admin_token_is(settings: Settings) -> str:
+    if os.environ.get("AUTOIMPORT_ADMIN_TOKEN", "").strip():
+        return "from AUTOIMPORT_ADMIN_TOKEN"
+    return f"in {settings.data_dir / 'admin.token'} (the CLI reads it from there)"
+
+
 def serve(settings: Settings, connector_for: ConnectorFactory | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then stops gracefully."""
+    metrics_address = metrics.start_http_server(settings.metrics_listen)  # first: it may fail
     server = build_server(settings, connector_for)
     store = "PostgreSQL" if settings.uses_postgres else f"SQLite in {settings.data_dir}"
     print(f"autoimport listening on {server.address} ({store})", flush=True)
-    print(f"admin token: {settings.admin_token}", flush=True)
+    if metrics_address:
+        print(f"autoimport metrics at http://{metrics_address}/metrics", flush=True)
+    # Where the admin token is, never the token itself: stdout is collected like any log.
+    print(f"admin token: {_where_admin_token_is(settings)}", flush=True)
+    log.info("serving gRPC at %s (%s)", server.address, store)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

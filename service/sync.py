@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
 Clock = Callable[[], datetime]
+# Told of each sync this engine ran, once it ended, whatever the outcome: the import as it then
+# was, and the sync's report (the server's logs and metrics listen).
+SyncListener = Callable[[AutoImport, dict[str, Any]], None]
 
 
 def utc_now() -> datetime:
@@ -57,8 +60,10 @@ class SyncEngine:
         interval: float,
         leases: Leases,
         clock: Clock = utc_now,
+        listeners: Sequence[SyncListener] = (),
     ):
         """`leases` make sure that one sync of an import runs at a time in the deployment."""
+        self._listeners = tuple(listeners)
         self._app = app
         self._connector_for = connector_for
         self._interval = interval
@@ -127,10 +132,7 @@ class SyncEngine:
                     account_id, import_id, sync_id, criteria, page, declared, grant
                 )
                 if outcome is None:  # paused or deleted meanwhile: stop here
-                    return (
-                        self._app.get_import(account_id, import_id, include_deleted=True).last_sync
-                        or {}
-                    )
+                    return self._finish(account_id, import_id, sync_id)  # already ended
                 capped, cursor = outcome
                 grant = page.credentials or grant
                 if capped or not page.has_more:
@@ -261,7 +263,7 @@ class SyncEngine:
             auto_import = self._app.get_import(account_id, import_id, include_deleted=True)
             running = auto_import.running_sync
             if running is None or running["sync_id"] != sync_id:
-                return auto_import.last_sync or {}
+                return self._ended(auto_import, sync_id)  # ended by a pause, a delete, ...
             if failure:
                 auto_import.fail_sync(
                     failure, self._clock(), auth_failure=auth_failure, revoked=revoked
@@ -273,8 +275,19 @@ class SyncEngine:
             except IntegrityError:
                 continue
             assert auto_import.last_sync is not None
-            return auto_import.last_sync
+            return self._ended(auto_import, sync_id)
         raise IntegrityError(f"import {import_id} kept changing; try again")
+
+    def _ended(self, auto_import: AutoImport, sync_id: str) -> dict[str, Any]:
+        """The report of an ended sync, told to the listeners if it is the one of `sync_id`."""
+        report = auto_import.last_sync or {}
+        if report.get("sync_id") == sync_id:
+            for listener in self._listeners:
+                try:
+                    listener(auto_import, report)
+                except Exception:  # logs and metrics never fail a sync
+                    log.exception("a listener of sync %s failed", sync_id)
+        return report
 
     def _external_account(self, auto_import: AutoImport) -> ExternalAccount:
         ids = (auto_import.account_id, auto_import.service.value, auto_import.external_account)

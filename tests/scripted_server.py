@@ -11,7 +11,6 @@ process id into `<external account>.held` and waits until the file no longer hol
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -23,6 +22,7 @@ from connectors.base import Connector
 from domain.auto_import import AutoImport
 from domain.sources import Criteria
 from domain.sync import ContactPage
+from service import logs
 from service.config import ConfigError, Settings
 from service.server import serve
 from tests.scripted import ScriptedConnector, ScriptedSource
@@ -70,16 +70,16 @@ class FileConnector:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure()  # as `autoimport serve` does
     directory = Path(os.environ["AUTOIMPORT_TEST_SOURCES"])
 
     def connector_for(auto_import: AutoImport) -> Connector:
         return FileConnector(directory / f"{auto_import.external_account}.json")
 
     try:
-        serve(Settings.from_env(), connector_for)
+        settings = Settings.from_env()
+        logs.hide_secrets_of(settings)
+        serve(settings, connector_for)
     except ConfigError as e:
         print(f"autoimport: {e}", file=sys.stderr)
         return 2

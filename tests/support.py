@@ -112,6 +112,7 @@ class ServerProcess:
         self.env = {
             **os.environ,
             "AUTOIMPORT_LISTEN": "127.0.0.1:0",
+            "AUTOIMPORT_METRICS_LISTEN": "127.0.0.1:0",  # servers side by side: one port each
             "AUTOIMPORT_ADMIN_TOKEN": "adm_test_token",
             "PYTHONUNBUFFERED": "1",
             **env,

@@ -10,12 +10,14 @@ import contextlib
 import contextvars
 import hmac
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from service import metrics
 from service.api.status import status_for
 from service.errors import PermissionDenied, Unauthenticated
 
@@ -141,3 +143,52 @@ class AuthInterceptor(grpc.ServerInterceptor):
                     return token.strip()
                 raise Unauthenticated("authorization metadata must be 'Bearer <key>'")
         raise Unauthenticated("missing 'authorization: Bearer <key>' metadata")
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts every call and times it (service/metrics.py's grpc_server_* metrics), by method and
+    final status code: first in the chain, so that it sees the codes the others give."""
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method  # type: ignore[attr-defined]
+        grpc_type = _RPC_TYPES[(handler.request_streaming, handler.response_streaming)]
+
+        @contextlib.contextmanager
+        def measured(context: grpc.ServicerContext) -> Iterator[None]:
+            handled = metrics.rpc_started(grpc_type, method)
+            started = time.perf_counter()
+            failed = False
+            try:
+                yield
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                code = _code_of(context) or (
+                    grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+                )
+                handled(code.name, time.perf_counter() - started)
+
+        return intercept_calls(handler, measured)
+
+
+_RPC_TYPES = {
+    (False, False): "unary",
+    (False, True): "server_stream",
+    (True, False): "client_stream",
+    (True, True): "bidi_stream",
+}
+
+
+def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    """The code the call ends with, as set so far (by abort, or set_code)."""
+    try:
+        code = context.code()  # type: ignore[attr-defined]
+    except (AttributeError, NotImplementedError):
+        return None
+    if isinstance(code, grpc.StatusCode) or code is None:
+        return code
+    return next((c for c in grpc.StatusCode if c.value[0] == code), None)
