@@ -1,5 +1,5 @@
 """`autoimport`: the server (`serve`), the projector (`projector`), and a client for people
-(`accounts`, `imports`), and `replay --verify`."""
+(`accounts`, `imports`), `replay --verify` and `doctor`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from service import client_cli, logs
 from service.config import ConfigError, Settings
 
-SERVER_COMMANDS = ("serve", "projector", "replay")
+SERVER_COMMANDS = ("serve", "projector", "replay", "doctor")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,12 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare the rebuild with the live read model; exit 1 and print the differences "
         "when they differ",
     )
+    commands.add_parser(
+        "doctor",
+        help="check the configuration, the store, the read model's lag, the scheduling and the "
+        "connectors' URLs; exit 1 when something is wrong",
+    )
     client_cli.add_client_commands(commands)
     return parser
 
 
 def run_server_command(args: argparse.Namespace) -> int:
     logs.configure()  # JSON lines on stderr, readable ones on a terminal
+    if args.command == "doctor":
+        from service import doctor
+
+        return doctor.run(sys.stdout)
     try:
         settings = Settings.from_env()
         logs.hide_secrets_of(settings)
