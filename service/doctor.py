@@ -14,7 +14,9 @@ Checks, in order (a check that cannot run because an earlier one failed is skipp
 - connectors: each configured base URL answers an HTTP request (no credentials sent; any HTTP
   answer, even 404, counts as reachable).
 
-Nothing is created or changed: the stores are opened without creating tables.
+No table or schema is created: the stores are opened without creating tables. (Reading the
+configuration generates the admin token and cipher key files of an empty data directory, as
+every command does.)
 """
 
 from __future__ import annotations

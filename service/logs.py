@@ -132,7 +132,7 @@ def configure(stream: IO[str] | None = None, log_format: str | None = None) -> N
     `json` or `text` forces one, `auto` (or nothing) decides by the terminal."""
     stream = sys.stderr if stream is None else stream
     chosen = (log_format or os.environ.get("AUTOIMPORT_LOG_FORMAT", "") or "auto").lower()
-    if chosen == "auto":
+    if chosen not in ("json", "text"):  # `auto`, or a value it does not know
         chosen = "text" if _is_terminal(stream) else "json"
     handler = logging.StreamHandler(stream)
     handler.setFormatter(TextFormatter() if chosen == "text" else JsonFormatter())
