@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
@@ -57,6 +57,15 @@ class SkipReason(StrEnum):
     MISSING_EMAIL = "missing email"
     INVALID_EMAIL = "invalid email"
     CONTACT_LIMIT = "contact limit reached"
+
+
+def next_sync_due(created: datetime, last_sync_began: datetime | None, interval: float) -> datetime:
+    """When an active import's next sync is due: at once (since its creation) if it never
+    synced, else one interval after its last sync began, however that sync ended and however
+    many intervals passed since (after an outage, one sync catches up, not one per window)."""
+    if last_sync_began is None:
+        return created
+    return last_sync_began + timedelta(seconds=interval)
 
 
 def new_sync_report(sync_id: str, start_time: datetime) -> dict[str, Any]:
@@ -524,6 +533,24 @@ class AutoImport(Aggregate):
         self.state_reason = ""
 
     # -- syncs ------------------------------------------------------------------------------
+    @property
+    def last_sync_began(self) -> datetime | None:
+        """The start of the sync under way (or left running by a process that died), else of
+        the last one; None if it never synced."""
+        report = self.running_sync or self.last_sync
+        return datetime.fromisoformat(report["start_time"]) if report else None
+
+    def next_sync_time(self, interval: float) -> datetime | None:
+        """When the scheduler's next sync is due; None while it is never due (paused, needing
+        re-authentication, deleted)."""
+        if self.state is not ImportState.ACTIVE:
+            return None
+        return next_sync_due(self.created_on, self.last_sync_began, interval)
+
+    def is_due(self, now: datetime, interval: float) -> bool:
+        due = self.next_sync_time(interval)
+        return due is not None and now >= due
+
     def check_can_sync(self) -> None:
         self.check_not_deleted()
         self.check_not_needing_reauth()

@@ -17,6 +17,10 @@ from connectors import ConnectorSettings
 
 PREFIX = "AUTOIMPORT_"
 LEASE_TIMEOUT = 10.0  # seconds: see service/leases.py
+SYNC_INTERVAL = 1800.0  # seconds: design.md section 7
+# Syncs a server runs at once: TriggerSync past it answers RESOURCE_EXHAUSTED, so that syncs
+# never hold the threads that other calls need (service/server.py).
+MAX_SYNCS = 8
 METRICS_LISTEN = ("127.0.0.1", 9464)  # design.md section 7
 
 
@@ -40,6 +44,7 @@ class Settings:
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     # How long a PostgreSQL lease outlives its holder's last heartbeat (service/leases.py).
     lease_timeout: float = LEASE_TIMEOUT
+    max_syncs: int = MAX_SYNCS
     # Where /metrics is served (host, port; port 0: any free one), None when off.
     metrics_listen: tuple[str, int] | None = METRICS_LISTEN
 
@@ -54,15 +59,7 @@ class Settings:
 
         data_dir = Path(get("DATA_DIR", "./data")).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        interval_text = get("SYNC_INTERVAL", "1800")
-        try:
-            sync_interval = float(interval_text)
-        except ValueError:
-            raise ConfigError(
-                f"{PREFIX}SYNC_INTERVAL must be a number of seconds, not {interval_text!r}"
-            ) from None
-        if sync_interval <= 0:
-            raise ConfigError(f"{PREFIX}SYNC_INTERVAL must be greater than 0")
+        interval = sync_interval(env)
         database_url = get("DATABASE_URL")
         if database_url:
             postgres_env(database_url)  # fail at start-up, not at the first request
@@ -90,10 +87,11 @@ class Settings:
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=get("TLS_CLIENT_CA"),
-            sync_interval=sync_interval,
+            sync_interval=interval,
             run_projections=get("RUN_PROJECTIONS", "yes").lower() not in ("0", "no", "false"),
             connectors=_connector_settings(get),
             lease_timeout=lease_timeout(env),
+            max_syncs=max_syncs(env),
             metrics_listen=metrics_listen(env),
         )
 
@@ -160,6 +158,31 @@ def metrics_listen(environ: dict[str, str] | None = None) -> tuple[str, int] | N
             f"not {text!r}"
         )
     return host, int(port_text)
+
+
+def sync_interval(environ: dict[str, str] | None = None) -> float:
+    """AUTOIMPORT_SYNC_INTERVAL: seconds between an import's syncs (fractions allowed), also the
+    length of the 500-contact window. The server and the scheduler read the same."""
+    env = os.environ if environ is None else environ
+    text = env.get(PREFIX + "SYNC_INTERVAL", "").strip() or str(SYNC_INTERVAL)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{PREFIX}SYNC_INTERVAL must be a number of seconds, not {text!r}"
+        ) from None
+    if value <= 0:
+        raise ConfigError(f"{PREFIX}SYNC_INTERVAL must be greater than 0")
+    return value
+
+
+def max_syncs(environ: dict[str, str] | None = None) -> int:
+    """AUTOIMPORT_MAX_SYNCS: syncs a server runs at once (the scheduler's and people's)."""
+    env = os.environ if environ is None else environ
+    text = env.get(PREFIX + "MAX_SYNCS", "").strip() or str(MAX_SYNCS)
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise ConfigError(f"{PREFIX}MAX_SYNCS must be a whole number from 1 to 1000, not {text!r}")
+    return int(text)
 
 
 def _connector_settings(get: Callable[..., str]) -> ConnectorSettings:

@@ -37,3 +37,9 @@ class PermissionDenied(ServiceError):
 
 class Unavailable(ServiceError):
     reason = "UNAVAILABLE"
+
+
+class TooManySyncs(ServiceError):
+    """The server runs as many syncs as it allows (AUTOIMPORT_MAX_SYNCS): try again later."""
+
+    reason = "TOO_MANY_SYNCS"

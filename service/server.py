@@ -54,6 +54,8 @@ SERVICE_NAMES = (
 # Health of the in-process projector: NOT_SERVING while the read model cannot advance.
 PROJECTOR_HEALTH = "autoimport.projector"
 GRACE_SECONDS = 10.0
+# Threads for calls other than syncs; the pool has AUTOIMPORT_MAX_SYNCS more, and TriggerSync
+# answers RESOURCE_EXHAUSTED past that many syncs, so that syncs never starve the API.
 WORKERS = 16
 
 
@@ -91,7 +93,9 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
         projector.start()
 
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(
+            max_workers=WORKERS + settings.max_syncs, thread_name_prefix="rpc"
+        ),
         interceptors=[
             MetricsInterceptor(),  # first: it sees the status code the others give
             ErrorInterceptor(),
@@ -107,7 +111,10 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
     )
     metrics.watch_server(app, read_models.views, AccountViewsProjection.name)
     imports_pb2_grpc.add_AutoImportServiceServicer_to_server(
-        AutoImportServicer(app, read_models, engine, settings.sync_interval), server
+        AutoImportServicer(
+            app, read_models, engine, settings.sync_interval, max_syncs=settings.max_syncs
+        ),
+        server,
     )
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(app), server)
     contacts_pb2_grpc.add_ContactServiceServicer_to_server(

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -49,6 +50,27 @@ SyncListener = Callable[[AutoImport, dict[str, Any]], None]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+SCHEDULER_ACTOR = "scheduler"  # who starts a scheduled sync, in the import's history
+NOT_DUE = "NOT_DUE"
+ALREADY_RUNNING = "ALREADY_RUNNING"
+
+
+@dataclass(frozen=True)
+class NotStarted:
+    """A scheduled sync that did not start: why (NOT_DUE, ALREADY_RUNNING), the report of the
+    import's latest sync (None if none), and when the next sync is due (None: never, or not
+    known because another sync runs)."""
+
+    reason: str
+    report: dict[str, Any] | None
+    next_sync_time: datetime | None
+
+
+class _NotDue(Exception):
+    def __init__(self, not_started: NotStarted):
+        self.not_started = not_started
 
 
 class SyncEngine:
@@ -90,6 +112,33 @@ class SyncEngine:
                     return self._run(account_id, import_id, request_id, actor)
         return self._running_report(account_id, import_id)
 
+    def trigger_scheduled(
+        self,
+        account_id: str,
+        import_id: UUID,
+        *,
+        request_id: str = "",
+        deadline: float | None = None,
+    ) -> dict[str, Any] | NotStarted:
+        """The scheduler's trigger: runs a sync only if the import is due (never synced, or one
+        interval after its last sync began), else runs nothing and says why. The check is made
+        under the sync lease, on the import as loaded, and SyncStarted is saved at the version
+        checked: two schedulers, or two replicas, can never both start a sync of one interval
+        (the second finds the lease held, or the first's start on a reload)."""
+        self._app.get_import(account_id, import_id)  # NOT_FOUND before anything else
+        with self._leases.hold(f"sync/{import_id}") as held:
+            if held:
+                try:
+                    with http.deadline(deadline):
+                        return self._run(
+                            account_id, import_id, request_id, SCHEDULER_ACTOR, scheduled=True
+                        )
+                except _NotDue as e:
+                    return e.not_started
+        auto_import = self._app.get_import(account_id, import_id)
+        latest = auto_import.running_sync or auto_import.last_sync
+        return NotStarted(ALREADY_RUNNING, latest, None)  # no wait for it to be recorded
+
     def _running_report(self, account_id: str, import_id: UUID) -> dict[str, Any]:
         """The report of the sync that holds the lease (it may take a moment to record it)."""
         for _ in range(50):
@@ -99,11 +148,13 @@ class SyncEngine:
             time.sleep(0.1)
         raise Unavailable("a sync of this import is starting elsewhere: retry shortly")
 
-    def _run(self, account_id: str, import_id: UUID, request_id: str, actor: str) -> dict[str, Any]:
+    def _run(
+        self, account_id: str, import_id: UUID, request_id: str, actor: str, scheduled: bool = False
+    ) -> dict[str, Any]:
         # No connector for the service: refused before anything is recorded.
         connector = self._connector_for(self._app.get_import(account_id, import_id))
         with contextlib.closing(connector):
-            return self._sync(account_id, import_id, request_id, actor, connector)
+            return self._sync(account_id, import_id, request_id, actor, connector, scheduled)
 
     def _sync(
         self,
@@ -112,9 +163,12 @@ class SyncEngine:
         request_id: str,
         actor: str,
         connector: Connector,
+        scheduled: bool = False,
     ) -> dict[str, Any]:
         sync_id = str(uuid4())
-        started = self._start(account_id, import_id, sync_id, request_id, actor, connector.lag)
+        started = self._start(
+            account_id, import_id, sync_id, request_id, actor, connector.lag, scheduled
+        )
         if started.running_sync is None or started.running_sync["sync_id"] != sync_id:
             return started.last_sync or {}  # a retried request whose sync is done
         declared = SERVICES[started.service].declared_fields()
@@ -162,7 +216,10 @@ class SyncEngine:
         request_id: str,
         actor: str,
         lag: timedelta,
+        scheduled: bool = False,
     ) -> AutoImport:
+        """Records SyncStarted; for a `scheduled` sync only if the import is due (else raises
+        _NotDue, having saved nothing)."""
         for _ in range(MAX_ATTEMPTS):
             auto_import = self._app.get_import(account_id, import_id)
             if (auto_import.running_sync or {}).get("sync_id") == sync_id:
@@ -170,6 +227,12 @@ class SyncEngine:
             if request_id and (auto_import.last_sync or {}).get("request_id") == request_id:
                 return auto_import  # a retry of the request that started the last sync
             now = self._clock()
+            if scheduled and not auto_import.is_due(now, self._interval):
+                raise _NotDue(
+                    NotStarted(
+                        NOT_DUE, auto_import.last_sync, auto_import.next_sync_time(self._interval)
+                    )
+                )
             if auto_import.running_sync is not None:
                 # We hold the lease, so the sync recorded as running runs nowhere: its process
                 # died. Its saved pages stay; the new sync resumes from its cursor.

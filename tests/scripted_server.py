@@ -3,9 +3,11 @@ read scripted sources from JSON files, for end-to-end tests of syncs over gRPC.
 
 AUTOIMPORT_TEST_SOURCES names a directory with one `<external account>.json` per external
 account: {"contacts": [{"external_id", "email", "updated_at", ...}], "page_size": 100,
-"page_delay": 0.0, "hold_at_page": n}. The file is read again for every page, so tests can edit
-it at any time. `hold_at_page`: a gate; a sync about to read its n-th page (from 0) writes its
-process id into `<external account>.held` and waits until the file no longer holds that page.
+"page_delay": 0.0, "hold_at_page": n, "revoked": false}. The file is read again for every page,
+so tests can edit it at any time. `revoked`: the source refuses the credentials as revoked (the
+import moves to NEEDS_REAUTH). `hold_at_page`: a gate; a sync about to read its n-th page (from
+0) writes its process id into `<external account>.held` and waits until the file no longer holds
+that page.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.base import Connector
+from connectors.base import Connector, ReauthRequired
 from domain.auto_import import AutoImport
 from domain.sources import Criteria
 from domain.sync import ContactPage
@@ -60,6 +62,8 @@ class FileConnector:
                 data = self._read()
         self.pages += 1
         time.sleep(data.get("page_delay", 0.0))
+        if data.get("revoked"):
+            raise ReauthRequired("the scripted source revoked the grant: reconnect the account")
         source = ScriptedSource()
         for contact in data["contacts"]:
             values = dict(contact)

@@ -237,7 +237,7 @@ def test_a_projector_that_loses_its_lease_ends_its_run_and_takes_the_lease_again
     finally:
         projector.stop()
     assert projector.errors == []  # a lost lease ends the run; it is not a crash
-    assert "projection account_views_v1 stopped: lost the lease" in caplog.text
+    assert f"projection {AccountViewsProjection.name} stopped: lost the lease" in caplog.text
 
 
 @pytest.fixture

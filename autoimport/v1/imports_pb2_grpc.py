@@ -91,6 +91,11 @@ class AutoImportServiceStub:
                 request_serializer=autoimport_dot_v1_dot_imports__pb2.TriggerSyncRequest.SerializeToString,
                 response_deserializer=autoimport_dot_v1_dot_imports__pb2.SyncReport.FromString,
                 _registered_method=True)
+        self.ListDueImports = channel.unary_unary(
+                '/autoimport.v1.AutoImportService/ListDueImports',
+                request_serializer=autoimport_dot_v1_dot_imports__pb2.ListDueImportsRequest.SerializeToString,
+                response_deserializer=autoimport_dot_v1_dot_imports__pb2.ListDueImportsResponse.FromString,
+                _registered_method=True)
         self.ListSyncs = channel.unary_unary(
                 '/autoimport.v1.AutoImportService/ListSyncs',
                 request_serializer=autoimport_dot_v1_dot_imports__pb2.ListSyncsRequest.SerializeToString,
@@ -171,6 +176,27 @@ class AutoImportServiceServicer:
         """Runs one sync of the import now and returns its report. While a sync of the import runs,
         returns that sync's report (outcome RUNNING) instead of starting another.
         FAILED_PRECONDITION for a paused, deleted or disconnected import.
+
+        With `scheduled` (the scheduler's call; admin token only) the server decides whether the
+        sync is due, on the import itself under its sync lease, not on the read model: a sync runs
+        only if the import is active and never synced, or one sync interval
+        (AUTOIMPORT_SYNC_INTERVAL) has passed since its last sync began. Otherwise nothing runs and
+        the reply says why in `not_started`, so that schedulers and replicas, however many, never
+        sync one import twice in one interval.
+
+        RESOURCE_EXHAUSTED (ErrorInfo reason TOO_MANY_SYNCS) when the server already runs as many
+        syncs as it allows (AUTOIMPORT_MAX_SYNCS): syncs never take the threads other calls need.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDueImports(self, request, context):
+        """For the scheduler (admin token only): the imports of every account whose next sync is due
+        at `due_before`, most overdue first, in pages. Due: active, and never synced or last synced
+        (the start of its last sync) at least one sync interval before `due_before`. Paused,
+        deleted and NEEDS_REAUTH imports are never listed. Read from the read model, so an import
+        may be listed a moment after it stopped being due: TriggerSync with `scheduled` decides.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,6 +261,11 @@ def add_AutoImportServiceServicer_to_server(servicer, server):
                     servicer.TriggerSync,
                     request_deserializer=autoimport_dot_v1_dot_imports__pb2.TriggerSyncRequest.FromString,
                     response_serializer=autoimport_dot_v1_dot_imports__pb2.SyncReport.SerializeToString,
+            ),
+            'ListDueImports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDueImports,
+                    request_deserializer=autoimport_dot_v1_dot_imports__pb2.ListDueImportsRequest.FromString,
+                    response_serializer=autoimport_dot_v1_dot_imports__pb2.ListDueImportsResponse.SerializeToString,
             ),
             'ListSyncs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSyncs,
@@ -518,6 +549,33 @@ class AutoImportService:
             '/autoimport.v1.AutoImportService/TriggerSync',
             autoimport_dot_v1_dot_imports__pb2.TriggerSyncRequest.SerializeToString,
             autoimport_dot_v1_dot_imports__pb2.SyncReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDueImports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoimport.v1.AutoImportService/ListDueImports',
+            autoimport_dot_v1_dot_imports__pb2.ListDueImportsRequest.SerializeToString,
+            autoimport_dot_v1_dot_imports__pb2.ListDueImportsResponse.FromString,
             options,
             channel_credentials,
             insecure,

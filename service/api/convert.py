@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -12,7 +12,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from autoimport.v1 import accounts_pb2, contacts_pb2, fields_pb2, imports_pb2
 from connectors.base import ServiceDescription
 from domain.account import Account
-from domain.auto_import import AutoImport, Credentials
+from domain.auto_import import AutoImport, Credentials, ImportState, next_sync_due
 from domain.contact import CSV_SOURCE_PREFIX, Contact, InvalidEmail, normalize_email
 from domain.csv_import import COUNTERS as CSV_COUNTERS
 from domain.errors import ValidationError
@@ -25,7 +25,8 @@ from domain.sources import (
 from service.application import import_name
 from service.read_models.contacts import ContactRow
 from service.read_models.fields import FieldRow
-from service.read_models.imports import ImportRow
+from service.read_models.imports import DueImport, ImportRow
+from service.sync import NotStarted
 
 _NAME_PARTS = ("accounts", "imports")
 CSV_SOURCE = "csv"  # what source_imports says for a CSV import ("csv:<id>" in sources)
@@ -102,6 +103,7 @@ def row_of(auto_import: AutoImport) -> ImportRow:
         version=auto_import.config_version,
         last_sync=auto_import.last_sync,
         running_sync=auto_import.running_sync,
+        last_sync_start=auto_import.last_sync_began,
     )
 
 
@@ -126,13 +128,8 @@ def auto_import_message(row: ImportRow, sync_interval: float) -> imports_pb2.Aut
     name = message.name
     if row.last_sync:
         message.last_sync.CopyFrom(sync_report_message(row.last_sync, name))
-    if row.state == "ACTIVE":
-        # One interval after the last sync started; never synced: due since its creation.
-        due = row.create_time
-        if row.last_sync:
-            due = datetime.fromisoformat(row.last_sync["start_time"]) + timedelta(
-                seconds=sync_interval
-            )
+    if row.state == ImportState.ACTIVE.value:
+        due = next_sync_due(row.create_time, row.last_sync_start, sync_interval)
         message.next_sync_time.CopyFrom(timestamp(due))
     return message
 
@@ -164,6 +161,26 @@ def sync_report_message(report: dict[str, Any], name: str) -> imports_pb2.SyncRe
     )
     if report["end_time"]:
         message.end_time.CopyFrom(timestamp(datetime.fromisoformat(report["end_time"])))
+    return message
+
+
+def due_import_message(due: DueImport, sync_interval: float) -> imports_pb2.DueImport:
+    return imports_pb2.DueImport(
+        name=import_name(due.account_id, due.import_id),
+        next_sync_time=timestamp(
+            next_sync_due(due.create_time, due.last_sync_start, sync_interval)
+        ),
+    )
+
+
+def not_started_message(not_started: NotStarted, name: str) -> imports_pb2.SyncReport:
+    """The reply to a scheduled TriggerSync that ran nothing: the import's latest report, and
+    why nothing started."""
+    message = imports_pb2.SyncReport(import_name=name, not_started=not_started.reason)
+    if not_started.report:
+        message.MergeFrom(sync_report_message(not_started.report, name))
+    if not_started.next_sync_time is not None:
+        message.next_sync_time.CopyFrom(timestamp(not_started.next_sync_time))
     return message
 
 

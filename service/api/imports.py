@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +21,9 @@ from service.api.convert import (
     auto_import_message,
     credentials_from,
     criteria_from,
+    due_import_message,
     history_event_message,
+    not_started_message,
     page_size_of,
     parse_import_name,
     require,
@@ -29,11 +33,12 @@ from service.api.convert import (
 )
 from service.api.interceptors import current_principal
 from service.application import AutoImports
-from service.errors import NotFound
+from service.config import MAX_SYNCS
+from service.errors import NotFound, TooManySyncs
 from service.read_models import ReadModels
 from service.read_models.imports import ImportRow
 from service.read_models.sql import InvalidPageToken
-from service.sync import SyncEngine
+from service.sync import NotStarted, SyncEngine
 
 UPDATABLE = ("display_name", "credentials", "criteria", "list_ids", "tags")
 DEADLINE_MARGIN = 0.5  # seconds a sync leaves before its caller's deadline to save and answer
@@ -53,12 +58,22 @@ CRITERIA_MEMBERS = ("google_contacts", "shopify", "hubspot")
 
 class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
     def __init__(
-        self, app: AutoImports, read_models: ReadModels, engine: SyncEngine, sync_interval: float
+        self,
+        app: AutoImports,
+        read_models: ReadModels,
+        engine: SyncEngine,
+        sync_interval: float,
+        max_syncs: int = MAX_SYNCS,
     ):
+        """`max_syncs`: syncs run at once; TriggerSync past it answers RESOURCE_EXHAUSTED at
+        once rather than wait for a thread (the server's pool has that many more threads than
+        the other calls need)."""
         self._app = app
         self._read = read_models
         self._engine = engine
         self._interval = sync_interval
+        self._max_syncs = max_syncs
+        self._sync_slots = threading.BoundedSemaphore(max_syncs)
 
     def _message(self, row: ImportRow) -> imports_pb2.AutoImport:
         return auto_import_message(row, self._interval)
@@ -181,17 +196,56 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         self, request: imports_pb2.TriggerSyncRequest, context: Any
     ) -> imports_pb2.SyncReport:
         account_id, import_id = self._authorized_import(request.name)
+        if request.scheduled:
+            current_principal().require_admin()
         _check_request_id(request.request_id)
         left = context.time_remaining()
-        report = self._engine.trigger(
-            account_id,
-            import_id,
-            request_id=request.request_id,
-            actor=current_principal().actor,
-            # A moment before the caller's deadline, so that the report still reaches it.
-            deadline=None if left is None else time.monotonic() + left - DEADLINE_MARGIN,
-        )
+        # A moment before the caller's deadline, so that the report still reaches it.
+        deadline = None if left is None else time.monotonic() + left - DEADLINE_MARGIN
+        if not self._sync_slots.acquire(blocking=False):
+            raise TooManySyncs(
+                f"this server already runs {self._max_syncs} syncs (AUTOIMPORT_MAX_SYNCS): "
+                "retry later"
+            )
+        try:
+            if request.scheduled:
+                result = self._engine.trigger_scheduled(
+                    account_id, import_id, request_id=request.request_id, deadline=deadline
+                )
+                if isinstance(result, NotStarted):
+                    return not_started_message(result, request.name)
+                return sync_report_message(result, request.name)
+            report = self._engine.trigger(
+                account_id,
+                import_id,
+                request_id=request.request_id,
+                actor=current_principal().actor,
+                deadline=deadline,
+            )
+        finally:
+            self._sync_slots.release()
         return sync_report_message(report, request.name)
+
+    def ListDueImports(
+        self, request: imports_pb2.ListDueImportsRequest, context: Any
+    ) -> imports_pb2.ListDueImportsResponse:
+        current_principal().require_admin()
+        page_size = page_size_of(request.page_size, default=500, maximum=1000)
+        due_before: datetime | None = None
+        if request.HasField("due_before"):
+            due_before = request.due_before.ToDatetime(tzinfo=UTC)
+        elif not request.page_token:
+            due_before = datetime.now(UTC)
+        # Due at `due_before`: its last sync began at least one interval earlier.
+        cutoff = None if due_before is None else due_before - timedelta(seconds=self._interval)
+        try:
+            page = self._read.caught_up().list_due(cutoff, page_size, request.page_token)
+        except InvalidPageToken as e:
+            raise ValidationError.single("page_token", str(e)) from None
+        return imports_pb2.ListDueImportsResponse(
+            due_imports=[due_import_message(due, self._interval) for due in page.rows],
+            next_page_token=page.next_page_token,
+        )
 
     def ListSyncs(
         self, request: imports_pb2.ListSyncsRequest, context: Any

@@ -15,6 +15,7 @@ from service.errors import (
     NotFound,
     PermissionDenied,
     ServiceError,
+    TooManySyncs,
     Unauthenticated,
     Unavailable,
 )
@@ -61,6 +62,8 @@ def status_for(error: Exception) -> grpc.Status:
         code = code_pb2.PERMISSION_DENIED
     elif isinstance(error, (Unavailable, TimeoutError)):
         code, reason = code_pb2.UNAVAILABLE, "UNAVAILABLE"
+    elif isinstance(error, TooManySyncs):
+        code = code_pb2.RESOURCE_EXHAUSTED
     elif isinstance(error, ServiceError):
         code = code_pb2.FAILED_PRECONDITION
     elif isinstance(error, NotImplementedError):  # a method the generated base class declares

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from domain.auto_import import ImportState
 from service.read_models.sql import (
+    InvalidPageToken,
     SqlView,
     decode_page_token,
     encode_page_token,
+    iso,
     query_key,
 )
 
@@ -29,6 +32,7 @@ IMPORT_COLUMNS = (
     "update_time",
     "version",
     "last_sync",
+    "last_sync_start",
 )
 
 
@@ -49,6 +53,8 @@ class ImportRow:
     version: int  # of the last change of settings or state: the etag
     last_sync: dict[str, Any] | None = None
     running_sync: dict[str, Any] | None = None  # known to the aggregate only
+    # When the last sync began, the one under way included; None if it never synced.
+    last_sync_start: datetime | None = None
 
     @classmethod
     def from_db(cls, row: dict[str, Any]) -> ImportRow:
@@ -67,12 +73,27 @@ class ImportRow:
             update_time=datetime.fromisoformat(row["update_time"]),
             version=int(row["version"]),
             last_sync=json.loads(row["last_sync"]) if row["last_sync"] else None,
+            last_sync_start=_time_or_none(row["last_sync_start"]),
         )
 
 
 @dataclass(frozen=True)
 class ImportsPage:
     rows: list[ImportRow]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class DueImport:
+    account_id: str
+    import_id: str
+    create_time: datetime
+    last_sync_start: datetime | None
+
+
+@dataclass(frozen=True)
+class DuePage:
+    rows: list[DueImport]
     next_page_token: str
 
 
@@ -83,9 +104,12 @@ class ImportsTable(SqlView):
         " display_name TEXT NOT NULL, external_account TEXT NOT NULL, criteria TEXT NOT NULL,"
         " list_ids TEXT NOT NULL, tags TEXT NOT NULL, state TEXT NOT NULL,"
         " state_reason TEXT NOT NULL, create_time TEXT NOT NULL, update_time TEXT NOT NULL,"
-        " version BIGINT NOT NULL, last_sync TEXT)",
+        " version BIGINT NOT NULL, last_sync TEXT, last_sync_start TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS {p}imports_by_account"
         " ON {t}imports (account_id, create_time, import_id)",
+        # The scheduler's due imports: "" (never synced) sorts first, then the most overdue.
+        "CREATE INDEX IF NOT EXISTS {p}imports_by_last_sync_start"
+        " ON {t}imports (state, last_sync_start, import_id)",
     )
 
     def get_import(self, account_id: str, import_id: str) -> ImportRow | None:
@@ -129,3 +153,51 @@ class ImportsTable(SqlView):
             {"account_id": account_id},
         )
         return {r["service"]: int(r["n"]) for r in rows}
+
+    def list_due(self, cutoff: datetime | None, page_size: int, page_token: str) -> DuePage:
+        """Active imports that never synced or whose last sync began at or before `cutoff` (a
+        due time minus the interval), never synced first, then the longest ago. The page token
+        carries the cutoff: None takes it from the token, else it must match."""
+        params: dict[str, Any] = {"state": ImportState.ACTIVE.value, "limit": page_size + 1}
+        conditions = ["state = :state", "last_sync_start <= :cutoff"]
+        if page_token:
+            token_cutoff, params["after_start"], params["after_id"] = decode_page_token(
+                page_token, query_key("due"), 3
+            )
+            if cutoff is not None and iso(cutoff) != token_cutoff:
+                raise InvalidPageToken("belongs to a list due at another time: start again")
+            params["cutoff"] = token_cutoff
+            conditions.append(
+                "(last_sync_start > :after_start"
+                " OR (last_sync_start = :after_start AND import_id > :after_id))"
+            )
+        elif cutoff is None:
+            raise InvalidPageToken("no page token, and no time the imports are due at")
+        else:
+            params["cutoff"] = iso(cutoff)
+        rows = self.fetch(
+            "SELECT import_id, account_id, create_time, last_sync_start FROM {t}imports"
+            f" WHERE {' AND '.join(conditions)} ORDER BY last_sync_start, import_id LIMIT :limit",
+            params,
+        )
+        token = ""
+        if len(rows) > page_size:
+            last = rows[page_size - 1]
+            token = encode_page_token(
+                [params["cutoff"], last["last_sync_start"], last["import_id"]], query_key("due")
+            )
+        due = [
+            DueImport(
+                account_id=r["account_id"],
+                import_id=r["import_id"],
+                create_time=datetime.fromisoformat(r["create_time"]),
+                last_sync_start=_time_or_none(r["last_sync_start"]),
+            )
+            for r in rows[:page_size]
+        ]
+        return DuePage(due, token)
+
+
+def _time_or_none(text: str) -> datetime | None:
+    """A time column that is empty ("", sorting first) until there is a time."""
+    return datetime.fromisoformat(text) if text else None

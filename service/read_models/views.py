@@ -76,7 +76,7 @@ def _update(table: str, key: str, key_value: str, values: dict[str, Any]) -> Sta
 class AccountViewsProjection(Projection[AccountViews]):
     # The version suffix names the tables: a projection that changes gets a new name, and is
     # rebuilt from the events into new tables.
-    name = "account_views_v1"
+    name = "account_views_v2"  # v2: imports.last_sync_start, for the scheduler's due imports
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -102,6 +102,7 @@ class AccountViewsProjection(Projection[AccountViews]):
             "update_time": iso(e.timestamp),
             "version": e.originator_version,
             "last_sync": None,
+            "last_sync_start": "",  # never synced: due at once, and listed first
         }
         self.view.record(tracking, [_upsert("imports", IMPORT_COLUMNS, row)])
 
@@ -154,6 +155,12 @@ class AccountViewsProjection(Projection[AccountViews]):
         self.view.record(tracking, [_update("imports", "import_id", str(e.originator_id), values)])
 
     # -- syncs ------------------------------------------------------------------------------
+    @process_event.register
+    def _sync_started(self, e: AutoImport.SyncStarted, tracking: Tracking) -> None:
+        # When the last sync began decides when the next is due, even while this one runs.
+        values = {"last_sync_start": iso(e.start_time)}
+        self.view.record(tracking, [_update("imports", "import_id", str(e.originator_id), values)])
+
     @process_event.register
     def _sync_completed(self, e: AutoImport.SyncCompleted, tracking: Tracking) -> None:
         self._sync_finished(e, tracking, e.report)
