@@ -8,6 +8,7 @@ import sys
 
 from service import client_cli, logs
 from service.config import ConfigError, Settings
+from service.scheduler import add_scheduler_command, run_scheduler
 
 SERVER_COMMANDS = ("serve", "projector", "replay", "doctor")
 
@@ -17,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "scheduler":  # a client of the server, configured as the CLI is
+            return run_scheduler(args)
         if args.command not in SERVER_COMMANDS:
             return client_cli.run(args)
     except SystemExit as exit_:  # argparse: --help, and usage errors
@@ -49,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the configuration, the store, the read model's lag, the scheduling and the "
         "connectors' URLs; exit 1 when something is wrong",
     )
+    add_scheduler_command(commands)
     client_cli.add_client_commands(commands)
     return parser
 

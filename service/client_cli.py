@@ -107,14 +107,18 @@ def run(args: argparse.Namespace) -> int:
 @contextmanager
 def connect(args: argparse.Namespace) -> Iterator[Api]:
     """The one place that opens the channel and picks the token."""
-    address = args.address or os.environ.get("AUTOIMPORT_ADDRESS") or DEFAULT_ADDRESS
+    address = server_address(args.address)
     # --timeout, else the verb's own default deadline.
     timeout = args.timeout if args.timeout is not None else args.default_timeout
-    with _channel(address, args.ca_cert or os.environ.get("AUTOIMPORT_CA_CERT")) as channel:
-        yield Api(channel, _token(args.token), timeout)
+    with open_channel(address, args.ca_cert or os.environ.get("AUTOIMPORT_CA_CERT")) as channel:
+        yield Api(channel, client_token(args.token), timeout)
 
 
-def _channel(address: str, ca_cert: str | None) -> grpc.Channel:
+def server_address(option: str | None) -> str:
+    return option or os.environ.get("AUTOIMPORT_ADDRESS") or DEFAULT_ADDRESS
+
+
+def open_channel(address: str, ca_cert: str | None) -> grpc.Channel:
     if not ca_cert:
         return grpc.insecure_channel(address)
     try:
@@ -124,13 +128,15 @@ def _channel(address: str, ca_cert: str | None) -> grpc.Channel:
     return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
 
 
-def _token(option: str | None) -> str:
-    """--token; else $AUTOIMPORT_TOKEN; else the admin token a local server keeps in its data
-    directory (so that `make run` users need no set-up); else none."""
+def client_token(option: str | None) -> str:
+    """--token; else $AUTOIMPORT_TOKEN; else the server's admin token: $AUTOIMPORT_ADMIN_TOKEN,
+    or the one a local server keeps in its data directory (so that `make run` users need no
+    set-up); else none."""
     if option is not None:
         return option
-    if token := os.environ.get("AUTOIMPORT_TOKEN"):
-        return token
+    for variable in ("AUTOIMPORT_TOKEN", "AUTOIMPORT_ADMIN_TOKEN"):
+        if token := os.environ.get(variable, "").strip():
+            return token
     token_file = Path(os.environ.get("AUTOIMPORT_DATA_DIR") or "./data") / "admin.token"
     return token_file.read_text().strip() if token_file.is_file() else ""
 
@@ -149,8 +155,9 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--token",
-        help="the admin token or an account's API key (default: $AUTOIMPORT_TOKEN, else the "
-        "content of $AUTOIMPORT_DATA_DIR/admin.token, ./data/admin.token when unset)",
+        help="the admin token or an account's API key (default: $AUTOIMPORT_TOKEN, else "
+        "$AUTOIMPORT_ADMIN_TOKEN, else the content of $AUTOIMPORT_DATA_DIR/admin.token, "
+        "./data/admin.token when unset)",
     )
     group.add_argument(
         "--json", action="store_true", help="print the responses as JSON (proto field names)"

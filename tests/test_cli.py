@@ -37,6 +37,7 @@ from tests.support import ServerProcess, self_signed_certificate
 CLIENT_VARIABLES = (
     "AUTOIMPORT_ADDRESS",
     "AUTOIMPORT_TOKEN",
+    "AUTOIMPORT_ADMIN_TOKEN",
     "AUTOIMPORT_CA_CERT",
     "AUTOIMPORT_ACCESS_TOKEN",
     "AUTOIMPORT_REFRESH_TOKEN",
