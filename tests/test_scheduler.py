@@ -9,8 +9,10 @@ intervals to pass, which is what they test."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
+import random
 import re
 import subprocess
 import sys
@@ -32,7 +34,7 @@ from autoimport.v1 import imports_pb2 as pb
 from domain.auto_import import AutoImport, Credentials, NewImport
 from service.config import ConfigError, Settings
 from service.leases import LocalLeases
-from service.scheduler import SchedulerSettings
+from service.scheduler import Scheduler, SchedulerSettings
 from service.sync import ALREADY_RUNNING, NOT_DUE, NotStarted, SyncEngine
 from tests.conftest import STORES
 from tests.scripted import InterferingApp
@@ -117,6 +119,84 @@ def test_scheduler_settings_follow_the_interval_and_refuse_a_deadline_past_it():
         )
     with pytest.raises(ConfigError, match="CONCURRENCY"):
         SchedulerSettings.from_env({"AUTOIMPORT_SCHEDULER_CONCURRENCY": "0"})
+
+
+class FakeServer:
+    """The two calls the scheduler makes: `due` imports listed every round (2 a page), and
+    TriggerSyncs that wait for `release`, counted."""
+
+    def __init__(self, due: list[str]):
+        self.due = due
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.in_flight: dict[str, int] = {}
+        self.most_in_flight = 0
+        self.most_of_one = 0
+        self.calls: list[pb.TriggerSyncRequest] = []
+        self.rounds = 0
+
+    def ListDueImports(self, request: Any, metadata: Any, timeout: float) -> Any:
+        start = int(request.page_token or 0)
+        if start == 0:
+            self.rounds += 1
+        names = self.due[start : start + 2]
+        more = str(start + 2) if start + 2 < len(self.due) else ""
+        return pb.ListDueImportsResponse(
+            due_imports=[pb.DueImport(name=n, next_sync_time=at(datetime.now(UTC))) for n in names],
+            next_page_token=more,
+        )
+
+    def TriggerSync(self, request: Any, metadata: Any, timeout: float) -> Any:
+        with self.lock:
+            self.calls.append(request)
+            self.in_flight[request.name] = self.in_flight.get(request.name, 0) + 1
+            self.most_in_flight = max(self.most_in_flight, sum(self.in_flight.values()))
+            self.most_of_one = max(self.most_of_one, self.in_flight[request.name])
+        self.release.wait(30)
+        with self.lock:
+            self.in_flight[request.name] -= 1
+        return pb.SyncReport(import_name=request.name, not_started=pb.SyncReport.NOT_DUE)
+
+
+def test_the_scheduler_keeps_at_most_its_concurrency_in_flight_and_one_per_import():
+    fake = FakeServer([f"accounts/a/imports/{n}" for n in range(7)])
+    settings = SchedulerSettings(interval=60, concurrency=3, jitter=0, poll=0.01, sync_timeout=30)
+    scheduler = Scheduler(fake, "adm_x", settings)  # type: ignore[arg-type]
+    stopping = threading.Event()
+    running = threading.Thread(target=scheduler.run, args=(stopping,))
+    running.start()
+    try:
+        wait_for(lambda: len(fake.calls), lambda n: n == 3)
+        rounds = fake.rounds
+        wait_for(lambda: fake.rounds, lambda n: n >= rounds + 5)  # listing the 7 again and again
+        rounds_later = len(fake.calls)
+        fake.release.set()
+        wait_for(lambda: {c.name for c in fake.calls}, lambda names: len(names) == 7)
+    finally:
+        fake.release.set()
+        stopping.set()
+        scheduler.stop_waiting()
+        running.join(30)
+
+    assert rounds_later == 3
+    assert fake.most_in_flight == 3 and fake.most_of_one == 1
+    assert all(c.scheduled and uuid.UUID(c.request_id) for c in fake.calls)
+    assert len({c.request_id for c in fake.calls}) == len(fake.calls)  # a fresh one each
+
+
+def test_the_scheduler_spreads_the_imports_due_together_over_its_jitter():
+    fake = FakeServer([f"accounts/a/imports/{n}" for n in range(2000)])
+    settings = SchedulerSettings(interval=600, concurrency=4, jitter=20, poll=60, sync_timeout=30)
+    scheduler = Scheduler(fake, "", settings, rng=random.Random(7))  # type: ignore[arg-type]
+
+    due = scheduler.look()
+    again = scheduler.look()  # planned already: not planned twice
+    fire_at = sorted(p.fire_at for p in scheduler._planned)
+
+    assert (due, again) == (2000, 2000) and len(fire_at) == 2000
+    assert fire_at[-1] - fire_at[0] > 19  # spread over the 20 s of jitter...
+    per_second = collections.Counter(int(t - fire_at[0]) for t in fire_at)
+    assert max(per_second.values()) < 2000 / 20 * 1.5  # ...about evenly, not in one second
 
 
 # -- the engine's scheduled trigger, in-process with a clock -------------------------------------
