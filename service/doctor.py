@@ -8,9 +8,10 @@ Checks, in order (a check that cannot run because an earlier one failed is skipp
 - read model: how many events the projections have not applied; behind and not advancing
   means that no projector runs, or that it is stuck;
 - scheduler: whether every active import was synced about once per interval, read from the
-  read model's imports (the time each last sync began), since doctor cannot ask another
-  process for its state: an import more than one interval past due means that no scheduler
-  runs, or that it does not keep up;
+  read model's due listing (what ListDueImports answers, by the one due rule of
+  domain/auto_import.py) for a time one interval ago, since doctor cannot ask another process
+  for its state: an import more than one interval past due means that no scheduler runs, or
+  that it does not keep up;
 - connectors: each configured base URL answers an HTTP request (no credentials sent; any HTTP
   answer, even 404, counts as reachable).
 
@@ -22,7 +23,6 @@ every command does.)
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +35,7 @@ import httpx
 import psycopg
 
 from connectors.http import USER_AGENT
+from domain.auto_import import ImportState, next_sync_due
 from service.application import AutoImports
 from service.config import ConfigError, Settings
 from service.logs import hide_secrets_of, scrub
@@ -252,37 +253,52 @@ def _lag(app: AutoImports, views: AccountViews, wait: float) -> Finding:
 
 
 def _scheduler(settings: Settings, views: AccountViews, now: datetime) -> Finding:
-    """Every active import is due one interval after its last sync began (at once when it never
-    synced); one more interval past that means nobody schedules it."""
+    """Every active import is due by the one rule (`next_sync_due`: at once when it never
+    synced, else one interval after its last sync began); one more interval past that means
+    nobody schedules it. The imports listed are the read model's due listing (as the scheduler
+    gets it from ListDueImports) for a time one interval ago."""
     interval = timedelta(seconds=settings.sync_interval)
-    rows = views.fetch(
-        "SELECT account_id, import_id, create_time, last_sync FROM {t}imports WHERE state = :state",
-        {"state": "ACTIVE"},
-    )
-    if not rows:
+    active, newest = _active_imports(views)
+    if not active:
         return Finding("scheduler", True, "no active import: nothing to schedule")
+    # Due one interval ago: the last sync began at least two intervals ago, or none did.
+    cutoff = now - 2 * interval
     overdue: list[tuple[datetime, str]] = []
-    newest: datetime | None = None
-    for row in rows:
-        last = json.loads(row["last_sync"]) if row["last_sync"] else None
-        began = _instant(last["start_time"]) if last else None
-        if began is not None and (newest is None or began > newest):
-            newest = began
-        due = began + interval if began is not None else _instant(row["create_time"])
-        if due is not None and now - due > interval:
-            overdue.append((due, f"accounts/{row['account_id']}/imports/{row['import_id']}"))
+    token = ""
+    while True:
+        page = views.list_due(None if token else cutoff, 1000, token)
+        for due_import in page.rows:
+            due = next_sync_due(
+                due_import.create_time, due_import.last_sync_start, settings.sync_interval
+            )
+            if now - due > interval:
+                name = f"accounts/{due_import.account_id}/imports/{due_import.import_id}"
+                overdue.append((due, name))
+        token = page.next_page_token
+        if not token:
+            break
     latest = f"the newest sync began {_ago(now - newest)} ago" if newest else "no import synced yet"
     if not overdue:
-        return Finding("scheduler", True, f"{len(rows)} active imports, none overdue; {latest}")
+        return Finding("scheduler", True, f"{active} active imports, none overdue; {latest}")
     overdue.sort()
     due, name = overdue[0]
     return Finding(
         "scheduler",
         False,
-        f"{len(overdue)} of {len(rows)} active imports are more than one interval "
+        f"{len(overdue)} of {active} active imports are more than one interval "
         f"({_ago(interval)}) past due, e.g. {name}, due {_ago(now - due)} ago; {latest}: is "
         "`autoimport scheduler` running against this server, and keeping up?",
     )
+
+
+def _active_imports(views: AccountViews) -> tuple[int, datetime | None]:
+    """How many imports are active, and when the newest sync of any of them began."""
+    rows = views.fetch(
+        "SELECT COUNT(*) AS n, MAX(last_sync_start) AS newest FROM {t}imports WHERE state = :state",
+        {"state": ImportState.ACTIVE.value},
+    )
+    newest = _instant(rows[0]["newest"]) if rows and rows[0]["newest"] else None
+    return (int(rows[0]["n"]) if rows else 0), newest
 
 
 def _instant(text: Any) -> datetime | None:
