@@ -1,7 +1,7 @@
 """A full first sync through each connector's emulator, with the HTTP time and the service's own
 time reported separately.
 
-Method: each emulator (tests/emulators/) runs alone in a subprocess on loopback, as a person
+Method: each emulator (emulators/) runs alone in a subprocess on loopback, as a person
 would start it by hand, holding --contacts contacts (500 by default: one sync window's worth, so
 one TriggerSync is the whole first sync). The server runs in this process (`build_server`, real
 gRPC over a loopback socket) on SQLite and on PostgreSQL, with its connectors wrapped so that the
@@ -83,7 +83,7 @@ def emulator(service: str, contacts: int) -> Iterator[Emulator]:
         "google_contacts": ("google_contacts", []),
         "hubspot": ("hubspot", ["--token", HUBSPOT_TOKEN, "--portal", "12345678"]),
     }[service]
-    command = [sys.executable, "-m", f"tests.emulators.{module}", "--port", "0"]
+    command = [sys.executable, "-m", f"emulators.{module}", "--port", "0"]
     command += ["--contacts", str(contacts), *extra]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:

@@ -24,8 +24,7 @@ from connectors.google_contacts import GoogleContactsConnector
 from domain.auto_import import Credentials
 from domain.sources import GoogleContactsCriteria
 from domain.sync import ContactPage, ExternalContact
-from tests.conftest import STORES
-from tests.emulators.google_contacts import (
+from emulators.google_contacts import (
     MY_CONTACTS,
     OTHER_GROUP,
     PATH,
@@ -36,6 +35,7 @@ from tests.emulators.google_contacts import (
     status_body,
     unauthenticated,
 )
+from tests.conftest import STORES
 from tests.support import (
     Client,
     ServerProcess,

@@ -23,13 +23,13 @@ from connectors.base import AuthError, PermanentError, RetryableError
 from connectors.hubspot import HubSpotConnector
 from domain.sources import HubSpotCriteria
 from domain.sync import ContactPage, ExternalContact
-from tests.conftest import STORES
-from tests.emulators.hubspot import (
+from emulators.hubspot import (
     SEARCH_PATH,
     HubSpotEmulator,
     error_body,
     rate_limit_body,
 )
+from tests.conftest import STORES
 from tests.support import (
     ServerProcess,
     account_of,

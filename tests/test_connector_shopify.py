@@ -20,8 +20,8 @@ from connectors.base import AuthError, PermanentError, RetryableError
 from connectors.shopify import ShopifyConnector
 from domain.sources import ShopifyCriteria
 from domain.sync import ContactPage, ExternalContact
+from emulators.shopify import ShopifyEmulator
 from tests.conftest import STORES
-from tests.emulators.shopify import ShopifyEmulator
 from tests.support import (
     ServerProcess,
     account_of,

@@ -20,10 +20,10 @@ from google.protobuf import field_mask_pb2
 
 from autoimport.v1 import accounts_pb2
 from autoimport.v1 import imports_pb2 as pb
+from emulators.google_contacts import MY_CONTACTS, OTHER_GROUP, GoogleContactsEmulator
+from emulators.hubspot import HubSpotEmulator
+from emulators.shopify import ShopifyEmulator, shop_time
 from tests.conftest import STORES
-from tests.emulators.google_contacts import MY_CONTACTS, OTHER_GROUP, GoogleContactsEmulator
-from tests.emulators.hubspot import HubSpotEmulator
-from tests.emulators.shopify import ShopifyEmulator, shop_time
 from tests.support import Client, ServerProcess, account_of, all_contacts, store_env
 
 INTERVAL = 60.0  # one sync window holds every sync of a test: 10 contacts, a 500 budget

@@ -30,10 +30,10 @@ from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import imports_pb2 as pb
 from connectors import http
 from connectors.base import PermanentError
+from emulators.hubspot import HubSpotEmulator
 from service import doctor, logs, metrics
 from service.config import ConfigError, metrics_listen
 from tests.conftest import STORES
-from tests.emulators.hubspot import HubSpotEmulator
 from tests.scripted import T0
 from tests.scripted_server import write_source
 from tests.support import ROOT, Client, ServerProcess, store_env, wait_for

@@ -12,7 +12,7 @@ customers share one updated_at.
 It records every request, counts them per second, and records each request made while
 throttled before the Retry-After it was given had passed (`early_retries`).
 
-`python -m tests.emulators.shopify --port 8081 --contacts 5000` serves it alone.
+`python -m emulators.shopify --port 8081 --contacts 5000` serves it alone.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tests.emulators.server import Answer, LoopbackEmulator
+from emulators.server import Answer, LoopbackEmulator
 
 SHOP_OFFSET = timezone(timedelta(hours=2))
 CONSENT_STATES = ("subscribed", "not_subscribed", "unsubscribed", "pending")

@@ -20,7 +20,7 @@ quota (sliding windows). Every request is recorded; a People request made less t
 `min_backoff` seconds (or the Retry-After given, when larger) after a 429 or a rate-limit 403 is
 recorded in `early_retries`.
 
-`python -m tests.emulators.google_contacts --port 8082 --contacts 5000` serves it alone.
+`python -m emulators.google_contacts --port 8082 --contacts 5000` serves it alone.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.emulators.server import Answer, LoopbackEmulator
+from emulators.server import Answer, LoopbackEmulator
 
 PATH = "/v1/people/me/connections"
 TOKEN_PATH = "/token"

@@ -16,7 +16,7 @@ for only the archived ones). A wrong token gets 401 (category INVALID_AUTHENTICA
 It records every request, and each request made while throttled (`early_retries`): after a 429,
 before its window rolled or its Retry-After passed. `faults` queues responses to give first.
 
-`python -m tests.emulators.hubspot --port 8082 --contacts 5000` serves it alone.
+`python -m emulators.hubspot --port 8082 --contacts 5000` serves it alone.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tests.emulators.server import Answer, LoopbackEmulator
+from emulators.server import Answer, LoopbackEmulator
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
 LIST_PATH = "/crm/v3/objects/contacts"

@@ -1,1 +1,0 @@
-"""Emulators of the external services' HTTP APIs, served on loopback for tests."""
