@@ -1,12 +1,20 @@
 # Every target sets itself up: a fresh clone needs only `make run` or `make test`.
 PYTHON ?= python3
-VENV := .venv
+# VENV=<path>: use that virtualenv as it is, installing nothing into it (e.g. a second checkout,
+# or a test's fresh clone, running with the first one's); by default .venv, created and kept up
+# to date here.
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: setup run test test-model lint protos bench clean
 
+ifeq ($(VENV),.venv)
 setup: $(STAMP)
+else
+setup:
+	@test -x $(BIN)/python || { echo "VENV=$(VENV) has no bin/python" >&2; exit 1; }
+endif
 
 # Re-installs only when the dependencies change.
 $(STAMP): pyproject.toml
@@ -16,8 +24,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The server and the scheduler, and a demo unless AUTOIMPORT_DEMO=0 (service/run.py); this
+# checkout's code, whichever virtualenv.
 run: setup
-	$(BIN)/autoimport serve
+	$(BIN)/python -m service.cli run
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -49,4 +59,4 @@ bench: setup
 	$(BIN)/python -m bench.connectors
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf .venv *.egg-info

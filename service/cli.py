@@ -1,9 +1,11 @@
-"""`autoimport`: the server (`serve`), the projector (`projector`), and a client for people
-(`accounts`, `imports`), `replay --verify` and `doctor`."""
+"""`autoimport`: the server (`serve`), the projector (`projector`), the scheduler (`scheduler`),
+`run` (server and scheduler supervised, with a demo: what `make run` runs), a client for people
+(`accounts`, `imports`, ...), `replay --verify` and `doctor`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from service import client_cli, logs
@@ -15,11 +17,24 @@ SERVER_COMMANDS = ("serve", "projector", "replay", "doctor")
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command; returns the exit code (2 for usage errors, 1 when a call fails)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # e.g. `autoimport contacts list ... | head`: not an error to show
+        # Python flushes stdout again at exit: point it at /dev/null, or that fails too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command == "scheduler":  # a client of the server, configured as the CLI is
             return run_scheduler(args)
+        if args.command == "run":
+            from service.run import run
+
+            return run(args)
         if args.command not in SERVER_COMMANDS:
             return client_cli.run(args)
     except SystemExit as exit_:  # argparse: --help, and usage errors
@@ -53,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         "connectors' URLs; exit 1 when something is wrong",
     )
     add_scheduler_command(commands)
+    commands.add_parser(
+        "run",
+        help="run the server and the scheduler (two processes, stopped together by Ctrl-C), "
+        "with a demo unless AUTOIMPORT_DEMO=0: what `make run` runs",
+    )
     client_cli.add_client_commands(commands)
     return parser
 
