@@ -190,8 +190,9 @@ class InterferingApp:
     - `before_next_save(objs)`: runs first, e.g. a concurrent write of the account
       (`change_plan_label`), the import or a contact, so the save meets a newer version and
       takes its IntegrityError retry branch (decide again on fresh state);
-    - `lose_next_ack`: the save commits, then raises IntegrityError, as a lost acknowledgement
-      looks to its writer (a retried commit that finds its own rows).
+    - `lose_next_ack`: the save's insert of events commits, then raises IntegrityError, where
+      a lost acknowledgement shows up: eventsourcing's PostgreSQL recorder retries the insert
+      after an OperationalError, and the retry finds the rows its first attempt committed.
 
     Each fires once. Everything else is the application's."""
 
@@ -207,11 +208,22 @@ class InterferingApp:
         action, self.before_next_save = self.before_next_save, None
         if action is not None:
             action(objs)
-        recordings = self.app.save(*objs, **kwargs)
-        if self.lose_next_ack:
-            self.lose_next_ack = False
+        if not self.lose_next_ack:
+            return self.app.save(*objs, **kwargs)
+        self.lose_next_ack = False
+        recorder = self.app.recorder
+        insert = recorder.insert_events
+
+        def insert_then_lose_the_ack(*args: Any, **kw: Any) -> Any:
+            recorder.insert_events = insert  # once
+            insert(*args, **kw)
             raise IntegrityError("scripted: the commit's acknowledgement was lost")
-        return recordings
+
+        recorder.insert_events = insert_then_lose_the_ack
+        try:
+            return self.app.save(*objs, **kwargs)
+        finally:
+            recorder.insert_events = insert
 
 
 def change_plan_label(app: Any, account_id: str) -> None:
