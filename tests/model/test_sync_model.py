@@ -822,7 +822,7 @@ _HEALTH = [
 ]
 settings.register_profile(
     "sync-model-ci",
-    max_examples=int(os.environ.get("AUTOIMPORT_MODEL_CI_EXAMPLES") or 60),
+    max_examples=60,
     stateful_step_count=40,
     derandomize=True,
     database=None,
@@ -848,8 +848,13 @@ def machine(store: str, positions: bool) -> type[SyncModel]:
     return type(name, (SyncModel,), {"store": store, "positions": positions})
 
 
+# CI: about 15 s per test; a PostgreSQL example costs some five times an SQLite one.
+CI_EXAMPLES = {"sqlite": 60, "postgres": 12}
+
+
 def search(store: str, *, positions: bool) -> None:
-    run_state_machine_as_test(machine(store, positions), settings=SETTINGS)
+    chosen = SETTINGS if LONG else settings(SETTINGS, max_examples=CI_EXAMPLES[store])
+    run_state_machine_as_test(machine(store, positions), settings=chosen)
 
 
 def test_sync_model_on_sqlite_with_positions() -> None:
