@@ -831,6 +831,9 @@ settings.register_profile(
     # No "explain" phase: it replays the failure a hundred times to say which lines only
     # failing runs reach (half a minute); the minimal reproduction is printed all the same.
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    # The first failure only, shrunk: within pytest's timeout however broken the tree is;
+    # `make test-model` reports every distinct failure.
+    report_multiple_bugs=False,
 )
 settings.register_profile(
     "sync-model-long",
