@@ -390,7 +390,7 @@ class SyncModel(RuleBasedStateMachine):
         external_id = alive[pick % len(alive)]
         contact = source.contacts[external_id]
         other = source.contacts[alive[(pick + 1) % len(alive)]]
-        values: dict[str, Any] = {
+        changes: dict[str, dict[str, Any]] = {
             "rename": {"first_name": f"{contact.first_name}+"},
             "tag vip": {"tags": contact.tags | {"vip"}},
             "untag": {"tags": set()},
@@ -399,7 +399,8 @@ class SyncModel(RuleBasedStateMachine):
             "take another's email": {"email": other.email},
             "break email": {"email": f"{external_id}.example.com"},
             "drop email": {"email": ""},
-        }[change]
+        }
+        values = changes[change]
         source.touch(external_id, self.world.now, **values)
         self.model.saw_contact(shop, source.contacts[external_id])
 
@@ -739,7 +740,7 @@ class SyncModel(RuleBasedStateMachine):
     def _check_unsubscribed(self, email: str, where: str) -> None:
         contact_id = Contact.create_id(ACCOUNT, email_kind(email))
         with contextlib.suppress(AggregateNotFoundError):  # blocked by the limit
-            contact = self.world.app.repository.get(contact_id)
+            contact: Contact = self.world.app.repository.get(contact_id)
             assert contact.status.value == "UNSUBSCRIBED", f"{where}: {email} opted out"
 
     # -- helpers ----------------------------------------------------------------------------
