@@ -57,6 +57,7 @@ bench: setup
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.csv_import
 	$(BIN)/python -m bench.connectors
+	$(BIN)/python -m bench.scheduler
 
 clean:
 	rm -rf .venv *.egg-info
