@@ -1,57 +1,62 @@
-"""Adapters to the external services, one module each, behind the Connector protocol."""
+"""Adapters to the external services: one module per service, each exporting its `Source`.
 
+The registry: every service the service imports from is one line of SOURCES. Adding one is its
+module (with its Source), its criteria message in the proto, its emulator and its tests, and its
+line here; everything else (configuration, the API's conversions and ListServices, the CLI, the
+domain's rules, the sync engine) reads the Source.
+"""
+
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from connectors import google_contacts, hubspot, shopify
-from connectors.base import Connector, ConnectorFactory, ServiceDescription
-from domain.auto_import import AutoImport
-from domain.sources import ServiceId
+from connectors.base import Connector, ConnectorFactory, ImportTarget, Source
 
-SERVICES: dict[ServiceId, ServiceDescription] = {
-    d.id: d for d in (google_contacts.DESCRIPTION, shopify.DESCRIPTION, hubspot.DESCRIPTION)
+SOURCES: dict[str, Source] = {
+    source.id: source
+    for source in (
+        google_contacts.SOURCE,
+        shopify.SOURCE,
+        hubspot.SOURCE,
+    )
 }
 
 
 @dataclass(frozen=True)
 class ConnectorSettings:
-    """Where the connectors find their services (an emulator or a proxy in place of the real
-    API), and the OAuth client that refreshes Google access tokens."""
+    """Each source's settings (by source id, then `Setting.name`); a setting not given takes
+    its default. Secrets stay out of repr()."""
 
-    google_contacts_url: str = google_contacts.DEFAULT_URL
-    google_oauth_url: str = google_contacts.DEFAULT_OAUTH_URL
-    google_client_id: str = ""
-    google_client_secret: str = field(default="", repr=False)
-    shopify_url: str = ""  # empty: each shop's own https://{shop}.myshopify.com
-    hubspot_url: str = hubspot.DEFAULT_URL
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def of(self, source: Source) -> dict[str, str]:
+        return source.settings_with(self.values.get(source.id, {}))
+
+    def secrets(self) -> list[str]:
+        """The values of every setting marked secret."""
+        return [
+            self.of(source)[s.name]
+            for source in SOURCES.values()
+            for s in source.settings
+            if s.secret
+        ]
+
+    def __repr__(self) -> str:
+        shown = {
+            source.id: {
+                s.name: "<hidden>" if s.secret else self.of(source)[s.name] for s in source.settings
+            }
+            for source in SOURCES.values()
+        }
+        return f"ConnectorSettings({shown})"
 
 
 def factory(settings: ConnectorSettings) -> ConnectorFactory:
-    """Builds, for an import, the connector of its service with the import's credentials."""
+    """Builds, for an import (or an import about to be created), the connector of its service
+    with its credentials."""
 
-    def connector_for(auto_import: AutoImport) -> Connector:
-        credentials = auto_import.credentials
-        match auto_import.service:
-            case ServiceId.GOOGLE_CONTACTS:
-                return google_contacts.GoogleContactsConnector(
-                    credentials,
-                    base_url=settings.google_contacts_url,
-                    oauth_url=settings.google_oauth_url,
-                    client_id=settings.google_client_id,
-                    client_secret=settings.google_client_secret,
-                )
-            case ServiceId.SHOPIFY:
-                return shopify.ShopifyConnector(
-                    auto_import.external_account,
-                    credentials.access_token,
-                    base_url=shopify.base_url_of(
-                        auto_import.external_account, settings.shopify_url
-                    ),
-                )
-            case ServiceId.HUBSPOT:
-                return hubspot.HubSpotConnector(
-                    credentials.access_token,
-                    base_url=settings.hubspot_url,
-                    portal=auto_import.external_account,
-                )
+    def connector_for(target: ImportTarget) -> Connector:
+        source = SOURCES[target.service]
+        return source.connect(target, settings.of(source))
 
     return connector_for

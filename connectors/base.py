@@ -1,14 +1,15 @@
-"""What every connector provides: its service's description, and contacts read page by page."""
+"""What every connector provides: its service's `Source`, and contacts read page by page."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from domain.auto_import import AutoImport
-from domain.sources import Criteria, ServiceId, field_title, personalization_tag
+from domain.auto_import import Credentials
+from domain.errors import Violations
+from domain.sources import Criteria, field_title, personalization_tag
 from domain.sync import ContactPage, DeclaredField
 
 
@@ -21,11 +22,70 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
-class ServiceDescription:
-    id: ServiceId
+class Setting:
+    """One setting of a connector, read from the environment variable `env` at start-up."""
+
+    name: str  # the key the source's `connect` reads it by
+    env: str  # e.g. AUTOIMPORT_HUBSPOT_URL
+    default: str = ""
+    description: str = ""
+    # An http(s) base URL: checked at start-up, probed by `autoimport doctor`.
+    url: bool = False
+    # Never shown (repr, doctor, logs).
+    secret: bool = False
+    # What an empty value means, when it means something (e.g. each shop's own URL).
+    when_empty: str = ""
+
+
+class ImportTarget(Protocol):
+    """What a connector is built for: the external account an import reads, with its
+    credentials (an AutoImport, or what a person is about to create)."""
+
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def external_account(self) -> str: ...
+
+    @property
+    def credentials(self) -> Credentials: ...
+
+
+def _as_typed(value: str) -> str:
+    return value.strip()
+
+
+def _no_settings_rule(values: Mapping[str, str]) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Source:
+    """Everything about one external service, in one place: the registry
+    (`connectors.SOURCES`) lists one per service, and the API, the CLI, the configuration, the
+    domain's rules and the sync engine all read it from there.
+
+    `normalize_account` gives an external account's canonical spelling, or raises ValueError
+    saying what the account must look like; `account_identity` its one identity however it is
+    spelled (the key of the budget its imports share); `connect` builds the connector that reads
+    a target with the source's settings (by `Setting.name`); `check_settings` raises ValueError
+    when the settings are inconsistent with each other.
+    """
+
+    id: str
     display_name: str
-    fields: tuple[FieldSpec, ...]
+    description: str  # what it imports, for a person choosing a service
+    criteria_type: type[Criteria]
     criteria_description: str
+    fields: tuple[FieldSpec, ...]
+    normalize_account: Callable[[str], str]
+    connect: Callable[[ImportTarget, Mapping[str, str]], Connector]
+    account_identity: Callable[[str], str] = _as_typed
+    external_account_help: str = ""  # what a person types as the external account
+    settings: tuple[Setting, ...] = ()
+    check_settings: Callable[[Mapping[str, str]], None] = _no_settings_rule
+    # Why the service needs a refresh token with the access token ("" when it does not).
+    refresh_token_needed: str = ""
 
     def title_of(self, spec: FieldSpec) -> str:
         return field_title(self.display_name, spec.label)
@@ -38,6 +98,36 @@ class ServiceDescription:
             spec.key: DeclaredField(spec.key, self.title_of(spec), self.tag_of(spec))
             for spec in self.fields
         }
+
+    # -- the domain's SourceRules ------------------------------------------------------------
+    def normalize_external_account(self, value: str, violations: Violations, field: str) -> str:
+        try:
+            return self.normalize_account(value.strip())
+        except ValueError as e:
+            violations.add(field, str(e))
+            return value
+
+    def external_account_identity(self, external_account: str) -> str:
+        return self.account_identity(external_account.strip())
+
+    def check_credentials(
+        self, credentials: Credentials, violations: Violations, path: str
+    ) -> None:
+        if not credentials.access_token.strip():
+            violations.add(f"{path}.access_token", "is required")
+        if self.refresh_token_needed and not credentials.refresh_token.strip():
+            violations.add(
+                f"{path}.refresh_token",
+                f"is required for {self.display_name} ({self.refresh_token_needed})",
+            )
+
+    def criteria_of(self, data: Mapping[str, Any]) -> Criteria:
+        """An import's criteria from what its events stored."""
+        return self.criteria_type.from_dict(data)
+
+    def settings_with(self, values: Mapping[str, str]) -> dict[str, str]:
+        """Every setting of the source: the given values over the defaults."""
+        return {s.name: values.get(s.name, s.default) for s in self.settings}
 
 
 def text_of(value: Any) -> str:
@@ -90,5 +180,5 @@ class Connector(Protocol):
         ...
 
 
-# Builds the connector that reads an import's external account with its credentials.
-ConnectorFactory = Callable[[AutoImport], Connector]
+# Builds the connector that reads a target's external account with its credentials.
+ConnectorFactory = Callable[[ImportTarget], Connector]

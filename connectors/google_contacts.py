@@ -48,38 +48,33 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, replace
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from email_validator import EmailNotValidError, validate_email
 
 from connectors import http
 from connectors.base import (
     AuthError,
     FieldSpec,
+    ImportTarget,
     PermanentError,
     ReauthRequired,
     RetryableError,
-    ServiceDescription,
+    Setting,
+    Source,
     text_of,
 )
 from domain.auto_import import Credentials
-from domain.sources import Criteria, GoogleContactsCriteria, ServiceId
+from domain.errors import Violations
+from domain.sources import Criteria
 from domain.sync import ContactPage, ExternalContact
 
 log = logging.getLogger(__name__)
-
-DESCRIPTION = ServiceDescription(
-    id=ServiceId.GOOGLE_CONTACTS,
-    display_name="Google Contacts",
-    fields=(
-        FieldSpec("company", "Company"),
-        FieldSpec("job_title", "Job Title"),
-        FieldSpec("birthday", "Birthday"),
-    ),
-    criteria_description="all contacts, or the members of one contact group",
-)
 
 DEFAULT_URL = "https://people.googleapis.com"
 DEFAULT_OAUTH_URL = "https://oauth2.googleapis.com"
@@ -631,3 +626,102 @@ class GoogleContactsConnector:
             if secret:
                 text = text.replace(secret, "<hidden>")
         return text
+
+
+# -- the service as the rest of the service sees it ---------------------------------------------
+_CONTACT_GROUP = re.compile(r"contactGroups/[A-Za-z0-9_-]{1,128}")
+
+
+@dataclass(frozen=True)
+class GoogleContactsCriteria(Criteria):
+    service = "google_contacts"
+    contact_group: str = field(
+        default="",
+        metadata={"help": 'only the members of this contact group ("contactGroups/...")'},
+    )
+
+    def validate(self, violations: Violations, field: str) -> None:
+        if self.contact_group and not _CONTACT_GROUP.fullmatch(self.contact_group):
+            violations.add(
+                f"{field}.contact_group",
+                "must be a contact group resource name such as 'contactGroups/myContacts', "
+                "or empty for all contacts",
+            )
+
+
+def normalize_account(value: str) -> str:
+    """The Google account's email, lower-cased."""
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as e:
+        raise ValueError(f"must be the Google account's email address ({e})") from None
+
+
+# Gmail delivers every dotted spelling and every +tag of a local part to one mailbox, and
+# googlemail.com is another name of gmail.com (still given to accounts in Germany and the UK).
+_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+
+def account_identity(value: str) -> str:
+    """The email, lower-cased; at gmail.com or googlemail.com without dots or a +tag in the
+    local part, at gmail.com. At any other domain (Google Workspace) dots are part of the
+    address (`j.doe` and `jdoe` may be two people), but a +tag still reaches the same mailbox,
+    so only the tag is dropped. Raw input and the normalized spelling give the same identity."""
+    try:
+        email = validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        email = value.lower()  # not an address: its spelling is all there is to compare
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return email
+    untagged = local.partition("+")[0] or local
+    if domain in _GMAIL_DOMAINS:
+        return f"{untagged.replace('.', '') or untagged}@gmail.com"
+    return f"{untagged}@{domain}"
+
+
+def _check_settings(values: Mapping[str, str]) -> None:
+    if bool(values["client_id"]) != bool(values["client_secret"]):
+        raise ValueError(f"set both {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV}, or neither")
+
+
+def connect(target: ImportTarget, settings: Mapping[str, str]) -> GoogleContactsConnector:
+    return GoogleContactsConnector(
+        target.credentials,
+        base_url=settings["url"],
+        oauth_url=settings["oauth_url"],
+        client_id=settings["client_id"],
+        client_secret=settings["client_secret"],
+    )
+
+
+SOURCE = Source(
+    id="google_contacts",
+    display_name="Google Contacts",
+    description="the contacts of a Google account (People API), with OAuth access tokens",
+    criteria_type=GoogleContactsCriteria,
+    criteria_description="all contacts, or the members of one contact group",
+    fields=(
+        FieldSpec("company", "Company"),
+        FieldSpec("job_title", "Job Title"),
+        FieldSpec("birthday", "Birthday"),
+    ),
+    normalize_account=normalize_account,
+    account_identity=account_identity,
+    external_account_help="the Google account's email address",
+    connect=connect,
+    settings=(
+        Setting("url", "AUTOIMPORT_GOOGLE_CONTACTS_URL", DEFAULT_URL, "People API", url=True),
+        Setting(
+            "oauth_url",
+            "AUTOIMPORT_GOOGLE_OAUTH_URL",
+            DEFAULT_OAUTH_URL,
+            "OAuth token endpoint",
+            url=True,
+        ),
+        Setting("client_id", CLIENT_ID_ENV, "", "OAuth client that refreshes access tokens"),
+        Setting("client_secret", CLIENT_SECRET_ENV, "", "that OAuth client's secret", secret=True),
+    ),
+    check_settings=_check_settings,
+    refresh_token_needed="access tokens expire after an hour",
+)

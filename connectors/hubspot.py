@@ -44,8 +44,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,22 +55,20 @@ from typing import Any
 import httpx
 
 from connectors import http
-from connectors.base import FieldSpec, PermanentError, RetryableError, ServiceDescription, text_of
-from domain.sources import Criteria, HubSpotCriteria, ServiceId
+from connectors.base import (
+    FieldSpec,
+    ImportTarget,
+    PermanentError,
+    RetryableError,
+    Setting,
+    Source,
+    text_of,
+)
+from domain.errors import Violations
+from domain.sources import Criteria
 from domain.sync import ContactPage, ExternalContact
 
 log = logging.getLogger(__name__)
-
-DESCRIPTION = ServiceDescription(
-    id=ServiceId.HUBSPOT,
-    display_name="HubSpot",
-    fields=(
-        FieldSpec("company", "Company"),
-        FieldSpec("job_title", "Job Title"),
-        FieldSpec("lifecycle_stage", "Lifecycle Stage"),
-    ),
-    criteria_description="all contacts, or those in one lifecycle stage",
-)
 
 DEFAULT_URL = "https://api.hubapi.com"
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
@@ -424,3 +424,73 @@ def _raise_for(response: httpx.Response) -> None:
     raise PermanentError(
         f"HubSpot refused the request (HTTP {status}): {http.error_message(response)}"
     )
+
+
+# -- the service as the rest of the service sees it ---------------------------------------------
+# HubSpot's default lifecycle stages; custom stages have numeric ids.
+LIFECYCLE_STAGES = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+)
+_CUSTOM_STAGE = re.compile(r"[0-9]{1,20}")
+_PORTAL_ID = re.compile(r"[1-9][0-9]{0,11}")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class HubSpotCriteria(Criteria):
+    service = "hubspot"
+    lifecycle_stage: str = field(
+        default="", metadata={"help": "only contacts in this lifecycle stage"}
+    )
+
+    def validate(self, violations: Violations, field: str) -> None:
+        stage = self.lifecycle_stage
+        if stage and stage not in LIFECYCLE_STAGES and not _CUSTOM_STAGE.fullmatch(stage):
+            violations.add(
+                f"{field}.lifecycle_stage",
+                f"must be one of {', '.join(LIFECYCLE_STAGES)}, a custom stage id "
+                "(digits), or empty for any stage",
+            )
+
+
+def normalize_account(value: str) -> str:
+    if not _PORTAL_ID.fullmatch(value):
+        raise ValueError("must be the HubSpot portal (hub) id, digits only")
+    return value
+
+
+def portal_identity(value: str) -> str:
+    """The portal id's digits without leading zeros (a number: `0012345` is portal 12345)."""
+    return (value.lstrip("0") or "0") if _DIGITS.fullmatch(value) else value
+
+
+def connect(target: ImportTarget, settings: Mapping[str, str]) -> HubSpotConnector:
+    return HubSpotConnector(
+        target.credentials.access_token, base_url=settings["url"], portal=target.external_account
+    )
+
+
+SOURCE = Source(
+    id="hubspot",
+    display_name="HubSpot",
+    description="the contacts of a HubSpot CRM portal (CRM search API), with a private app token",
+    criteria_type=HubSpotCriteria,
+    criteria_description="all contacts, or those in one lifecycle stage",
+    fields=(
+        FieldSpec("company", "Company"),
+        FieldSpec("job_title", "Job Title"),
+        FieldSpec("lifecycle_stage", "Lifecycle Stage"),
+    ),
+    normalize_account=normalize_account,
+    account_identity=portal_identity,
+    external_account_help="the HubSpot portal (hub) id",
+    connect=connect,
+    settings=(Setting("url", "AUTOIMPORT_HUBSPOT_URL", DEFAULT_URL, "CRM API", url=True),),
+)

@@ -31,32 +31,28 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from connectors import http
-from connectors.base import FieldSpec, PermanentError, RetryableError, ServiceDescription, text_of
-from domain.sources import Criteria, ServiceId, ShopifyCriteria
+from connectors.base import (
+    FieldSpec,
+    ImportTarget,
+    PermanentError,
+    RetryableError,
+    Setting,
+    Source,
+    text_of,
+)
+from domain.errors import Violations
+from domain.sources import Criteria
 from domain.sync import ContactPage, ExternalContact
 
 log = logging.getLogger(__name__)
-
-DESCRIPTION = ServiceDescription(
-    id=ServiceId.SHOPIFY,
-    display_name="Shopify",
-    fields=(
-        FieldSpec("total_spent", "Total Spent"),
-        FieldSpec("orders_count", "Orders Count"),
-        FieldSpec("tags", "Tags"),
-        FieldSpec("company", "Company"),
-        FieldSpec("country", "Country"),
-    ),
-    criteria_description=(
-        "all customers, only those subscribed to email marketing, and/or those with a customer tag"
-    ),
-)
 
 API_VERSION = "2025-01"
 PATH = f"/admin/api/{API_VERSION}/customers.json"
@@ -71,6 +67,40 @@ LEAK_PER_SECOND = 2.0
 BUCKET_HIGH_WATER = 0.8
 
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+
+
+MAX_TAG_LENGTH = 255
+_SHOP_HANDLE = re.compile(r"[a-z0-9][a-z0-9-]{0,59}")
+
+
+@dataclass(frozen=True)
+class ShopifyCriteria(Criteria):
+    service = "shopify"
+    subscribed_only: bool = field(
+        default=False, metadata={"help": "only customers subscribed to email marketing"}
+    )
+    customer_tag: str = field(default="", metadata={"help": "only customers with this tag"})
+
+    def validate(self, violations: Violations, field: str) -> None:
+        tag = self.customer_tag
+        if tag != tag.strip() or "," in tag or len(tag) > MAX_TAG_LENGTH:
+            violations.add(
+                f"{field}.customer_tag",
+                f"must be one Shopify tag: no commas, no surrounding spaces, "
+                f"at most {MAX_TAG_LENGTH} characters",
+            )
+
+
+def shop_handle(value: str) -> str:
+    """The shop's handle, lower-cased, from "my-store" or "my-store.myshopify.com"."""
+    return value.lower().removeprefix("https://").rstrip("/").removesuffix(".myshopify.com")
+
+
+def normalize_account(value: str) -> str:
+    handle = shop_handle(value)
+    if not _SHOP_HANDLE.fullmatch(handle):
+        raise ValueError("must be the shop's handle, e.g. 'my-store' or 'my-store.myshopify.com'")
+    return handle
 
 
 def base_url_of(shop: str, configured: str = "") -> str:
@@ -260,3 +290,42 @@ class ShopifyConnector:
         high = capacity * BUCKET_HIGH_WATER
         if capacity > 0 and level >= high:
             self._pause_until = time.monotonic() + (level - high + 1) / LEAK_PER_SECOND
+
+
+def connect(target: ImportTarget, settings: Mapping[str, str]) -> ShopifyConnector:
+    shop = target.external_account
+    return ShopifyConnector(
+        shop, target.credentials.access_token, base_url=base_url_of(shop, settings["url"])
+    )
+
+
+SOURCE = Source(
+    id="shopify",
+    display_name="Shopify",
+    description="the customers of a Shopify store (Admin REST API), with an access token",
+    criteria_type=ShopifyCriteria,
+    criteria_description=(
+        "all customers, only those subscribed to email marketing, and/or those with a customer tag"
+    ),
+    fields=(
+        FieldSpec("total_spent", "Total Spent"),
+        FieldSpec("orders_count", "Orders Count"),
+        FieldSpec("tags", "Tags"),
+        FieldSpec("company", "Company"),
+        FieldSpec("country", "Country"),
+    ),
+    normalize_account=normalize_account,
+    account_identity=shop_handle,
+    external_account_help="the shop's handle, e.g. my-store or my-store.myshopify.com",
+    connect=connect,
+    settings=(
+        Setting(
+            "url",
+            "AUTOIMPORT_SHOPIFY_URL",
+            "",
+            "Admin API base URL for every shop",
+            url=True,
+            when_empty="each shop's own https://{shop}.myshopify.com",
+        ),
+    ),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -19,14 +20,7 @@ from domain.errors import (
     ImportNotPaused,
     Violations,
 )
-from domain.sources import (
-    Criteria,
-    ServiceId,
-    check_criteria,
-    check_service,
-    criteria_from_dict,
-    normalize_external_account,
-)
+from domain.sources import Criteria, SourceRules, check_criteria, find_source
 
 # Namespace of every deterministic id of the service (imports by request_id, accounts, keys).
 ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:contact-autoimport")
@@ -106,15 +100,6 @@ class Credentials:
     # When the access token expires (ISO 8601, UTC), when known: an OAuth connector refreshes it
     # before then. Empty for tokens that do not expire or whose expiry is unknown.
     expires_at: str = ""
-
-    def check(self, service: ServiceId, violations: Violations, path: str = "credentials") -> None:
-        if not self.access_token.strip():
-            violations.add(f"{path}.access_token", "is required")
-        if service is ServiceId.GOOGLE_CONTACTS and not self.refresh_token.strip():
-            violations.add(
-                f"{path}.refresh_token",
-                "is required for Google Contacts (access tokens expire after an hour)",
-            )
 
     def same_grant(self, other: Credentials) -> bool:
         """The same tokens, whatever either knows of the access token's expiry."""
@@ -313,35 +298,40 @@ class AutoImport(Aggregate):
         cls,
         account_id: str,
         new: NewImport,
+        sources: Mapping[str, SourceRules],
         *,
         actor: str,
         request_id: str = "",
         default_display_name: Any = None,
     ) -> AutoImport:
-        """Validates a new import and creates it. Raises ValidationError listing every bad field.
+        """Validates a new import of one of `sources` and creates it. Raises ValidationError
+        listing every bad field. Unset criteria are the service's defaults, validated too (a
+        service may need one, e.g. which audience).
 
         `default_display_name(service, external_account)` names the import when the caller did not.
         """
         violations = Violations()
-        service = check_service(new.service, violations)
+        source = find_source(sources, new.service, violations)
         display_name = check_display_name(new.display_name, violations)
         list_ids = normalize_list_ids(new.list_ids, violations)
         tags = normalize_tags(new.tags, violations)
         external_account = new.external_account
-        if service is not None:
-            external_account = normalize_external_account(service, new.external_account, violations)
-            new.credentials.check(service, violations)
-            if new.criteria is not None:
-                check_criteria(service, new.criteria, violations)
+        criteria = new.criteria
+        if source is not None:
+            external_account = source.normalize_external_account(
+                new.external_account, violations, "external_account"
+            )
+            source.check_credentials(new.credentials, violations, "credentials")
+            criteria = criteria or source.criteria_type()
+            check_criteria(source, criteria, violations)
         violations.raise_if_any()
-        assert service is not None
-        criteria = new.criteria or criteria_from_dict(service, {})
+        assert source is not None and criteria is not None
         if not display_name and default_display_name is not None:
-            display_name = default_display_name(service, external_account)
+            display_name = default_display_name(source.id, external_account)
         return cls(
             account_id=account_id,
             request_id=request_id,
-            service=service.value,
+            service=source.id,
             external_account=external_account,
             display_name=display_name,
             credentials=new.credentials.to_dict(),
@@ -386,8 +376,8 @@ class AutoImport(Aggregate):
 
     # -- what the rest of the service reads -------------------------------------------------
     @property
-    def service(self) -> ServiceId:
-        return ServiceId(self._service)
+    def service(self) -> str:
+        return self._service
 
     @property
     def state(self) -> ImportState:
@@ -402,8 +392,9 @@ class AutoImport(Aggregate):
         return Credentials(**self._credentials)
 
     @property
-    def criteria(self) -> Criteria:
-        return criteria_from_dict(self.service, self._criteria)
+    def criteria(self) -> dict[str, Any]:
+        """As stored: the service's `Source.criteria_of` makes the value object of it."""
+        return dict(self._criteria)
 
     @property
     def is_deleted(self) -> bool:
@@ -423,24 +414,28 @@ class AutoImport(Aggregate):
             )
 
     # -- commands ---------------------------------------------------------------------------
-    def update(self, changes: ImportChanges, *, actor: str) -> None:
-        """Applies the fields that change; records nothing when nothing changes."""
+    def update(self, changes: ImportChanges, source: SourceRules, *, actor: str) -> None:
+        """Applies the fields that change (checked by the rules of the import's service,
+        `source`); records nothing when nothing changes."""
+        assert source.id == self.service
         self.check_not_deleted()
         violations = Violations()
         settings: dict[str, Any] = {}
         if changes.display_name is not None:
             settings["display_name"] = check_display_name(changes.display_name, violations)
         if changes.criteria is not None:
-            check_criteria(self.service, changes.criteria, violations)
+            check_criteria(source, changes.criteria, violations)
             settings["criteria"] = changes.criteria.to_dict()
         elif changes.reset_criteria:
-            settings["criteria"] = criteria_from_dict(self.service, {}).to_dict()
+            default = source.criteria_type()
+            check_criteria(source, default, violations)
+            settings["criteria"] = default.to_dict()
         if changes.list_ids is not None:
             settings["list_ids"] = normalize_list_ids(changes.list_ids, violations)
         if changes.tags is not None:
             settings["tags"] = normalize_tags(changes.tags, violations)
         if changes.credentials is not None:
-            changes.credentials.check(self.service, violations)
+            source.check_credentials(changes.credentials, violations, "credentials")
         violations.raise_if_any()
 
         current = {

@@ -8,7 +8,6 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.auto_import import ID_NAMESPACE
-from domain.sources import external_account_identity
 
 CONTACTS_PER_WINDOW = 500
 
@@ -22,17 +21,18 @@ def window_of(now: float, interval: float) -> int:
 class ExternalAccount(Aggregate):
     @staticmethod
     def create_id(account_id: str, service: str, external_account: str) -> UUID:
-        """From the account's identity, not its spelling: every import of one external account
+        """`external_account` is the account's identity (its source's
+        `external_account_identity`), not its spelling: every import of one external account
         shares one budget however it was typed, including imports stored before a spelling
         rule existed. (An account whose identity differs from the spelling that keyed it
         before this rule starts a new budget once, in the window it is first read again.)"""
-        identity = external_account_identity(service, external_account)
-        return uuid5(ID_NAMESPACE, f"external-account/{account_id}/{service}/{identity}")
+        return uuid5(ID_NAMESPACE, f"external-account/{account_id}/{service}/{external_account}")
 
     class Opened(Aggregate.Created):
         account_id: str
         service: str
-        external_account: str  # as spelled by the import that opened it
+        # Its identity (budgets opened before identities existed: as spelled by the import)
+        external_account: str
 
     class BudgetUsed(Aggregate.Event):
         window: int

@@ -270,7 +270,7 @@ def sync_page(
     intake = ContactIntake(
         account=account,
         recorder=auto_import,
-        service=auto_import.service.value,
+        service=auto_import.service,
         source=str(auto_import.id),
         list_ids=auto_import.list_ids,
         tags=auto_import.tags,

@@ -17,13 +17,12 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Recording
 
-from connectors import SERVICES
+from connectors import SOURCES
 from domain.account import Account, ApiKey
 from domain.auto_import import AutoImport, ImportChanges, NewImport
 from domain.contact import Contact
 from domain.csv_import import CsvImport
 from domain.external_account import ExternalAccount
-from domain.sources import ServiceId
 from service.errors import EtagMismatch, NotFound
 
 MAX_ATTEMPTS = 10
@@ -40,8 +39,8 @@ def import_name(account_id: str, import_id: UUID | str) -> str:
     return f"accounts/{account_id}/imports/{import_id}"
 
 
-def default_display_name(service: ServiceId, external_account: str) -> str:
-    return f"{SERVICES[service].display_name} ({external_account})"
+def default_display_name(service: str, external_account: str) -> str:
+    return f"{SOURCES[service].display_name} ({external_account})"
 
 
 def hash_api_key(key: str) -> str:
@@ -160,6 +159,7 @@ class AutoImports(Application[UUID]):
         auto_import = AutoImport.start(
             account_id,
             new,
+            SOURCES,
             actor=actor,
             request_id=request_id,
             default_display_name=default_display_name,
@@ -191,7 +191,10 @@ class AutoImports(Application[UUID]):
         self, account_id: str, import_id: UUID, changes: ImportChanges, *, etag: str, actor: str
     ) -> AutoImport:
         return self._change_import(
-            account_id, import_id, etag, lambda i: i.update(changes, actor=actor)
+            account_id,
+            import_id,
+            etag,
+            lambda i: i.update(changes, SOURCES[i.service], actor=actor),
         )
 
     def delete_import(self, account_id: str, import_id: UUID, *, etag: str, actor: str) -> None:

@@ -12,6 +12,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -29,6 +30,7 @@ from autoimport.v1 import (
     imports_pb2,
     imports_pb2_grpc,
 )
+from connectors import SOURCES
 from service.client_output import (
     View,
     as_dict,
@@ -50,13 +52,7 @@ CSV_TIMEOUT = None
 CHUNK_SIZE = 64 * 1024
 # gRPC refuses received messages over 4 MiB by default; leave room for the message's framing.
 MAX_CHUNK_SIZE = 4 * 1024 * 1024 - 1024
-# The criteria options of each service, named after the fields of its criteria message.
-CRITERIA_OPTIONS = {
-    "google_contacts": ("contact_group",),
-    "shopify": ("subscribed_only", "customer_tag"),
-    "hubspot": ("lifecycle_stage",),
-}
-SERVICES = "{" + ",".join(CRITERIA_OPTIONS) + "}"
+SERVICES = "{" + ",".join(SOURCES) + "}"
 # Each token option falls back on its environment variable, so that secrets can stay off the
 # command line.
 TOKEN_VARIABLES = {
@@ -244,7 +240,7 @@ def _add_import_verbs(verbs: Any) -> None:
         "--external-account",
         required=True,
         metavar="X",
-        help="Google account email, Shopify shop, or HubSpot portal id",
+        help="; ".join(f"{s.display_name}: {s.external_account_help}" for s in SOURCES.values()),
     )
     create.add_argument("--display-name", metavar="NAME")
     _add_token_options(create)
@@ -377,17 +373,15 @@ def _add_criteria_options(parser: argparse.ArgumentParser, resettable: bool) -> 
         "which contacts to import; options of one service only (they replace the "
         "whole criteria); none: every contact",
     )
-    group.add_argument("--contact-group", metavar="G", help='Google Contacts: "contactGroups/..."')
-    group.add_argument(
-        "--subscribed-only",
-        action="store_true",
-        default=None,
-        help="Shopify: only customers subscribed to email marketing",
-    )
-    group.add_argument("--customer-tag", metavar="T", help="Shopify: only customers with this tag")
-    group.add_argument(
-        "--lifecycle-stage", metavar="S", help="HubSpot: only contacts in this lifecycle stage"
-    )
+    for source in SOURCES.values():
+        for criterion in fields(source.criteria_type):
+            option = "--" + criterion.name.replace("_", "-")
+            help = f"{source.display_name}: {criterion.metadata.get('help', criterion.name)}"
+            if criterion.type in (bool, "bool"):
+                group.add_argument(option, action="store_true", default=None, help=help)
+            else:
+                metavar = criterion.name.rpartition("_")[2].upper()
+                group.add_argument(option, metavar=metavar, help=help)
     if resettable:
         group.add_argument(
             "--all-contacts", action="store_true", help="reset the criteria: every contact"
@@ -450,10 +444,10 @@ def _credentials(args: argparse.Namespace) -> imports_pb2.Credentials:
 def _criteria_given(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The criteria options given, by the criteria member they belong to."""
     given: dict[str, dict[str, Any]] = {}
-    for member, options in CRITERIA_OPTIONS.items():
-        for option in options:
-            if getattr(args, option) is not None:
-                given.setdefault(member, {})[option] = getattr(args, option)
+    for source in SOURCES.values():
+        for criterion in fields(source.criteria_type):
+            if getattr(args, criterion.name) is not None:
+                given.setdefault(source.id, {})[criterion.name] = getattr(args, criterion.name)
     return given
 
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from eventsourcing.cryptography import AESCipher
 
-from connectors import ConnectorSettings
+from connectors import SOURCES, ConnectorSettings
 
 PREFIX = "AUTOIMPORT_"
 LEASE_TIMEOUT = 10.0  # seconds: see service/leases.py
@@ -186,20 +186,23 @@ def max_syncs(environ: dict[str, str] | None = None) -> int:
 
 
 def _connector_settings(get: Callable[..., str]) -> ConnectorSettings:
-    defaults = ConnectorSettings()
-    urls = {
-        name: get(name.upper(), getattr(defaults, name)).rstrip("/")
-        for name in ("google_contacts_url", "google_oauth_url", "shopify_url", "hubspot_url")
-    }
-    for name, url in urls.items():
-        if url and urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError(f"{PREFIX}{name.upper()} must be an http:// or https:// URL")
-    client_id, client_secret = get("GOOGLE_CLIENT_ID"), get("GOOGLE_CLIENT_SECRET")
-    if bool(client_id) != bool(client_secret):
-        raise ConfigError(
-            f"set both {PREFIX}GOOGLE_CLIENT_ID and {PREFIX}GOOGLE_CLIENT_SECRET, or neither"
-        )
-    return ConnectorSettings(**urls, google_client_id=client_id, google_client_secret=client_secret)
+    """Every source's settings from their AUTOIMPORT_* variables, checked."""
+    values: dict[str, dict[str, str]] = {}
+    for source in SOURCES.values():
+        given = {}
+        for setting in source.settings:
+            value = get(setting.env.removeprefix(PREFIX), setting.default).strip()
+            if setting.url:
+                value = value.rstrip("/")
+                if value and urlsplit(value).scheme not in ("http", "https"):
+                    raise ConfigError(f"{setting.env} must be an http:// or https:// URL")
+            given[setting.name] = value
+        try:
+            source.check_settings(given)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        values[source.id] = given
+    return ConnectorSettings(values)
 
 
 def postgres_env(url: str) -> dict[str, str]:

@@ -34,6 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 
+from connectors import SOURCES
+from connectors.base import Setting
 from connectors.http import USER_AGENT
 from domain.auto_import import ImportState, next_sync_due
 from service.application import AutoImports
@@ -318,29 +320,27 @@ def _ago(span: timedelta) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-# Each connector's base URL setting, with its service.
-CONNECTOR_URLS = (
-    ("google_contacts", "AUTOIMPORT_GOOGLE_CONTACTS_URL", "google_contacts_url"),
-    ("google_oauth", "AUTOIMPORT_GOOGLE_OAUTH_URL", "google_oauth_url"),
-    ("shopify", "AUTOIMPORT_SHOPIFY_URL", "shopify_url"),
-    ("hubspot", "AUTOIMPORT_HUBSPOT_URL", "hubspot_url"),
-)
-
-
 def _connectors(settings: Settings) -> Iterator[Finding]:
+    """Every base URL setting of every source: reachable from here?"""
     targets = [
-        (service, variable, getattr(settings.connectors, attribute))
-        for service, variable, attribute in CONNECTOR_URLS
+        (
+            source.id if setting.name == "url" else f"{source.id} {setting.name}",
+            setting,
+            settings.connectors.of(source)[setting.name],
+        )
+        for source in SOURCES.values()
+        for setting in source.settings
+        if setting.url
     ]
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         found = list(pool.map(lambda target: _reach(*target), targets))
     yield from found
 
 
-def _reach(service: str, variable: str, url: str) -> Finding:
-    check = f"connector {service}"
+def _reach(name: str, setting: Setting, url: str) -> Finding:
+    check, variable = f"connector {name}", setting.env
     if not url:
-        return Finding(check, True, "each shop's own https://{shop}.myshopify.com: not checked")
+        return Finding(check, True, f"{setting.when_empty or 'not set'}: not checked")
     shown = _without_userinfo(url)
     try:
         with httpx.Client(timeout=CONNECT_TIMEOUT, headers={"User-Agent": USER_AGENT}) as client:

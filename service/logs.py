@@ -52,12 +52,12 @@ def hide(*secrets: str) -> None:
 
 
 def hide_secrets_of(settings: Settings) -> None:
-    """The secrets of the configuration: admin token, cipher key, Google client secret, and the
-    database password."""
+    """The secrets of the configuration: admin token, cipher key, every connector setting
+    marked secret (e.g. Google's OAuth client secret), and the database password."""
     hide(
         settings.admin_token,
         settings.cipher_key,
-        settings.connectors.google_client_secret,
+        *settings.connectors.secrets(),
         unquote(urlsplit(settings.database_url).password or ""),
     )
 
@@ -174,7 +174,7 @@ def log_sync(auto_import: AutoImport, report: dict[str, Any]) -> None:
     duration, and the error of a failed sync. Never the skipped contacts' emails (the report
     lists them for ListSyncs; a log is no place for them)."""
     name = f"accounts/{auto_import.account_id}/imports/{auto_import.id}"
-    service = auto_import.service.value
+    service = auto_import.service
     outcome = report.get("outcome", "")
     counts = {key: int(report.get(key, 0) or 0) for key in SYNC_COUNTS}
     seconds = sync_seconds(report)

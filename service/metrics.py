@@ -109,7 +109,7 @@ GRPC_HANDLING = Histogram(
 
 def count_sync(auto_import: Any, report: dict[str, Any]) -> None:
     """A sync of `auto_import` ended with `report` (a listener of the server's SyncEngine)."""
-    service = auto_import.service.value
+    service = auto_import.service
     SYNCS.labels(service, report.get("outcome", "")).inc()
     for result, counter in CONTACT_RESULTS.items():
         CONTACTS.labels(service, result).inc(report.get(counter, 0) or 0)

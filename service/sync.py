@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from connectors import SERVICES, http
+from connectors import SOURCES, http
 from connectors.base import (
     AuthError,
     Connector,
@@ -32,7 +32,6 @@ from connectors.base import (
 from domain.auto_import import AutoImport, Credentials, ImportState
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount, window_of
-from domain.sources import Criteria
 from domain.sync import ContactPage, sync_page
 from service.application import AutoImports
 from service.errors import Unavailable
@@ -171,8 +170,10 @@ class SyncEngine:
         )
         if started.running_sync is None or started.running_sync["sync_id"] != sync_id:
             return started.last_sync or {}  # a retried request whose sync is done
-        declared = SERVICES[started.service].declared_fields()
+        source = SOURCES[started.service]
+        declared = source.declared_fields()
         criteria = started.criteria
+        read_criteria = source.criteria_of(criteria)
         cursor = started.cursor or ""
         grant = started.credentials  # what the connector reads with: it may refresh them
         try:
@@ -181,7 +182,7 @@ class SyncEngine:
                 if left is not None and left <= 0:
                     raise RetryableError(http.DEADLINE_PASSED)
                 self._leases.check(f"sync/{import_id}")  # a lost lease stops between pages
-                page = connector.fetch_page(criteria, cursor, started.sync_until)
+                page = connector.fetch_page(read_criteria, cursor, started.sync_until)
                 outcome = self._save_page(
                     account_id, import_id, sync_id, criteria, page, declared, grant
                 )
@@ -253,7 +254,7 @@ class SyncEngine:
         account_id: str,
         import_id: UUID,
         sync_id: str,
-        criteria: Criteria,
+        criteria: dict[str, Any],
         page: ContactPage,
         declared: Any,
         grant: Credentials,
@@ -296,9 +297,7 @@ class SyncEngine:
                     app, account_id, (c.email for c in page.contacts if not c.deleted)
                 ),
                 fields={
-                    key: self._get(
-                        CustomField.create_id(account_id, auto_import.service.value, key)
-                    )
+                    key: self._get(CustomField.create_id(account_id, auto_import.service, key))
                     for key in declared
                 },
                 declared=declared,
@@ -353,10 +352,14 @@ class SyncEngine:
         return report
 
     def _external_account(self, auto_import: AutoImport) -> ExternalAccount:
-        ids = (auto_import.account_id, auto_import.service.value, auto_import.external_account)
-        external = self._get(ExternalAccount.create_id(*ids))
+        account_id, service = auto_import.account_id, auto_import.service
+        identity = SOURCES[service].external_account_identity(auto_import.external_account)
+        external_id = ExternalAccount.create_id(account_id, service, identity)
+        external = self._get(external_id)
         if external is None:
-            external = ExternalAccount(account_id=ids[0], service=ids[1], external_account=ids[2])
+            external = ExternalAccount(
+                account_id=account_id, service=service, external_account=identity
+            )
         assert isinstance(external, ExternalAccount)
         return external
 

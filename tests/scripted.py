@@ -20,8 +20,9 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from connectors.base import Connector, ConnectorError
+from connectors.shopify import ShopifyCriteria
 from domain.auto_import import AutoImport, Credentials
-from domain.sources import Criteria, ShopifyCriteria
+from domain.sources import Criteria
 from domain.sync import ContactPage, ExternalContact
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

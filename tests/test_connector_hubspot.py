@@ -20,8 +20,7 @@ from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import imports_pb2 as pb
 from connectors import http, hubspot
 from connectors.base import AuthError, PermanentError, RetryableError
-from connectors.hubspot import HubSpotConnector
-from domain.sources import HubSpotCriteria
+from connectors.hubspot import HubSpotConnector, HubSpotCriteria
 from domain.sync import ContactPage, ExternalContact
 from emulators.hubspot import (
     SEARCH_PATH,

@@ -17,8 +17,7 @@ from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import imports_pb2 as pb
 from connectors import http, shopify
 from connectors.base import AuthError, PermanentError, RetryableError
-from connectors.shopify import ShopifyConnector
-from domain.sources import ShopifyCriteria
+from connectors.shopify import ShopifyConnector, ShopifyCriteria
 from domain.sync import ContactPage, ExternalContact
 from emulators.shopify import ShopifyEmulator
 from tests.conftest import STORES

@@ -8,6 +8,11 @@ from uuid import UUID
 import pytest
 from eventsourcing.application import Application
 
+from connectors import SOURCES
+from connectors.google_contacts import GoogleContactsCriteria
+from connectors.hubspot import LIFECYCLE_STAGES as HUBSPOT_LIFECYCLE_STAGES
+from connectors.hubspot import HubSpotCriteria
+from connectors.shopify import ShopifyCriteria
 from domain.auto_import import (
     MAX_DISPLAY_NAME,
     MAX_LABELS,
@@ -25,14 +30,7 @@ from domain.errors import (
     InvalidTransition,
     ValidationError,
 )
-from domain.sources import (
-    HUBSPOT_LIFECYCLE_STAGES,
-    Criteria,
-    GoogleContactsCriteria,
-    HubSpotCriteria,
-    ServiceId,
-    ShopifyCriteria,
-)
+from domain.sources import Criteria
 
 ACCOUNT = "acct-1"
 ACTOR = "alice@example.com"
@@ -68,7 +66,13 @@ def new_import(service: str = "google_contacts", **overrides: Any) -> NewImport:
 
 def start(new: NewImport | None = None, **kwargs: Any) -> AutoImport:
     kwargs.setdefault("actor", ACTOR)
-    return AutoImport.start(kwargs.pop("account_id", ACCOUNT), new or new_import(), **kwargs)
+    return AutoImport.start(
+        kwargs.pop("account_id", ACCOUNT), new or new_import(), SOURCES, **kwargs
+    )
+
+
+def update(agg: AutoImport, changes: ImportChanges, *, actor: str) -> None:
+    agg.update(changes, SOURCES[agg.service], actor=actor)
 
 
 def started(service: str = "google_contacts", **overrides: Any) -> AutoImport:
@@ -164,11 +168,11 @@ def test_start_gives_an_active_import_holding_the_requested_configuration():
 
     assert agg.version == 1
     assert agg.account_id == ACCOUNT
-    assert agg.service is ServiceId.HUBSPOT
+    assert agg.service == "hubspot"
     assert agg.external_account == "12345678"
     assert agg.display_name == "CRM"
     assert agg.credentials == HUBSPOT_CREDENTIALS
-    assert agg.criteria == HubSpotCriteria(lifecycle_stage="customer")
+    assert agg.criteria == HubSpotCriteria(lifecycle_stage="customer").to_dict()
     assert agg.list_ids == ["l1"]
     assert agg.tags == ["t1"]
     assert agg.state is ImportState.ACTIVE
@@ -296,7 +300,7 @@ def test_invalid_contact_group_is_refused(contact_group):
 def test_valid_contact_group_is_accepted(contact_group):
     agg = start(new_import(criteria=GoogleContactsCriteria(contact_group=contact_group)))
 
-    assert agg.criteria == GoogleContactsCriteria(contact_group=contact_group)
+    assert agg.criteria == GoogleContactsCriteria(contact_group=contact_group).to_dict()
 
 
 @pytest.mark.parametrize("customer_tag", ["vip,wholesale", ",", " vip", "vip ", "t" * 256])
@@ -312,7 +316,7 @@ def test_shopify_customer_tag_that_is_not_one_tag_is_refused(customer_tag):
 def test_shopify_single_customer_tag_is_accepted(customer_tag):
     agg = start(new_import("shopify", criteria=ShopifyCriteria(customer_tag=customer_tag)))
 
-    assert agg.criteria == ShopifyCriteria(customer_tag=customer_tag)
+    assert agg.criteria == ShopifyCriteria(customer_tag=customer_tag).to_dict()
 
 
 @pytest.mark.parametrize("stage", ["Lead", "prospect", "12a", "-1", "1.5", " lead"])
@@ -328,7 +332,7 @@ def test_hubspot_unknown_lifecycle_stage_is_refused(stage):
 def test_hubspot_default_or_numeric_custom_lifecycle_stage_is_accepted(stage):
     agg = start(new_import("hubspot", criteria=HubSpotCriteria(lifecycle_stage=stage)))
 
-    assert agg.criteria == HubSpotCriteria(lifecycle_stage=stage)
+    assert agg.criteria == HubSpotCriteria(lifecycle_stage=stage).to_dict()
 
 
 @pytest.mark.parametrize(
@@ -425,7 +429,7 @@ def test_unknown_service_is_reported_with_the_violations_of_the_other_fields():
 
 
 def test_a_refused_import_calls_no_default_display_name():
-    def default_display_name(service: ServiceId, external_account: str) -> str:
+    def default_display_name(service: str, external_account: str) -> str:
         raise AssertionError("called for an invalid import")
 
     with pytest.raises(ValidationError):
@@ -443,15 +447,15 @@ def test_a_refused_import_calls_no_default_display_name():
 def test_default_criteria_select_every_contact_when_none_are_given(service, criteria, stored):
     agg = start(new_import(service, criteria=None))
 
-    assert agg.criteria == criteria
-    assert type(agg.criteria) is type(criteria)
+    assert SOURCES[service].criteria_of(agg.criteria) == criteria
+    assert agg.criteria == stored
     assert agg.collect_events()[0].criteria == stored
 
 
 def test_default_display_name_comes_from_the_callback_with_the_normalized_account():
-    calls: list[tuple[ServiceId, str]] = []
+    calls: list[tuple[str, str]] = []
 
-    def default_display_name(service: ServiceId, external_account: str) -> str:
+    def default_display_name(service: str, external_account: str) -> str:
         calls.append((service, external_account))
         return f"Shopify {external_account}"
 
@@ -460,13 +464,13 @@ def test_default_display_name_comes_from_the_callback_with_the_normalized_accoun
         default_display_name=default_display_name,
     )
 
-    assert calls == [(ServiceId.SHOPIFY, "my-store")]
+    assert calls == [("shopify", "my-store")]
     assert agg.display_name == "Shopify my-store"
     assert agg.collect_events()[0].display_name == "Shopify my-store"
 
 
 def test_given_display_name_is_kept_and_the_callback_is_not_called():
-    def default_display_name(service: ServiceId, external_account: str) -> str:
+    def default_display_name(service: str, external_account: str) -> str:
         raise AssertionError("called although a display name was given")
 
     agg = start(new_import(display_name="  My import  "), default_display_name=default_display_name)
@@ -583,7 +587,7 @@ def test_credentials_of_a_history_from_before_expiries_load():
             ImportChanges(criteria=GoogleContactsCriteria(contact_group="contactGroups/friends")),
             {"criteria": {"contact_group": "contactGroups/friends"}},
             "criteria",
-            GoogleContactsCriteria(contact_group="contactGroups/friends"),
+            {"contact_group": "contactGroups/friends"},
         ),
         (
             ImportChanges(list_ids=["x", " y ", "x"]),
@@ -602,7 +606,7 @@ def test_update_of_one_field_emits_one_updated_event_with_only_that_key(
 ):
     agg = started(display_name="Original", list_ids=["l1"], tags=["t1"])
 
-    agg.update(changes, actor="bob")
+    update(agg, changes, actor="bob")
 
     events = agg.collect_events()
     assert [type(e) for e in events] == [AutoImport.Updated]
@@ -615,8 +619,10 @@ def test_update_of_one_field_emits_one_updated_event_with_only_that_key(
 def test_update_of_several_fields_emits_one_event_with_only_the_changed_keys():
     agg = started(display_name="Original", list_ids=["l1"], tags=["t1"])
 
-    agg.update(
-        ImportChanges(display_name="Renamed", list_ids=[" l1 "], tags=["t2", "t1"]), actor=ACTOR
+    update(
+        agg,
+        ImportChanges(display_name="Renamed", list_ids=[" l1 "], tags=["t2", "t1"]),
+        actor=ACTOR,
     )
 
     events = agg.collect_events()
@@ -665,7 +671,7 @@ def test_update_without_any_change_emits_no_event(changes):
     )
     before = public_state(agg)
 
-    agg.update(changes, actor=ACTOR)
+    update(agg, changes, actor=ACTOR)
 
     assert agg.collect_events() == []
     assert public_state(agg) == before
@@ -675,7 +681,7 @@ def test_update_of_credentials_emits_credentials_rotated_and_not_updated():
     agg = started()
     rotated = Credentials(access_token="new-access", refresh_token="new-refresh")
 
-    agg.update(ImportChanges(credentials=rotated), actor="bob")
+    update(agg, ImportChanges(credentials=rotated), actor="bob")
 
     events = agg.collect_events()
     assert [type(e) for e in events] == [AutoImport.CredentialsRotated]
@@ -693,7 +699,7 @@ def test_update_of_only_the_refresh_token_rotates_the_credentials():
     agg = started()
     rotated = Credentials(access_token=ACCESS, refresh_token="new-refresh")
 
-    agg.update(ImportChanges(credentials=rotated), actor=ACTOR)
+    update(agg, ImportChanges(credentials=rotated), actor=ACTOR)
 
     assert [type(e) for e in agg.collect_events()] == [AutoImport.CredentialsRotated]
     assert agg.credentials == rotated
@@ -702,7 +708,8 @@ def test_update_of_only_the_refresh_token_rotates_the_credentials():
 def test_update_of_credentials_and_another_field_emits_updated_then_credentials_rotated():
     agg = started()
 
-    agg.update(
+    update(
+        agg,
         ImportChanges(display_name="Renamed", credentials=Credentials("new-access", "new-refresh")),
         actor=ACTOR,
     )
@@ -724,7 +731,7 @@ def test_update_with_incomplete_google_credentials_is_refused(credentials, field
     agg = started()
 
     with pytest.raises(ValidationError) as excinfo:
-        agg.update(ImportChanges(credentials=credentials), actor=ACTOR)
+        update(agg, ImportChanges(credentials=credentials), actor=ACTOR)
 
     assert fields_of(excinfo.value) == [field]
     assert agg.collect_events() == []
@@ -734,7 +741,7 @@ def test_update_with_incomplete_google_credentials_is_refused(credentials, field
 def test_update_of_shopify_credentials_needs_no_refresh_token():
     agg = started("shopify")
 
-    agg.update(ImportChanges(credentials=Credentials(access_token="shpat_new")), actor=ACTOR)
+    update(agg, ImportChanges(credentials=Credentials(access_token="shpat_new")), actor=ACTOR)
 
     assert [type(e) for e in agg.collect_events()] == [AutoImport.CredentialsRotated]
     assert agg.credentials == Credentials(access_token="shpat_new")
@@ -743,18 +750,18 @@ def test_update_of_shopify_credentials_needs_no_refresh_token():
 def test_reset_criteria_goes_back_to_the_default_criteria():
     agg = started("shopify", criteria=ShopifyCriteria(subscribed_only=True, customer_tag="vip"))
 
-    agg.update(ImportChanges(reset_criteria=True), actor=ACTOR)
+    update(agg, ImportChanges(reset_criteria=True), actor=ACTOR)
 
     events = agg.collect_events()
     assert [type(e) for e in events] == [AutoImport.Updated]
     assert events[0].changes == {"criteria": {"subscribed_only": False, "customer_tag": ""}}
-    assert agg.criteria == ShopifyCriteria()
+    assert agg.criteria == ShopifyCriteria().to_dict()
 
 
 def test_reset_criteria_of_default_criteria_emits_no_event():
     agg = started("hubspot")
 
-    agg.update(ImportChanges(reset_criteria=True), actor=ACTOR)
+    update(agg, ImportChanges(reset_criteria=True), actor=ACTOR)
 
     assert agg.collect_events() == []
 
@@ -762,12 +769,13 @@ def test_reset_criteria_of_default_criteria_emits_no_event():
 def test_given_criteria_take_precedence_over_reset_criteria():
     agg = started("hubspot", criteria=HubSpotCriteria(lifecycle_stage="lead"))
 
-    agg.update(
+    update(
+        agg,
         ImportChanges(criteria=HubSpotCriteria(lifecycle_stage="customer"), reset_criteria=True),
         actor=ACTOR,
     )
 
-    assert agg.criteria == HubSpotCriteria(lifecycle_stage="customer")
+    assert agg.criteria == HubSpotCriteria(lifecycle_stage="customer").to_dict()
 
 
 @pytest.mark.parametrize(
@@ -783,7 +791,7 @@ def test_update_with_criteria_of_another_service_is_refused(service, criteria, f
     before = agg.criteria
 
     with pytest.raises(ValidationError) as excinfo:
-        agg.update(ImportChanges(criteria=criteria), actor=ACTOR)
+        update(agg, ImportChanges(criteria=criteria), actor=ACTOR)
 
     assert fields_of(excinfo.value) == [field]
     assert agg.collect_events() == []
@@ -795,7 +803,8 @@ def test_update_reports_every_violation_at_once_and_changes_nothing():
     before = public_state(agg)
 
     with pytest.raises(ValidationError) as excinfo:
-        agg.update(
+        update(
+            agg,
             ImportChanges(
                 display_name="n" * (MAX_DISPLAY_NAME + 1),
                 criteria=GoogleContactsCriteria(contact_group="friends"),
@@ -834,7 +843,7 @@ def test_update_after_delete_is_refused(changes):
     agg.collect_events()
 
     with pytest.raises(ImportIsDeleted):
-        agg.update(changes, actor=ACTOR)
+        update(agg, changes, actor=ACTOR)
 
     assert agg.collect_events() == []
     assert agg.state is ImportState.DELETED
@@ -845,7 +854,7 @@ def test_credentials_rotation_makes_an_import_that_needs_reauth_active():
     agg.state = ImportState.NEEDS_REAUTH
     agg.state_reason = "the refresh token was revoked"
 
-    agg.update(ImportChanges(credentials=Credentials("new-access", "new-refresh")), actor=ACTOR)
+    update(agg, ImportChanges(credentials=Credentials("new-access", "new-refresh")), actor=ACTOR)
 
     assert [type(e) for e in agg.collect_events()] == [AutoImport.CredentialsRotated]
     assert agg.state is ImportState.ACTIVE
@@ -856,7 +865,7 @@ def test_unchanged_credentials_leave_an_import_that_needs_reauth_in_that_state()
     agg = started()
     agg.state = ImportState.NEEDS_REAUTH
 
-    agg.update(ImportChanges(credentials=GOOGLE_CREDENTIALS), actor=ACTOR)
+    update(agg, ImportChanges(credentials=GOOGLE_CREDENTIALS), actor=ACTOR)
 
     assert agg.collect_events() == []
     assert agg.state is ImportState.NEEDS_REAUTH
@@ -866,7 +875,7 @@ def test_update_of_other_fields_leaves_an_import_that_needs_reauth_in_that_state
     agg = started()
     agg.state = ImportState.NEEDS_REAUTH
 
-    agg.update(ImportChanges(display_name="Renamed"), actor=ACTOR)
+    update(agg, ImportChanges(display_name="Renamed"), actor=ACTOR)
 
     assert [type(e) for e in agg.collect_events()] == [AutoImport.Updated]
     assert agg.state is ImportState.NEEDS_REAUTH
@@ -876,7 +885,7 @@ def test_credentials_rotation_keeps_a_paused_import_paused():
     agg = started()
     agg.pause(actor=ACTOR)
 
-    agg.update(ImportChanges(credentials=Credentials("new-access", "new-refresh")), actor=ACTOR)
+    update(agg, ImportChanges(credentials=Credentials("new-access", "new-refresh")), actor=ACTOR)
 
     assert agg.state is ImportState.PAUSED
 
@@ -1028,17 +1037,20 @@ def test_replay_of_a_new_import_gives_an_equal_state():
 
     assert replayed == agg
     assert public_state(replayed) == public_state(agg)
-    assert replayed.service is ServiceId.SHOPIFY
+    assert replayed.service == "shopify"
     assert replayed.state is ImportState.ACTIVE
-    assert isinstance(replayed.criteria, ShopifyCriteria)
+    assert SOURCES["shopify"].criteria_of(replayed.criteria) == ShopifyCriteria(
+        subscribed_only=True, customer_tag="vip"
+    )
 
 
 def _lifecycle_steps() -> list[tuple[str, Any]]:
     return [
-        ("update", lambda a: a.update(ImportChanges(display_name="Renamed"), actor=ACTOR)),
+        ("update", lambda a: update(a, ImportChanges(display_name="Renamed"), actor=ACTOR)),
         (
             "update-all-fields",
-            lambda a: a.update(
+            lambda a: update(
+                a,
                 ImportChanges(
                     criteria=GoogleContactsCriteria(contact_group="contactGroups/friends"),
                     list_ids=["l2", "l3"],
@@ -1049,13 +1061,13 @@ def _lifecycle_steps() -> list[tuple[str, Any]]:
         ),
         (
             "rotate-credentials",
-            lambda a: a.update(
-                ImportChanges(credentials=Credentials("new-access", "new-refresh")), actor=ACTOR
+            lambda a: update(
+                a, ImportChanges(credentials=Credentials("new-access", "new-refresh")), actor=ACTOR
             ),
         ),
         ("pause", lambda a: a.pause(actor=ACTOR)),
         ("resume", lambda a: a.resume(actor=ACTOR)),
-        ("reset-criteria", lambda a: a.update(ImportChanges(reset_criteria=True), actor=ACTOR)),
+        ("reset-criteria", lambda a: update(a, ImportChanges(reset_criteria=True), actor=ACTOR)),
         ("pause-again", lambda a: a.pause(actor=ACTOR)),
         ("delete", lambda a: a.delete(actor=ACTOR)),
     ]
@@ -1096,8 +1108,8 @@ def test_replay_to_an_earlier_version_gives_the_state_at_that_version():
 def test_stored_history_lists_every_event_in_order_with_its_actor():
     app = popo_application()
     agg = start(new_import(), actor="creator")
-    agg.update(ImportChanges(display_name="Renamed"), actor="editor")
-    agg.update(ImportChanges(credentials=Credentials("new-access", "new-refresh")), actor="editor")
+    update(agg, ImportChanges(display_name="Renamed"), actor="editor")
+    update(agg, ImportChanges(credentials=Credentials("new-access", "new-refresh")), actor="editor")
     agg.pause(actor="pauser")
     agg.resume(actor="resumer")
     agg.delete(actor="deleter")
@@ -1147,11 +1159,11 @@ def test_validation_error_single_holds_one_violation():
 
 
 @pytest.mark.parametrize("service", ["google_contacts", "shopify", "hubspot"])
-def test_criteria_property_returns_the_criteria_type_of_the_service(service):
-    criteria = start(new_import(service)).criteria
+def test_the_stored_criteria_give_the_criteria_type_of_the_service(service):
+    criteria = SOURCES[service].criteria_of(start(new_import(service)).criteria)
 
     assert isinstance(criteria, Criteria)
-    assert criteria.service is ServiceId(service)
+    assert criteria.service == service
 
 
 def test_pause_of_an_import_that_needs_reauth_is_refused():
@@ -1168,8 +1180,8 @@ def test_pause_of_an_import_that_needs_reauth_is_refused():
 
 def test_repr_of_the_aggregate_and_of_its_events_hides_the_credentials():
     agg = start(new_import("google_contacts"))
-    agg.update(
-        ImportChanges(credentials=Credentials("new-ACCESS-SECRET", "new-REFRESH")), actor=ACTOR
+    update(
+        agg, ImportChanges(credentials=Credentials("new-ACCESS-SECRET", "new-REFRESH")), actor=ACTOR
     )
 
     texts = [repr(agg)] + [repr(e) for e in agg.collect_events()]

@@ -49,6 +49,7 @@ from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import contacts_pb2_grpc
 from autoimport.v1 import imports_pb2 as pb
+from connectors import SOURCES
 from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount
 from emulators.google_contacts import GoogleContactsEmulator
 from emulators.hubspot import HubSpotEmulator
@@ -299,7 +300,9 @@ def budgets(settings: Settings, fleet: Fleet) -> dict[tuple[str, str, str], dict
         for imported in fleet.imports:
             key = (imported.account_id, imported.service, imported.external_account)
             windows: dict[int, int] = collections.defaultdict(int)
-            for event in app.events.get(ExternalAccount.create_id(*key)):
+            identity = SOURCES[imported.service].external_account_identity(key[2])
+            budget = ExternalAccount.create_id(imported.account_id, imported.service, identity)
+            for event in app.events.get(budget):
                 if isinstance(event, ExternalAccount.BudgetUsed):
                     windows[event.window] += event.count
             charged[key] = dict(windows)

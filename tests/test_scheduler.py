@@ -31,6 +31,7 @@ from google.protobuf import timestamp_pb2
 from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import imports_pb2 as pb
+from connectors import SOURCES
 from domain.auto_import import AutoImport, Credentials, NewImport
 from service.config import ConfigError, Settings
 from service.leases import LocalLeases
@@ -61,7 +62,9 @@ def time_of(stamp: timestamp_pb2.Timestamp) -> datetime:
 
 
 def new_auto_import() -> AutoImport:
-    return AutoImport.start("acme", NewImport("shopify", "store", Credentials("t")), actor="admin")
+    return AutoImport.start(
+        "acme", NewImport("shopify", "store", Credentials("t")), SOURCES, actor="admin"
+    )
 
 
 def test_an_import_is_due_at_once_then_one_interval_after_its_last_sync_began():

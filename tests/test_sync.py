@@ -13,6 +13,7 @@ import pytest
 
 from connectors import http
 from connectors.base import AuthError, ReauthRequired
+from connectors.shopify import ShopifyCriteria
 from domain.auto_import import (
     AUTH_FAILURES_BEFORE_REAUTH,
     TOKEN_REFRESH_ACTOR,
@@ -23,7 +24,6 @@ from domain.auto_import import (
     NewImport,
 )
 from domain.errors import ImportNeedsReauth, ImportNotActive
-from domain.sources import ShopifyCriteria
 from service.application import AutoImports, etag_of
 from service.config import Settings
 from service.leases import LocalLeases

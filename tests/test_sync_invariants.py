@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import service.sync
+from connectors.shopify import ShopifyCriteria
 from domain.auto_import import AutoImport, ImportChanges
 from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount
-from domain.sources import ShopifyCriteria
 from service.config import Settings
 from service.leases import LocalLeases
 from service.projector import catch_up

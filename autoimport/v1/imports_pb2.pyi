@@ -324,18 +324,20 @@ class ListServicesResponse(_message.Message):
     def __init__(self, services: _Optional[_Iterable[_Union[ExternalService, _Mapping]]] = ...) -> None: ...
 
 class ExternalService(_message.Message):
-    __slots__ = ("id", "display_name", "fields", "import_count", "criteria_description")
+    __slots__ = ("id", "display_name", "fields", "import_count", "criteria_description", "description")
     ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     IMPORT_COUNT_FIELD_NUMBER: _ClassVar[int]
     CRITERIA_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     id: str
     display_name: str
     fields: _containers.RepeatedCompositeFieldContainer[ServiceField]
     import_count: int
     criteria_description: str
-    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[ServiceField, _Mapping]]] = ..., import_count: _Optional[int] = ..., criteria_description: _Optional[str] = ...) -> None: ...
+    description: str
+    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[ServiceField, _Mapping]]] = ..., import_count: _Optional[int] = ..., criteria_description: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ServiceField(_message.Message):
     __slots__ = ("key", "label", "title", "personalization_tag")

@@ -7,10 +7,10 @@ from typing import Any
 from uuid import UUID
 
 from autoimport.v1 import contacts_pb2, contacts_pb2_grpc, fields_pb2, fields_pb2_grpc
+from connectors import SOURCES
 from domain.csv_file import CSV_SERVICE
 from domain.csv_import import CsvOptions
 from domain.errors import ValidationError
-from domain.sources import SERVICE_IDS
 from service.api.convert import (
     contact_message,
     contact_row_of,
@@ -104,7 +104,7 @@ class FieldServicer(fields_pb2_grpc.FieldServiceServicer):
         self, request: fields_pb2.ListFieldsRequest, context: Any
     ) -> fields_pb2.ListFieldsResponse:
         account_id = _authorized_account(request.account_id)
-        services = (*SERVICE_IDS, CSV_SERVICE)
+        services = (*SOURCES, CSV_SERVICE)
         if request.service and request.service not in services:
             raise ValidationError.single(
                 "service", f"must be one of {', '.join(services)}, or empty"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -10,18 +11,14 @@ from uuid import UUID
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from autoimport.v1 import accounts_pb2, contacts_pb2, fields_pb2, imports_pb2
-from connectors.base import ServiceDescription
+from connectors import SOURCES
+from connectors.base import Source
 from domain.account import Account
 from domain.auto_import import AutoImport, Credentials, ImportState, next_sync_due
 from domain.contact import CSV_SOURCE_PREFIX, Contact, InvalidEmail, normalize_email
 from domain.csv_import import COUNTERS as CSV_COUNTERS
 from domain.errors import ValidationError
-from domain.sources import (
-    Criteria,
-    GoogleContactsCriteria,
-    HubSpotCriteria,
-    ShopifyCriteria,
-)
+from domain.sources import Criteria
 from service.application import import_name
 from service.read_models.contacts import ContactRow
 from service.read_models.fields import FieldRow
@@ -72,17 +69,14 @@ def credentials_from(message: imports_pb2.Credentials) -> Credentials:
 
 
 def criteria_from(message: imports_pb2.AutoImport) -> Criteria | None:
+    """The criteria the message sets: its oneof member is the service's id, and the member's
+    fields are those of the service's criteria type."""
     which = message.WhichOneof("criteria")
-    if which == "google_contacts":
-        return GoogleContactsCriteria(contact_group=message.google_contacts.contact_group)
-    if which == "shopify":
-        return ShopifyCriteria(
-            subscribed_only=message.shopify.subscribed_only,
-            customer_tag=message.shopify.customer_tag,
-        )
-    if which == "hubspot":
-        return HubSpotCriteria(lifecycle_stage=message.hubspot.lifecycle_stage)
-    return None
+    if which is None:
+        return None
+    criteria_type = SOURCES[which].criteria_type
+    member = getattr(message, which)
+    return criteria_type(**{f.name: getattr(member, f.name) for f in fields(criteria_type)})
 
 
 def row_of(auto_import: AutoImport) -> ImportRow:
@@ -90,10 +84,10 @@ def row_of(auto_import: AutoImport) -> ImportRow:
     return ImportRow(
         import_id=str(auto_import.id),
         account_id=auto_import.account_id,
-        service=auto_import.service.value,
+        service=auto_import.service,
         display_name=auto_import.display_name,
         external_account=auto_import.external_account,
-        criteria=auto_import.criteria.to_dict(),
+        criteria=auto_import.criteria,
         list_ids=list(auto_import.list_ids),
         tags=list(auto_import.tags),
         state=auto_import.state.value,
@@ -263,23 +257,22 @@ def history_event_message(event: Any) -> imports_pb2.ImportEvent:
     )
 
 
-def service_message(
-    description: ServiceDescription, import_count: int
-) -> imports_pb2.ExternalService:
+def service_message(source: Source, import_count: int) -> imports_pb2.ExternalService:
     return imports_pb2.ExternalService(
-        id=description.id.value,
-        display_name=description.display_name,
+        id=source.id,
+        display_name=source.display_name,
+        description=source.description,
         fields=[
             imports_pb2.ServiceField(
                 key=spec.key,
                 label=spec.label,
-                title=description.title_of(spec),
-                personalization_tag=description.tag_of(spec),
+                title=source.title_of(spec),
+                personalization_tag=source.tag_of(spec),
             )
-            for spec in description.fields
+            for spec in source.fields
         ],
         import_count=import_count,
-        criteria_description=description.criteria_description,
+        criteria_description=source.criteria_description,
     )
 
 

@@ -13,10 +13,9 @@ import grpc
 from google.protobuf import empty_pb2
 
 from autoimport.v1 import imports_pb2, imports_pb2_grpc
-from connectors import SERVICES
+from connectors import SOURCES
 from domain.auto_import import ImportChanges, NewImport
 from domain.errors import ValidationError
-from domain.sources import SERVICE_IDS
 from service.api.convert import (
     auto_import_message,
     credentials_from,
@@ -53,7 +52,6 @@ OUTPUT_ONLY = (
     "next_sync_time",
     "etag",
 )
-CRITERIA_MEMBERS = ("google_contacts", "shopify", "hubspot")
 
 
 class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
@@ -117,9 +115,9 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
     ) -> imports_pb2.ListImportsResponse:
         account_id = require(request.account_id, "account_id")
         current_principal().require_account(account_id)
-        if request.service and request.service not in SERVICE_IDS:
+        if request.service and request.service not in SOURCES:
             raise ValidationError.single(
-                "service", f"must be one of {', '.join(SERVICE_IDS)}, or empty"
+                "service", f"must be one of {', '.join(SOURCES)}, or empty"
             )
         page_size = page_size_of(request.page_size, default=50, maximum=1000)
         view = self._read.caught_up()
@@ -131,7 +129,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         return imports_pb2.ListImportsResponse(
             auto_imports=[self._message(row) for row in page.rows],
             next_page_token=page.next_page_token,
-            counts_by_service={service: counts.get(service, 0) for service in SERVICE_IDS},
+            counts_by_service={service: counts.get(service, 0) for service in SOURCES},
         )
 
     def UpdateImport(
@@ -189,7 +187,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         current_principal().require_account(account_id)
         counts = self._read.caught_up().count_by_service(account_id)
         return imports_pb2.ListServicesResponse(
-            services=[service_message(d, counts.get(d.id.value, 0)) for d in SERVICES.values()]
+            services=[service_message(s, counts.get(s.id, 0)) for s in SOURCES.values()]
         )
 
     def TriggerSync(
@@ -305,7 +303,7 @@ def _changes_from(message: imports_pb2.AutoImport, paths: list[str]) -> ImportCh
             fields.update(UPDATABLE)
         elif top in UPDATABLE:
             fields.add(top)
-        elif top in CRITERIA_MEMBERS:
+        elif top in SOURCES:  # a criteria member is named after its service
             fields.add("criteria")
         elif top in IMMUTABLE:
             raise ValidationError.single(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from domain.sources import ShopifyCriteria
+from connectors.shopify import ShopifyCriteria
 from tests.scripted import ScriptedSource, SourceContact, matches
 
 MISSING = "missing"

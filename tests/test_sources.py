@@ -1,61 +1,66 @@
-"""Unit tests of domain.sources: services, criteria, and the names of the fields an import fills."""
+"""The registry of sources and each source's rules: descriptions, criteria, field names, the
+identity of external accounts. Every registered source must pass the registry-wide tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors import SERVICES
+from autoimport.v1 import imports_pb2
+from connectors import SOURCES
+from connectors.google_contacts import GoogleContactsCriteria
+from connectors.hubspot import HubSpotCriteria
+from connectors.shopify import ShopifyCriteria
 from domain.errors import ValidationError, Violations
 from domain.external_account import ExternalAccount
-from domain.sources import (
-    CRITERIA_TYPES,
-    SERVICE_IDS,
-    GoogleContactsCriteria,
-    HubSpotCriteria,
-    ServiceId,
-    ShopifyCriteria,
-    check_criteria,
-    check_service,
-    criteria_from_dict,
-    external_account_identity,
-    field_title,
-    normalize_external_account,
-    personalization_tag,
-)
+from domain.sources import check_criteria, field_title, find_source, personalization_tag
+
+SERVICE_IDS = tuple(SOURCES)
+
+
+def identity_of(service: str, external_account: str) -> str:
+    return SOURCES[service].external_account_identity(external_account)
+
+
+def normalize(
+    service: str, value: str, violations: Violations, field: str = "external_account"
+) -> str:
+    return SOURCES[service].normalize_external_account(value, violations, field)
+
 
 # Every field of every connector: (service, field key, personalization tag, custom field title).
 EXPECTED_FIELDS = [
     (
-        ServiceId.GOOGLE_CONTACTS,
+        "google_contacts",
         "company",
         "%GOOGLE_CONTACTS_COMPANY%",
         "Google Contacts Company",
     ),
     (
-        ServiceId.GOOGLE_CONTACTS,
+        "google_contacts",
         "job_title",
         "%GOOGLE_CONTACTS_JOB_TITLE%",
         "Google Contacts Job Title",
     ),
     (
-        ServiceId.GOOGLE_CONTACTS,
+        "google_contacts",
         "birthday",
         "%GOOGLE_CONTACTS_BIRTHDAY%",
         "Google Contacts Birthday",
     ),
-    (ServiceId.SHOPIFY, "total_spent", "%SHOPIFY_TOTAL_SPENT%", "Shopify Total Spent"),
-    (ServiceId.SHOPIFY, "orders_count", "%SHOPIFY_ORDERS_COUNT%", "Shopify Orders Count"),
-    (ServiceId.SHOPIFY, "tags", "%SHOPIFY_TAGS%", "Shopify Tags"),
-    (ServiceId.SHOPIFY, "company", "%SHOPIFY_COMPANY%", "Shopify Company"),
-    (ServiceId.SHOPIFY, "country", "%SHOPIFY_COUNTRY%", "Shopify Country"),
-    (ServiceId.HUBSPOT, "company", "%HUBSPOT_COMPANY%", "HubSpot Company"),
-    (ServiceId.HUBSPOT, "job_title", "%HUBSPOT_JOB_TITLE%", "HubSpot Job Title"),
+    ("shopify", "total_spent", "%SHOPIFY_TOTAL_SPENT%", "Shopify Total Spent"),
+    ("shopify", "orders_count", "%SHOPIFY_ORDERS_COUNT%", "Shopify Orders Count"),
+    ("shopify", "tags", "%SHOPIFY_TAGS%", "Shopify Tags"),
+    ("shopify", "company", "%SHOPIFY_COMPANY%", "Shopify Company"),
+    ("shopify", "country", "%SHOPIFY_COUNTRY%", "Shopify Country"),
+    ("hubspot", "company", "%HUBSPOT_COMPANY%", "HubSpot Company"),
+    ("hubspot", "job_title", "%HUBSPOT_JOB_TITLE%", "HubSpot Job Title"),
     (
-        ServiceId.HUBSPOT,
+        "hubspot",
         "lifecycle_stage",
         "%HUBSPOT_LIFECYCLE_STAGE%",
         "HubSpot Lifecycle Stage",
@@ -64,35 +69,55 @@ EXPECTED_FIELDS = [
 TAG_PATTERN = re.compile(r"^%[A-Z0-9_]+%$")
 
 
-def spec_of(service: ServiceId, key: str):
-    description = SERVICES[service]
+def spec_of(service: str, key: str):
+    description = SOURCES[service]
     (spec,) = [s for s in description.fields if s.key == key]
     return description, spec
 
 
 def all_fields():
-    return [(d, spec) for d in SERVICES.values() for spec in d.fields]
+    return [(d, spec) for d in SOURCES.values() for spec in d.fields]
 
 
 # -- service descriptions -------------------------------------------------------------------------
 
 
-def test_every_service_has_a_description_under_its_own_id():
-    assert set(SERVICES) == set(ServiceId)
-    for service_id, description in SERVICES.items():
-        assert description.id is service_id
+def test_every_source_is_registered_under_its_own_id():
+    for service_id, source in SOURCES.items():
+        assert source.id == service_id
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", service_id)
+        assert source.display_name and source.description and source.criteria_description
+
+
+def test_every_source_has_its_criteria_message_named_after_it_with_the_same_fields():
+    """The AutoImport message's criteria oneof has one member per source, named after its id,
+    whose fields are those of the source's criteria type: the API converts by name."""
+    oneof = imports_pb2.AutoImport.DESCRIPTOR.oneofs_by_name["criteria"]
+    members = {f.name: f.message_type for f in oneof.fields}
+
+    assert set(members) == set(SOURCES)
+    for service, source in SOURCES.items():
+        message_fields = {f.name for f in members[service].fields}
+        assert message_fields == {f.name for f in dataclasses.fields(source.criteria_type)}
+
+
+def test_criteria_options_are_unique_across_sources():
+    """Each criteria field is a CLI option (`--customer-tag`): one name, one service."""
+    names = [f.name for s in SOURCES.values() for f in dataclasses.fields(s.criteria_type)]
+
+    assert len(names) == len(set(names))
 
 
 def test_expected_fields_cover_every_field_of_every_service():
-    described = sorted((d.id.value, spec.key) for d, spec in all_fields())
+    described = sorted((d.id, spec.key) for d, spec in all_fields())
 
-    assert described == sorted((s.value, key) for s, key, _, _ in EXPECTED_FIELDS)
+    assert described == sorted((s, key) for s, key, _, _ in EXPECTED_FIELDS)
 
 
 @pytest.mark.parametrize(
     ("service", "key", "tag", "title"),
     EXPECTED_FIELDS,
-    ids=[f"{s.value}.{key}" for s, key, _, _ in EXPECTED_FIELDS],
+    ids=[f"{s}.{key}" for s, key, _, _ in EXPECTED_FIELDS],
 )
 def test_personalization_tag_of_each_field(service, key, tag, title):
     description, spec = spec_of(service, key)
@@ -104,7 +129,7 @@ def test_personalization_tag_of_each_field(service, key, tag, title):
 @pytest.mark.parametrize(
     ("service", "key", "tag", "title"),
     EXPECTED_FIELDS,
-    ids=[f"{s.value}.{key}" for s, key, _, _ in EXPECTED_FIELDS],
+    ids=[f"{s}.{key}" for s, key, _, _ in EXPECTED_FIELDS],
 )
 def test_field_title_of_each_field(service, key, tag, title):
     description, spec = spec_of(service, key)
@@ -134,7 +159,7 @@ def test_field_title_joins_service_and_label_with_a_space():
 
 
 @pytest.mark.parametrize(
-    ("description", "spec"), all_fields(), ids=[f"{d.id.value}.{s.key}" for d, s in all_fields()]
+    ("description", "spec"), all_fields(), ids=[f"{d.id}.{s.key}" for d, s in all_fields()]
 )
 def test_every_tag_matches_the_tag_pattern(description, spec):
     assert TAG_PATTERN.match(description.tag_of(spec))
@@ -153,7 +178,7 @@ def test_titles_are_unique_across_all_services():
 
 
 def test_field_keys_are_unique_within_each_service():
-    for description in SERVICES.values():
+    for description in SOURCES.values():
         keys = [spec.key for spec in description.fields]
         assert len(keys) == len(set(keys)), description.id
 
@@ -182,7 +207,7 @@ def test_field_keys_are_unique_within_each_service():
 def test_criteria_from_dict_round_trips_to_dict(criteria, stored):
     assert criteria.to_dict() == stored
 
-    restored = criteria_from_dict(criteria.service, criteria.to_dict())
+    restored = SOURCES[criteria.service].criteria_of(criteria.to_dict())
 
     assert restored == criteria
     assert type(restored) is type(criteria)
@@ -191,29 +216,28 @@ def test_criteria_from_dict_round_trips_to_dict(criteria, stored):
 @pytest.mark.parametrize(
     ("service", "criteria"),
     [
-        (ServiceId.GOOGLE_CONTACTS, GoogleContactsCriteria(contact_group="")),
-        (ServiceId.SHOPIFY, ShopifyCriteria(subscribed_only=False, customer_tag="")),
-        (ServiceId.HUBSPOT, HubSpotCriteria(lifecycle_stage="")),
+        ("google_contacts", GoogleContactsCriteria(contact_group="")),
+        ("shopify", ShopifyCriteria(subscribed_only=False, customer_tag="")),
+        ("hubspot", HubSpotCriteria(lifecycle_stage="")),
     ],
 )
 def test_criteria_from_an_empty_dict_are_the_default_criteria(service, criteria):
-    restored = criteria_from_dict(service, {})
+    restored = SOURCES[service].criteria_of({})
 
     assert restored == criteria
     assert type(restored) is type(criteria)
 
 
-def test_each_service_has_a_criteria_type_of_that_service():
-    assert set(CRITERIA_TYPES) == set(ServiceId)
-    for service, criteria_type in CRITERIA_TYPES.items():
-        assert criteria_type.service is service
+def test_each_source_has_a_criteria_type_of_that_service():
+    for service, source in SOURCES.items():
+        assert source.criteria_type.service == service
 
 
 def test_check_criteria_nests_field_paths_under_the_given_field():
     violations = Violations()
 
     check_criteria(
-        ServiceId.SHOPIFY, ShopifyCriteria(customer_tag="a,b"), violations, "auto_import.criteria"
+        SOURCES["shopify"], ShopifyCriteria(customer_tag="a,b"), violations, "auto_import.criteria"
     )
 
     with pytest.raises(ValidationError) as excinfo:
@@ -226,7 +250,7 @@ def test_check_criteria_nests_field_paths_under_the_given_field():
 def test_check_criteria_accepts_valid_criteria_of_the_service():
     violations = Violations()
 
-    check_criteria(ServiceId.HUBSPOT, HubSpotCriteria(lifecycle_stage="lead"), violations)
+    check_criteria(SOURCES["hubspot"], HubSpotCriteria(lifecycle_stage="lead"), violations)
 
     violations.raise_if_any()
 
@@ -234,15 +258,11 @@ def test_check_criteria_accepts_valid_criteria_of_the_service():
 # -- services -------------------------------------------------------------------------------------
 
 
-def test_service_ids_are_the_values_of_service_id():
-    assert SERVICE_IDS == ("google_contacts", "shopify", "hubspot")
-
-
 @pytest.mark.parametrize("service", SERVICE_IDS)
 def test_check_service_accepts_each_known_id(service):
     violations = Violations()
 
-    assert check_service(service, violations) is ServiceId(service)
+    assert find_source(SOURCES, service, violations) is SOURCES[service]
     violations.raise_if_any()
 
 
@@ -252,7 +272,7 @@ def test_check_service_accepts_each_known_id(service):
 def test_check_service_rejects_unknown_ids(service):
     violations = Violations()
 
-    assert check_service(service, violations) is None
+    assert find_source(SOURCES, service, violations) is None
 
     with pytest.raises(ValidationError) as excinfo:
         violations.raise_if_any()
@@ -265,7 +285,7 @@ def test_check_service_rejects_unknown_ids(service):
 def test_check_service_reports_under_the_given_field():
     violations = Violations()
 
-    check_service("gmail", violations, field="auto_import.service")
+    find_source(SOURCES, "gmail", violations, field="auto_import.service")
 
     with pytest.raises(ValidationError) as excinfo:
         violations.raise_if_any()
@@ -275,7 +295,7 @@ def test_check_service_reports_under_the_given_field():
 def test_normalize_external_account_reports_under_the_given_field():
     violations = Violations()
 
-    normalize_external_account(ServiceId.HUBSPOT, "abc", violations, field="auto_import.account")
+    normalize("hubspot", "abc", violations, field="auto_import.account")
 
     with pytest.raises(ValidationError) as excinfo:
         violations.raise_if_any()
@@ -285,15 +305,16 @@ def test_normalize_external_account_reports_under_the_given_field():
 # -- one identity per external account, however it is spelled (invariant 4) -------------------
 
 
-def budget_id(service: ServiceId, external_account: str, account_id: str = "acme") -> str:
-    return str(ExternalAccount.create_id(account_id, service.value, external_account))
+def budget_id(service: str, external_account: str, account_id: str = "acme") -> str:
+    identity = identity_of(service, external_account)
+    return str(ExternalAccount.create_id(account_id, service, identity))
 
 
 @pytest.mark.parametrize(
     ("service", "spellings", "identity"),
     [
         (
-            ServiceId.GOOGLE_CONTACTS,
+            "google_contacts",
             [
                 "johndoe@gmail.com",
                 "john.doe@gmail.com",
@@ -306,14 +327,14 @@ def budget_id(service: ServiceId, external_account: str, account_id: str = "acme
             "johndoe@gmail.com",
         ),
         (
-            ServiceId.GOOGLE_CONTACTS,
+            "google_contacts",
             ["jane.roe@example.com", "Jane.Roe+crm@Example.COM", "jane.roe+@example.com"],
             "jane.roe@example.com",
         ),
-        (ServiceId.HUBSPOT, ["12345", "0012345", " 012345 "], "12345"),
-        (ServiceId.HUBSPOT, ["0", "000"], "0"),
+        ("hubspot", ["12345", "0012345", " 012345 "], "12345"),
+        ("hubspot", ["0", "000"], "0"),
         (
-            ServiceId.SHOPIFY,
+            "shopify",
             ["my-store", "My-Store", "my-store.myshopify.com", "https://MY-STORE.myshopify.com/"],
             "my-store",
         ),
@@ -322,8 +343,8 @@ def budget_id(service: ServiceId, external_account: str, account_id: str = "acme
 def test_every_spelling_of_an_external_account_gives_its_identity_and_one_budget(
     service, spellings, identity
 ):
-    assert {external_account_identity(service, s) for s in spellings} == {identity}
-    assert {external_account_identity(service.value, s) for s in spellings} == {identity}
+    assert {identity_of(service, s) for s in spellings} == {identity}
+    assert {identity_of(service, s) for s in spellings} == {identity}
     assert {budget_id(service, s) for s in spellings} == {budget_id(service, identity)}
 
 
@@ -331,30 +352,28 @@ def test_every_spelling_of_an_external_account_gives_its_identity_and_one_budget
     ("service", "one", "other"),
     [
         # Outside Gmail a dot is part of the address: two Workspace users may differ by one.
-        (ServiceId.GOOGLE_CONTACTS, "j.doe@example.com", "jdoe@example.com"),
-        (ServiceId.GOOGLE_CONTACTS, "johndoe@gmail.com", "johndoe@example.com"),
-        (ServiceId.GOOGLE_CONTACTS, "johndoe@gmail.com", "johndoe1@gmail.com"),
-        (ServiceId.HUBSPOT, "12345", "123450"),
-        (ServiceId.SHOPIFY, "my-store", "my-store-2"),
+        ("google_contacts", "j.doe@example.com", "jdoe@example.com"),
+        ("google_contacts", "johndoe@gmail.com", "johndoe@example.com"),
+        ("google_contacts", "johndoe@gmail.com", "johndoe1@gmail.com"),
+        ("hubspot", "12345", "123450"),
+        ("shopify", "my-store", "my-store-2"),
     ],
 )
 def test_different_external_accounts_have_different_budgets(service, one, other):
-    assert external_account_identity(service, one) != external_account_identity(service, other)
+    assert identity_of(service, one) != identity_of(service, other)
     assert budget_id(service, one) != budget_id(service, other)
 
 
 def test_a_budget_belongs_to_one_account_and_one_service():
-    assert budget_id(ServiceId.HUBSPOT, "12345") != budget_id(ServiceId.HUBSPOT, "12345", "other")
-    assert budget_id(ServiceId.HUBSPOT, "12345") != budget_id(ServiceId.SHOPIFY, "12345")
+    assert budget_id("hubspot", "12345") != budget_id("hubspot", "12345", "other")
+    assert budget_id("hubspot", "12345") != budget_id("shopify", "12345")
 
 
 def test_an_import_keeps_the_spelling_it_was_given():
     violations = Violations()
 
-    google = normalize_external_account(
-        ServiceId.GOOGLE_CONTACTS, " John.Doe+crm@GoogleMail.com", violations
-    )
-    hubspot = normalize_external_account(ServiceId.HUBSPOT, "12345", violations)
+    google = normalize("google_contacts", " John.Doe+crm@GoogleMail.com", violations)
+    hubspot = normalize("hubspot", "12345", violations)
 
     violations.raise_if_any()
     assert (google, hubspot) == ("john.doe+crm@googlemail.com", "12345")
@@ -381,8 +400,8 @@ def test_any_gmail_spelling_of_a_user_gives_one_budget(data, user):
     one = data.draw(gmail_spellings(user))
     other = data.draw(gmail_spellings(user))
 
-    assert external_account_identity(ServiceId.GOOGLE_CONTACTS, one) == f"{user}@gmail.com"
-    assert budget_id(ServiceId.GOOGLE_CONTACTS, one) == budget_id(ServiceId.GOOGLE_CONTACTS, other)
+    assert identity_of("google_contacts", one) == f"{user}@gmail.com"
+    assert budget_id("google_contacts", one) == budget_id("google_contacts", other)
 
 
 @given(st.data(), GMAIL_USER, GMAIL_USER)
@@ -390,7 +409,7 @@ def test_gmail_users_that_differ_have_different_budgets(data, user, other_user):
     one = data.draw(gmail_spellings(user))
     other = data.draw(gmail_spellings(other_user))
 
-    same = budget_id(ServiceId.GOOGLE_CONTACTS, one) == budget_id(ServiceId.GOOGLE_CONTACTS, other)
+    same = budget_id("google_contacts", one) == budget_id("google_contacts", other)
     assert same == (user == other_user)
 
 
@@ -399,24 +418,24 @@ def test_the_identity_of_a_stored_spelling_is_the_identity_of_the_typed_one(data
     typed = data.draw(gmail_spellings(user))
     violations = Violations()
 
-    stored = normalize_external_account(ServiceId.GOOGLE_CONTACTS, typed, violations)
+    stored = normalize("google_contacts", typed, violations)
 
     violations.raise_if_any()
-    identity = external_account_identity(ServiceId.GOOGLE_CONTACTS, typed)
-    assert external_account_identity(ServiceId.GOOGLE_CONTACTS, stored) == identity
-    assert external_account_identity(ServiceId.GOOGLE_CONTACTS, identity) == identity
+    identity = identity_of("google_contacts", typed)
+    assert identity_of("google_contacts", stored) == identity
+    assert identity_of("google_contacts", identity) == identity
 
 
 @given(st.integers(min_value=0, max_value=10**12), st.integers(min_value=0, max_value=5))
 def test_any_zero_padding_of_a_portal_id_gives_its_number(portal, zeros):
     padded = "0" * zeros + str(portal)
 
-    assert external_account_identity(ServiceId.HUBSPOT, padded) == str(portal)
+    assert identity_of("hubspot", padded) == str(portal)
 
 
 @given(st.integers(min_value=0, max_value=10**12), st.integers(min_value=0, max_value=10**12))
 def test_different_portal_ids_have_different_budgets(one, other):
-    same = budget_id(ServiceId.HUBSPOT, f"00{one}") == budget_id(ServiceId.HUBSPOT, str(other))
+    same = budget_id("hubspot", f"00{one}") == budget_id("hubspot", str(other))
     assert same == (one == other)
 
 
@@ -431,9 +450,9 @@ def test_any_spelling_of_a_shop_gives_its_handle_as_normalized(data, handle):
     typed = f"{prefix}{cased}{suffix}"
     violations = Violations()
 
-    stored = normalize_external_account(ServiceId.SHOPIFY, typed, violations)
+    stored = normalize("shopify", typed, violations)
 
     violations.raise_if_any()
     assert stored == handle
-    assert external_account_identity(ServiceId.SHOPIFY, typed) == handle
-    assert external_account_identity(ServiceId.SHOPIFY, stored) == handle
+    assert identity_of("shopify", typed) == handle
+    assert identity_of("shopify", stored) == handle
