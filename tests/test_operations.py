@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import imports_pb2 as pb
-from connectors import http
+from connectors import SOURCES, http
 from connectors.base import PermanentError
 from emulators.hubspot import HubSpotEmulator
 from service import doctor, logs, metrics
@@ -268,11 +268,15 @@ def test_doctor_passes_on_a_healthy_deployment(deployment: Deployment):
         "store",
         "read model",
         "scheduler",
-        "connector google_contacts",
-        "connector google_oauth",
-        "connector shopify",
-        "connector hubspot",
+        # one check per base URL setting of every source, in the registry's order
+        *(
+            f"connector {source.id}" + ("" if setting.name == "url" else f" {setting.name}")
+            for source in SOURCES.values()
+            for setting in source.settings
+            if setting.url
+        ),
     ], done.stdout
+    assert "connector google_contacts oauth_url" in done.stdout
     assert lines[-1] == "everything looks right"
     assert "none overdue" in done.stdout
     assert deployment.server.admin_token not in done.stdout + done.stderr
