@@ -35,6 +35,7 @@ from emulators.google_contacts import (
     status_body,
     unauthenticated,
 )
+from emulators.server import Fault
 from tests.conftest import STORES
 from tests.support import (
     Client,
@@ -838,13 +839,8 @@ def test_no_credential_ever_reaches_a_log_line_or_an_error(
     emulator.expire_access_tokens()
     attempt(connector_of(emulator))  # refreshed
     emulator.expire_access_tokens()
-    emulator.token_faults.append(
-        (
-            400,
-            {},
-            {"error": "invalid_request", "error_description": f"bad {emulator.refresh_token}"},
-        )
-    )
+    echo = {"error": "invalid_request", "error_description": f"bad {emulator.refresh_token}"}
+    emulator.fail(Fault(400, {}, echo, path=TOKEN_PATH))
     attempt(connector_of(emulator))  # Google echoes the refresh token: scrubbed
     leaky = status_body(400, "INVALID_ARGUMENT", f"token {emulator.access_token} is odd")
     emulator.faults.append((400, {}, leaky))
