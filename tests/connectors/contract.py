@@ -14,8 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
+import pytest
+
 import connectors
 from autoimport.v1 import imports_pb2 as pb
+from connectors import http
 from connectors.base import AuthError, Connector
 from domain.sources import Criteria, ServiceId
 from domain.sync import ContactPage, ExternalContact
@@ -150,12 +153,22 @@ class Harness(ABC):
     def create_import(self, admin: Client, contact_limit: int) -> pb.AutoImport:
         """An import of the emulated account, in a fresh account."""
 
+    def check_traffic(self) -> None:
+        """After a server's syncs: the service's own rules of use held (e.g. its pacing)."""
+        return None
+
     def settle(self) -> None:
         """Waits until changes made at the source are within a sync's bound (its lag)."""
         return None  # no wait, by default
 
 
 # -- shared by every connector's tests ---------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries without long waits (a module that imports this fixture uses it)."""
+    monkeypatch.setattr(http, "BASE_DELAY", 0.05)
 
 
 def later() -> datetime:

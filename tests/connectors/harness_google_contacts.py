@@ -18,6 +18,28 @@ from tests.connectors.contract import Harness, import_of
 from tests.support import Client
 
 
+def settings_of(emulator: GoogleContactsEmulator) -> dict[str, str]:
+    """A server's settings that point it (and its OAuth client) at the emulator."""
+    return {
+        "AUTOIMPORT_GOOGLE_CONTACTS_URL": emulator.url,
+        "AUTOIMPORT_GOOGLE_OAUTH_URL": emulator.url,
+        "AUTOIMPORT_GOOGLE_CLIENT_ID": emulator.client_id,
+        "AUTOIMPORT_GOOGLE_CLIENT_SECRET": emulator.client_secret,
+    }
+
+
+def import_in(admin: Client, emulator: GoogleContactsEmulator, contact_limit: int) -> pb.AutoImport:
+    """An import of the emulated owner's contacts, in a fresh account."""
+    return import_of(
+        admin,
+        ServiceId.GOOGLE_CONTACTS,
+        "owner@example.com",
+        contact_limit,
+        access_token=emulator.access_token,
+        refresh_token=emulator.refresh_token,
+    )
+
+
 class GoogleContactsHarness(Harness):
     service = ServiceId.GOOGLE_CONTACTS
     criteria = GoogleContactsCriteria()
@@ -96,23 +118,10 @@ class GoogleContactsHarness(Harness):
         return Fault(401, {}, unauthenticated("ACCESS_TOKEN_EXPIRED"))
 
     def server_env(self) -> dict[str, str]:
-        emulator = self.emulator
-        return {
-            "AUTOIMPORT_GOOGLE_CONTACTS_URL": emulator.url,
-            "AUTOIMPORT_GOOGLE_OAUTH_URL": emulator.url,
-            "AUTOIMPORT_GOOGLE_CLIENT_ID": emulator.client_id,
-            "AUTOIMPORT_GOOGLE_CLIENT_SECRET": emulator.client_secret,
-        }
+        return settings_of(self.emulator)
 
     def create_import(self, admin: Client, contact_limit: int) -> pb.AutoImport:
-        return import_of(
-            admin,
-            self.service,
-            "owner@example.com",
-            contact_limit,
-            access_token=self.emulator.access_token,
-            refresh_token=self.emulator.refresh_token,
-        )
+        return import_in(admin, self.emulator, contact_limit)
 
 
 HARNESS = GoogleContactsHarness

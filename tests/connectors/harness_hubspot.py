@@ -9,7 +9,7 @@ from connectors import hubspot
 from connectors.base import Connector
 from connectors.hubspot import HubSpotConnector
 from domain.sources import HubSpotCriteria, ServiceId
-from emulators.hubspot import HubSpotEmulator, error_body, rate_limit_body
+from emulators.hubspot import SEARCH_PATH, HubSpotEmulator, error_body, rate_limit_body
 from emulators.server import Fault
 from tests.connectors.contract import Harness, import_of
 from tests.support import Client
@@ -101,6 +101,11 @@ class HubSpotHarness(Harness):
             contact_limit,
             access_token=self.emulator.access_token,
         )
+
+    def check_traffic(self) -> None:
+        assert self.emulator.max_searches_in_any_second() <= 5
+        searches = self.emulator.recorded(SEARCH_PATH)
+        assert all(r.body["after"] == "0" for r in searches)  # keyset, never offsets
 
 
 HARNESS = HubSpotHarness

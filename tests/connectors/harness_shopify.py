@@ -103,6 +103,10 @@ class ShopifyHarness(Harness):
             access_token=self.emulator.access_token,
         )
 
+    def check_traffic(self) -> None:
+        paged = [r for r in self.emulator.recorded() if "page_info" in r.query]
+        assert all(set(r.query) <= {"page_info", "limit", "fields"} for r in paged)
+
     def settle(self) -> None:
         time.sleep(ShopifyConnector.lag.total_seconds() + 1.1)
 

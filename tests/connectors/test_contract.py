@@ -26,6 +26,7 @@ from tests.connectors.contract import (
     harness_of,
     ids_of,
     later,
+    quick_backoff,  # noqa: F401  (an autouse fixture)
     read_chain,
     registered_services,
 )
@@ -39,11 +40,6 @@ from tests.support import (
 )
 
 SERVICES = registered_services()
-
-
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "BASE_DELAY", 0.05)
 
 
 @pytest.fixture(params=SERVICES, ids=str)
@@ -413,6 +409,7 @@ def test_an_import_syncs_everyone_once_over_capped_windows_then_what_changed(
         assert emails[deleted] in after  # deleted at the source: the account keeps it
         assert harness.emulator.early_retries == []
         assert {r.status for r in harness.emulator.recorded()} <= {200, 429}
+        harness.check_traffic()
         server.terminate()
         log = "".join(server.output)
         for secret in harness.secrets():
