@@ -16,11 +16,12 @@ invalid_client) and the refresh token (400 invalid_grant once revoked), and issu
 that expire; People requests with an unknown or expired token get 401 UNAUTHENTICATED.
 
 Rate limits: 429 RESOURCE_EXHAUSTED on demand (`throttle`) or from a per-second / per-minute
-quota (sliding windows). Every request is recorded; a People request made less than
-`min_backoff` seconds (or the Retry-After given, when larger) after a 429 or a rate-limit 403 is
-recorded in `early_retries`.
+quota (sliding windows). Requests, faults (on People requests unless a fault names /token) and
+early retries are recorded as emulators/server.py does for every emulator: a People request
+made less than `min_backoff` seconds (or the Retry-After given, when larger) after a 429 or a
+rate-limit 403 is an early retry.
 
-`python -m emulators.google_contacts --port 8082 --contacts 5000` serves it alone.
+`python -m emulators.google_contacts --port 8083 --contacts 5000` serves it alone.
 """
 
 from __future__ import annotations
@@ -30,16 +31,14 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from emulators.server import Answer, LoopbackEmulator
+from emulators.server import Answer, Fault, LoopbackEmulator, Request, main
 
 PATH = "/v1/people/me/connections"
 TOKEN_PATH = "/token"
@@ -165,15 +164,6 @@ def _fingerprint(query: dict[str, str]) -> str:
 
 
 @dataclass
-class Request:
-    at: float
-    method: str
-    path: str
-    query: dict[str, str]
-    status: int = 0
-
-
-@dataclass
 class Entry:
     """One person as the store keeps it: its JSON (None once deleted), the change sequence
     number of its last change, when it was created, and its tombstone once deleted."""
@@ -198,20 +188,10 @@ class GoogleContactsEmulator(LoopbackEmulator):
     # Quotas of People requests (sliding windows); None: unlimited.
     quota_per_second: int | None = None
     quota_per_minute: int | None = None
-    # A People request sooner than this after a 429 (or a rate-limit 403) is an early retry.
-    min_backoff: float = 0.0
     # Sent as Retry-After with 429s when set (Google documents none).
     retry_after: float | None = None
     entries: dict[str, Entry] = field(default_factory=dict)
-    requests: list[Request] = field(default_factory=list)
-    early_retries: list[Request] = field(default_factory=list)
     refreshes: int = 0
-    # Responses to give People requests (after the token check) before any other:
-    # (status, headers, body), e.g. a 500, a 429 or a 400.
-    faults: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
-    # The same for /token requests.
-    token_faults: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
-    lock: threading.RLock = field(default_factory=threading.RLock)
     access_token: str = ""
     refresh_token: str = ""
     _seq: int = 0
@@ -221,7 +201,6 @@ class GoogleContactsEmulator(LoopbackEmulator):
     _refresh_tokens: set[str] = field(default_factory=set)
     _issued: set[str] = field(default_factory=set)  # every token ever issued
     _served: deque[float] = field(default_factory=deque)  # People requests served (quota)
-    _not_before: float = 0.0  # a People request before this is an early retry
     _next_number: int = 0
 
     def __post_init__(self) -> None:
@@ -506,7 +485,7 @@ class GoogleContactsEmulator(LoopbackEmulator):
         """The next `count` People requests get 429 RESOURCE_EXHAUSTED."""
         with self.lock:
             headers = {} if self.retry_after is None else {"Retry-After": f"{self.retry_after:g}"}
-            self.faults[:0] = [(429, headers, RESOURCE_EXHAUSTED)] * count
+            self.faults[:0] = [Fault(429, headers, RESOURCE_EXHAUSTED) for _ in range(count)]
 
     def issued_secrets(self) -> set[str]:
         """Every token issued and the client secret: what must never reach a log."""
@@ -514,41 +493,25 @@ class GoogleContactsEmulator(LoopbackEmulator):
             return {*self._issued, self.client_secret}
 
     def people_requests(self) -> list[Request]:
-        with self.lock:
-            return [r for r in self.requests if r.path == PATH]
-
-    # -- serving -----------------------------------------------------------------------------
-
-    def answer(self, method: str, target: str, headers: Message, body: bytes) -> Answer:
-        return self.handle(method, target, headers.get("Authorization"), body.decode())
+        return self.recorded(PATH)
 
     # -- one request -------------------------------------------------------------------------
 
-    def handle(
-        self, method: str, target: str, authorization: str | None, form: str
-    ) -> tuple[int, dict[str, str], Any]:
-        parts = urlsplit(target)
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        with self.lock:
-            request = Request(time.time(), method, parts.path, query)
-            self.requests.append(request)
-            if method == "POST" and parts.path == TOKEN_PATH:
-                fields = {k: v[-1] for k, v in parse_qs(form, keep_blank_values=True).items()}
-                status, headers, body = self._token(fields)
-            elif method == "GET" and parts.path == PATH:
-                status, headers, body = self._people(request, authorization or "")
-            else:
-                status, headers, body = (
-                    404,
-                    {},
-                    status_body(404, "NOT_FOUND", "Requested entity was not found."),
-                )
-            request.status = status
-            return status, headers, json.loads(json.dumps(body))
+    def faultable(self, request: Request) -> bool:
+        return request.path == PATH  # /token has faults of its own (Fault(path=TOKEN_PATH))
 
-    def _token(self, fields: dict[str, str]) -> tuple[int, dict[str, str], Any]:
-        if self.token_faults:
-            return self.token_faults.pop(0)
+    def respond(self, request: Request) -> Answer:
+        if request.method == "POST" and request.path == TOKEN_PATH:
+            fault = self.take_fault(request)
+            if fault is not None:
+                return fault.answer()
+            fields = {k: v[-1] for k, v in parse_qs(request.body, keep_blank_values=True).items()}
+            return self._token(fields)
+        if request.method == "GET" and request.path == PATH:
+            return self._people(request, request.headers.get("Authorization") or "")
+        return 404, {}, status_body(404, "NOT_FOUND", "Requested entity was not found.")
+
+    def _token(self, fields: dict[str, str]) -> Answer:
         if fields.get("grant_type") != "refresh_token":
             return (
                 400,
@@ -599,14 +562,13 @@ class GoogleContactsEmulator(LoopbackEmulator):
         expiry = self._access_tokens.get(token)
         if expiry is None or expiry <= time.time():
             return 401, self._challenge(), unauthenticated("ACCESS_TOKEN_EXPIRED")
-        now = time.monotonic()
-        if now < self._not_before:
-            self.early_retries.append(request)
+        now = request.monotonic
         if self._over_quota(now):
             return self._throttled(now, 429, {}, RESOURCE_EXHAUSTED)
         self._served.append(now)
-        if self.faults:
-            status, headers, body = self.faults.pop(0)
+        fault = self.take_fault(request)
+        if fault is not None:
+            status, headers, body = fault.answer()
             if status == 429 or (status == 403 and "ratelimit" in json.dumps(body).lower()):
                 return self._throttled(now, status, headers, body)
             return status, headers, body
@@ -633,7 +595,7 @@ class GoogleContactsEmulator(LoopbackEmulator):
         if status == 429 and self.retry_after is not None and "Retry-After" not in headers:
             headers["Retry-After"] = f"{self.retry_after:g}"
         wait = max(self.min_backoff, float(headers.get("Retry-After", 0) or 0))
-        self._not_before = max(self._not_before, now + wait)
+        self.hold_off(now + wait)  # for a rate-limit 403 too
         return status, headers, body
 
     def _list(self, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
@@ -742,29 +704,30 @@ class GoogleContactsEmulator(LoopbackEmulator):
         return {k: v for k, v in person.items() if k in ("resourceName", "etag") or k in fields}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8082)
-    parser.add_argument("--contacts", type=int, default=1000)
-    parser.add_argument("--token-lifetime", type=float, default=3600.0)
-    args = parser.parse_args()
+def _describe(emulator: GoogleContactsEmulator) -> list[str]:
+    expires = datetime.now(UTC) + timedelta(seconds=emulator.access_token_lifetime)
+    return [
+        f"Google People emulator listening on {emulator.url}",
+        f"  AUTOIMPORT_GOOGLE_CONTACTS_URL={emulator.url}",
+        f"  AUTOIMPORT_GOOGLE_OAUTH_URL={emulator.url}",
+        f"  AUTOIMPORT_GOOGLE_CLIENT_ID={emulator.client_id}",
+        f"  AUTOIMPORT_GOOGLE_CLIENT_SECRET={emulator.client_secret}",
+        f"  access token:  {emulator.access_token} (until {expires:%H:%M:%S} UTC)",
+        f"  refresh token: {emulator.refresh_token}",
+    ]
+
+
+def _build(args: argparse.Namespace) -> GoogleContactsEmulator:
     emulator = GoogleContactsEmulator(access_token_lifetime=args.token_lifetime)
     emulator.add_people(args.contacts)
-    emulator.start(args.port)
-    expires = datetime.now(UTC) + timedelta(seconds=args.token_lifetime)
-    print(f"Google People emulator listening on {emulator.url}", flush=True)
-    print(f"  AUTOIMPORT_GOOGLE_CONTACTS_URL={emulator.url}", flush=True)
-    print(f"  AUTOIMPORT_GOOGLE_OAUTH_URL={emulator.url}", flush=True)
-    print(f"  AUTOIMPORT_GOOGLE_CLIENT_ID={emulator.client_id}", flush=True)
-    print(f"  AUTOIMPORT_GOOGLE_CLIENT_SECRET={emulator.client_secret}", flush=True)
-    print(f"  access token:  {emulator.access_token} (until {expires:%H:%M:%S} UTC)", flush=True)
-    print(f"  refresh token: {emulator.refresh_token}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        emulator.stop()
+    return emulator
 
 
 if __name__ == "__main__":
-    main()
+    main(
+        __doc__,
+        8083,
+        _build,
+        _describe,
+        lambda parser: parser.add_argument("--token-lifetime", type=float, default=3600.0),
+    )

@@ -13,8 +13,8 @@ headers; more than 5 searches within a second get HubSpot's 429 (policyName SECO
 `GET /crm/v3/objects/contacts` lists by id (limit up to 100, an `after` cursor, `archived=true`
 for only the archived ones). A wrong token gets 401 (category INVALID_AUTHENTICATION).
 
-It records every request, and each request made while throttled (`early_retries`): after a 429,
-before its window rolled or its Retry-After passed. `faults` queues responses to give first.
+Requests, faults and early retries (after a 429, before its window rolled or its Retry-After
+passed) are recorded as emulators/server.py does for every emulator.
 
 `python -m emulators.hubspot --port 8082 --contacts 5000` serves it alone.
 """
@@ -26,19 +26,16 @@ import copy
 import fnmatch
 import functools
 import hashlib
-import json
 import math
-import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
-from emulators.server import Answer, LoopbackEmulator
+from emulators.server import Answer, LoopbackEmulator, Request, main
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
 LIST_PATH = "/crm/v3/objects/contacts"
@@ -121,17 +118,6 @@ class BadRequest(Exception):
 
 
 @dataclass
-class Request:
-    at: float  # wall clock
-    monotonic: float
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: Any
-    status: int = 0
-
-
-@dataclass
 class HubSpotEmulator(LoopbackEmulator):
     portal_id: str = "12345678"
     access_token: str = "pat-na1-emulator-secret-0123456789abcdef"
@@ -145,13 +131,7 @@ class HubSpotEmulator(LoopbackEmulator):
     secondly_window: float = 1.0
     ten_secondly_window: float = 10.0
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    requests: list[Request] = field(default_factory=list)
-    early_retries: list[Request] = field(default_factory=list)
-    # Responses to give before any other: (status, headers, body), e.g. a 500 or a 429.
-    faults: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     _searches: deque[float] = field(default_factory=deque)  # monotonic times, last second
-    _throttled_until: float = 0.0
     _throttle_policy: str = "SECONDLY"
     # id -> (monotonic time the latest change becomes searchable, the version shown until then)
     _indexing: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
@@ -271,38 +251,14 @@ class HubSpotEmulator(LoopbackEmulator):
             del self._indexing[contact_id]
         return contact
 
-    # -- serving ---------------------------------------------------------------------------
-
-    def answer(self, method: str, target: str, headers: Message, body: bytes) -> Answer:
-        return self.handle(method, target, headers.get("Authorization"), body)
-
     # -- one request -----------------------------------------------------------------------
 
-    def handle(
-        self, method: str, target: str, authorization: str | None, raw: bytes
-    ) -> tuple[int, dict[str, str], Any]:
-        parts = urlsplit(target)
-        query = parse_qs(parts.query, keep_blank_values=True)
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
-        with self.lock:
-            request = Request(time.time(), time.monotonic(), method, parts.path, query, body)
-            self.requests.append(request)
-            status, headers, answer = self._respond(request, authorization, raw)
-            request.status = status
-            return status, headers, answer
-
-    def _respond(
-        self, request: Request, authorization: str | None, raw: bytes
-    ) -> tuple[int, dict[str, str], Any]:
-        if authorization != f"Bearer {self.access_token}":
-            return 401, {}, self._unauthorized(authorization)
+    def respond(self, request: Request) -> Answer:
+        if request.headers.get("Authorization") != f"Bearer {self.access_token}":
+            return 401, {}, self._unauthorized(request.headers.get("Authorization"))
         now = request.monotonic
         search = request.method == "POST" and request.path == SEARCH_PATH
-        if now < self._throttled_until:
-            self.early_retries.append(request)
+        if self.held_off(request):
             return 429, {}, rate_limit_body(self._throttle_policy)
         if search:
             while self._searches and self._searches[0] <= now - 1.0:
@@ -311,18 +267,19 @@ class HubSpotEmulator(LoopbackEmulator):
                 self._throttle(self._searches[0] + 1.0, "SECONDLY")
                 return 429, {}, rate_limit_body("SECONDLY")
             self._searches.append(now)
-        if self.faults:
-            status, headers, body = self.faults.pop(0)
+        fault = self.take_fault(request)
+        if fault is not None:
+            status, headers, body = fault.answer()
             if status == 429:
                 self._throttle_for(now, headers, body)
-            return status, dict(headers), body
+            return status, headers, body
         try:
             if search:
-                if len(raw) > MAX_BODY:
+                if request.size > MAX_BODY:
                     raise BadRequest(f"Request body is longer than {MAX_BODY} characters.")
                 return 200, {}, self._search(request.body)
             if request.method == "GET" and request.path == LIST_PATH:
-                return 200, self._list_headers(), self._list(request.query)
+                return 200, self._list_headers(), self._list(request.params)
         except BadRequest as e:
             return 400, {}, error_body(e.message, "VALIDATION_ERROR")
         return 404, {}, error_body(f"No route for {request.method} {request.path}", "NOT_FOUND")
@@ -339,8 +296,9 @@ class HubSpotEmulator(LoopbackEmulator):
         return error_body(message, "INVALID_AUTHENTICATION")
 
     def _throttle(self, until: float, policy: str) -> None:
-        if until > self._throttled_until:
-            self._throttled_until, self._throttle_policy = until, policy
+        if until > self._not_before:
+            self._throttle_policy = policy
+            self.hold_off(until)
 
     def _throttle_for(self, now: float, headers: dict[str, str], body: Any) -> None:
         policy = body.get("policyName", "SECONDLY") if isinstance(body, dict) else "SECONDLY"
@@ -543,7 +501,7 @@ class HubSpotEmulator(LoopbackEmulator):
             shown["archived"] = contact["archived"]
             if contact["archived"]:
                 shown["archivedAt"] = contact["archivedAt"]
-            results.append(json.loads(json.dumps(shown)))
+            results.append(shown)
         answer: dict[str, Any] = {"results": results}
         if len(listed) > limit:
             following = listed[limit]["id"]
@@ -576,27 +534,28 @@ def _key(name: str, value: Any) -> Any:
     return str(value).lower()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8082)
-    parser.add_argument("--contacts", type=int, default=1000)
-    parser.add_argument("--portal", default="12345678")
-    parser.add_argument("--token", default="pat-na1-emulator-secret-0123456789abcdef")
-    parser.add_argument("--index-lag", type=float, default=0.0)
-    args = parser.parse_args()
+def _build(args: argparse.Namespace) -> HubSpotEmulator:
     emulator = HubSpotEmulator(
         portal_id=args.portal, access_token=args.token, index_lag=args.index_lag
     )
     emulator.add_contacts(args.contacts)
-    emulator.start(args.port)
-    print(f"HubSpot emulator for portal {args.portal} listening on {emulator.url}", flush=True)
-    print(f"access token: {args.token}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        emulator.stop()
+    return emulator
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--portal", default="12345678")
+    parser.add_argument("--token", default="pat-na1-emulator-secret-0123456789abcdef")
+    parser.add_argument("--index-lag", type=float, default=0.0)
 
 
 if __name__ == "__main__":
-    main()
+    main(
+        __doc__,
+        8082,
+        _build,
+        lambda e: [
+            f"HubSpot emulator for portal {e.portal_id} listening on {e.url}",
+            f"access token: {e.access_token}",
+        ],
+        _arguments,
+    )

@@ -9,8 +9,8 @@ re-sent with page_info; the X-Shopify-Access-Token check
 with 429 and a float Retry-After when full. Timestamps carry the shop's +02:00 offset, and many
 customers share one updated_at.
 
-It records every request, counts them per second, and records each request made while
-throttled before the Retry-After it was given had passed (`early_retries`).
+Requests, faults and early retries are recorded as emulators/server.py does for every emulator;
+it also counts requests per second.
 
 `python -m emulators.shopify --port 8081 --contacts 5000` serves it alone.
 """
@@ -20,16 +20,14 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from email.message import Message
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
-from emulators.server import Answer, LoopbackEmulator
+from emulators.server import Answer, LoopbackEmulator, Request, main
 
 SHOP_OFFSET = timezone(timedelta(hours=2))
 CONSENT_STATES = ("subscribed", "not_subscribed", "unsubscribed", "pending")
@@ -61,29 +59,14 @@ def parse_time(value: str) -> datetime:
 
 
 @dataclass
-class Request:
-    at: float
-    path: str
-    query: dict[str, str]
-    status: int = 0
-
-
-@dataclass
 class ShopifyEmulator(LoopbackEmulator):
     shop: str = "emulated-shop"
     access_token: str = "shpat_emulator_secret_0123456789"
     bucket_size: int = 40
     leak_per_second: float = 2.0
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)
-    requests: list[Request] = field(default_factory=list)
-    early_retries: list[Request] = field(default_factory=list)
-    # Responses to give before any other: (status, headers, body), e.g. a 500 or a 429.
-    faults: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
-    delay: float = 0.0  # seconds each answer takes (a slow shop)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     _level: float = 0.0
     _leaked_at: float = field(default_factory=time.monotonic)
-    _throttled_until: float = 0.0
     _next_id: int = 7817370200000
     _page_epoch: int = 0  # page_info issued in an older epoch has expired
 
@@ -177,14 +160,6 @@ class ShopifyEmulator(LoopbackEmulator):
         with self.lock:
             return Counter(int(r.at) for r in self.requests)
 
-    # -- serving ---------------------------------------------------------------------------
-
-    def answer(self, method: str, target: str, headers: Message, body: bytes) -> Answer:
-        time.sleep(self.delay)
-        if method != "GET":
-            return 404, {}, {"errors": "Not Found"}
-        return self.handle(target, headers.get("X-Shopify-Access-Token"), headers.get("Host"))
-
     # -- one request -----------------------------------------------------------------------
 
     def _leak(self) -> None:
@@ -192,52 +167,31 @@ class ShopifyEmulator(LoopbackEmulator):
         self._level = max(0.0, self._level - (now - self._leaked_at) * self.leak_per_second)
         self._leaked_at = now
 
-    def handle(
-        self, target: str, token: str | None, host: str | None
-    ) -> tuple[int, dict[str, str], Any]:
-        parts = urlsplit(target)
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        with self.lock:
-            request = Request(time.time(), parts.path, query)
-            self.requests.append(request)
-            status, headers, body = self._respond(request, token, host or "127.0.0.1")
-            request.status = status
-            return status, headers, body
-
-    def _respond(
-        self, request: Request, token: str | None, host: str
-    ) -> tuple[int, dict[str, str], Any]:
-        if token != self.access_token:
+    def respond(self, request: Request) -> Answer:
+        if request.method != "GET":
+            return 404, {}, {"errors": "Not Found"}
+        if request.headers.get("X-Shopify-Access-Token") != self.access_token:
             return 401, {}, UNAUTHORIZED
-        now = time.monotonic()
-        if now < self._throttled_until:
-            self.early_retries.append(request)
         self._leak()
         if self._level + 1 > self.bucket_size:
             wait = (self._level + 1 - self.bucket_size) / self.leak_per_second
             wait = max(1.0, round(wait + 0.05, 1))
-            self._throttled_until = max(self._throttled_until, now + wait)
             return 429, self._limit_header({"Retry-After": f"{wait:.1f}"}), THROTTLED
         self._level += 1
-        if self.faults:
-            status, headers, body = self.faults.pop(0)
-            if status == 429 and "Retry-After" in headers:
-                self._throttled_until = max(
-                    self._throttled_until, now + float(headers["Retry-After"])
-                )
-            return status, self._limit_header(dict(headers)), body
+        fault = self.take_fault(request)
+        if fault is not None:
+            status, headers, body = fault.answer()
+            return status, self._limit_header(headers), body
         parts = request.path.strip("/").split("/")
         if len(parts) != 4 or parts[:2] != ["admin", "api"] or parts[3] != "customers.json":
             return 404, self._limit_header({}), {"errors": "Not Found"}
-        return self._customers(request.query, parts[2], host)
+        return self._customers(request.query, parts[2], request.headers.get("Host") or "127.0.0.1")
 
     def _limit_header(self, headers: dict[str, str]) -> dict[str, str]:
         used = min(self.bucket_size, int(self._level + 0.999))
         return {**headers, "X-Shopify-Shop-Api-Call-Limit": f"{used}/{self.bucket_size}"}
 
-    def _customers(
-        self, query: dict[str, str], version: str, host: str
-    ) -> tuple[int, dict[str, str], Any]:
+    def _customers(self, query: dict[str, str], version: str, host: str) -> Answer:
         try:
             limit = int(query.get("limit", "50"))
         except ValueError:
@@ -293,7 +247,7 @@ class ShopifyEmulator(LoopbackEmulator):
                 shown["accepts_marketing"] = (
                     customer["email_marketing_consent"]["state"] == "subscribed"
                 )
-            customers.append(json.loads(json.dumps(shown)))
+            customers.append(shown)
         headers: dict[str, str] = {}
         links = []
         if page and page[0]["id"] != self._first_id(low_at, high_at):  # page 2 on: a way back
@@ -325,23 +279,22 @@ class ShopifyEmulator(LoopbackEmulator):
         return f'<http://{host}/admin/api/{version}/customers.json?{query}>; rel="{rel}"'
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--contacts", type=int, default=1000)
-    parser.add_argument("--shop", default="emulated-shop")
-    parser.add_argument("--token", default="shpat_emulator_secret_0123456789")
-    args = parser.parse_args()
+def _build(args: argparse.Namespace) -> ShopifyEmulator:
     emulator = ShopifyEmulator(shop=args.shop, access_token=args.token)
     emulator.add_customers(args.contacts)
-    emulator.start(args.port)
-    print(f"Shopify emulator for shop {args.shop!r} listening on {emulator.url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        emulator.stop()
+    return emulator
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shop", default="emulated-shop")
+    parser.add_argument("--token", default="shpat_emulator_secret_0123456789")
 
 
 if __name__ == "__main__":
-    main()
+    main(
+        __doc__,
+        8081,
+        _build,
+        lambda e: [f"Shopify emulator for shop {e.shop!r} listening on {e.url}"],
+        _arguments,
+    )

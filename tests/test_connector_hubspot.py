@@ -3,8 +3,8 @@ HubSpot import through a real server process reading the emulator."""
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 import threading
 import time
 import uuid
@@ -16,10 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from autoimport.v1 import contacts_pb2 as cpb
-from autoimport.v1 import imports_pb2 as pb
 from connectors import http, hubspot
-from connectors.base import AuthError, PermanentError, RetryableError
+from connectors.base import PermanentError, RetryableError
 from connectors.hubspot import HubSpotConnector, HubSpotCriteria
 from domain.sync import ContactPage, ExternalContact
 from emulators.hubspot import (
@@ -28,14 +26,10 @@ from emulators.hubspot import (
     error_body,
     rate_limit_body,
 )
-from tests.conftest import STORES
-from tests.support import (
-    ServerProcess,
-    account_of,
-    all_contacts,
-    new_import,
-    pass_counts,
-    wait_for_next_window,
+from tests.connectors.contract import (
+    ids_of,
+    quick_backoff,  # noqa: F401  (an autouse fixture)
+    read_chain,
 )
 
 ALL = HubSpotCriteria()
@@ -49,11 +43,6 @@ def emulator() -> Iterator[HubSpotEmulator]:
         yield emulator
 
 
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "BASE_DELAY", 0.05)
-
-
 def connector_of(emulator: HubSpotEmulator, token: str | None = None) -> HubSpotConnector:
     return HubSpotConnector(token or emulator.access_token, base_url=emulator.url)
 
@@ -63,25 +52,8 @@ def bound() -> datetime:
     return datetime.now(UTC) - HubSpotConnector.lag
 
 
-def read_chain(
-    connector: HubSpotConnector,
-    cursor: str = "",
-    criteria: HubSpotCriteria = ALL,
-    until: datetime | None = None,
-) -> tuple[list[ExternalContact], str, list[ContactPage]]:
-    contacts: list[ExternalContact] = []
-    pages = []
-    while True:
-        page = connector.fetch_page(criteria, cursor, until or bound())
-        pages.append(page)
-        contacts += page.contacts
-        cursor = page.cursor
-        if not page.has_more:
-            return contacts, cursor, pages
-
-
-def ids_of(contacts: list[ExternalContact]) -> list[str]:
-    return [c.external_id for c in contacts]
+# Each connector's reads to a sync's bound, of every contact.
+read_chain = functools.partial(read_chain, criteria=ALL, until=bound)
 
 
 def searches(emulator: HubSpotEmulator) -> list[dict[str, Any]]:
@@ -104,8 +76,6 @@ def test_pages_through_ties_each_exactly_once(emulator: HubSpotEmulator):
     assert sorted_by.count("hs_object_id") == 3  # the 450 that share a millisecond, by id
     assert all(r.status == 200 for r in emulator.requests)
     assert emulator.early_retries == [] and emulator.max_searches_in_any_second() <= 5
-    assert emulator.last_headers is not None
-    assert emulator.last_headers["User-Agent"].startswith("contact-autoimport/")
 
 
 def test_12000_contacts_sharing_one_millisecond_all_arrive_once_without_a_400(
@@ -474,17 +444,6 @@ def test_the_daily_limit_ends_the_sync_without_a_retry(emulator: HubSpotEmulator
     assert len(emulator.requests) == 1
 
 
-def test_a_server_error_is_retried_then_succeeds(emulator: HubSpotEmulator):
-    emulator.add_contacts(3, modified_at=BASE)
-    emulator.faults.append((502, {}, {"message": "Bad Gateway"}))
-    emulator.faults.append((500, {}, error_body("internal error", "INTERNAL_ERROR")))
-
-    page = connector_of(emulator).fetch_page(ALL, "", bound())
-
-    assert len(page.contacts) == 3
-    assert [r.status for r in emulator.requests] == [502, 500, 200]
-
-
 def test_an_account_migration_477_is_retried_like_a_server_error(emulator: HubSpotEmulator):
     emulator.add_contacts(3, modified_at=BASE)
     emulator.faults.append((477, {}, error_body("Portal is being migrated", "MIGRATION")))
@@ -512,18 +471,6 @@ def test_a_migration_that_outlasts_the_retries_ends_the_sync_as_retryable(
     assert [r.status for r in emulator.requests] == [477] * http.ATTEMPTS + [200]
 
 
-def test_a_rejected_token_is_an_auth_error_that_never_shows_the_token(
-    emulator: HubSpotEmulator, caplog: pytest.LogCaptureFixture
-):
-    caplog.set_level(logging.DEBUG)
-    wrong = "pat-na1-wrong-token-that-must-not-leak-42"
-    with pytest.raises(AuthError) as raised:
-        connector_of(emulator, wrong).fetch_page(ALL, "", bound())
-    assert str(raised.value) == "HubSpot rejected the credentials: reconnect the account"
-    assert wrong not in repr(raised.value) and wrong not in caplog.text
-    assert [r.status for r in emulator.requests] == [401]  # not retried
-
-
 def test_another_client_error_is_permanent_with_hubspot_s_message(emulator: HubSpotEmulator):
     message = 'Property "lifecyclestage" does not exist'
     detail = [{"message": "property lifecyclestage unknown", "code": "INVALID_PROPERTY"}]
@@ -531,89 +478,3 @@ def test_another_client_error_is_permanent_with_hubspot_s_message(emulator: HubS
     with pytest.raises(PermanentError) as raised:
         connector_of(emulator).fetch_page(ALL, "", bound())
     assert str(raised.value) == f"HubSpot refused the request (HTTP 400): {message}"
-
-
-# -- end to end: a real server reading the emulator ----------------------------------------
-
-
-# Longer than a capped sync takes (searches are paced at 4 a second: up to ~3 s here): each
-# page is charged to the window in force when it is saved, so a sync crossing into the next
-# window would get a fresh budget and never be capped.
-INTERVAL = 6.0
-
-
-@pytest.mark.parametrize("store_env", STORES, indirect=True)
-def test_a_hubspot_import_syncs_every_contact_once_over_three_windows(store_env: dict[str, str]):
-    with (
-        HubSpotEmulator() as emulator,
-        ServerProcess(
-            {
-                **store_env,
-                "AUTOIMPORT_HUBSPOT_URL": emulator.url,
-                "AUTOIMPORT_SYNC_INTERVAL": str(INTERVAL),
-            }
-        ) as server,
-        server.client(server.admin_token) as admin,
-    ):
-        emulator.add_contacts(1200, ties=200)
-        valid = emulator.valid_email_contacts()
-        emails = [c["properties"]["email"] for c in emulator.contacts.values()]
-        missing, invalid = emails.count(None), 1200 - emails.count(None) - len(valid)
-        assert missing and invalid  # the source has both kinds to skip
-        created = new_import(
-            admin,
-            "hubspot",
-            emulator.portal_id,
-            pb.Credentials(access_token=emulator.access_token),
-        )
-        account_id = account_of(created.name)
-
-        def sync() -> pb.SyncReport:
-            return admin.imports.TriggerSync(pb.TriggerSyncRequest(name=created.name), timeout=120)
-
-        reports = []
-        for _ in range(3):
-            wait_for_next_window(INTERVAL)
-            reports.append(sync())
-        assert [r.outcome for r in reports] == [
-            pb.SyncReport.CAPPED,
-            pb.SyncReport.CAPPED,
-            pb.SyncReport.COMPLETED,
-        ], reports
-        assert [r.added for r in reports] == [500, 500, len(valid) - 1000]
-        # One pass over the source, over three syncs: each contact counted once.
-        assert pass_counts(reports) == {
-            "fetched": 1200,
-            "skipped_missing_email": missing,
-            "skipped_invalid_email": invalid,
-            "deleted_at_source": 0,
-        }, reports
-        contacts = all_contacts(admin, account_id)
-        assert sorted(c.email for c in contacts) == sorted(c["properties"]["email"] for c in valid)
-        opted_out = {c.email for c in contacts if c.status != cpb.Contact.ACTIVE}
-        assert opted_out == {
-            c["properties"]["email"] for c in valid if c["properties"]["hs_email_optout"] == "true"
-        }
-
-        renamed_id = next(c["id"] for c in valid if c["properties"]["firstname"])
-        emulator.update(renamed_id, firstname="Renamed")
-        added = emulator.add_contacts(1)
-        archived_id = valid[-1]["id"]
-        emulator.archive(archived_id)
-        wait_for_next_window(INTERVAL)
-        report = sync()
-
-        assert report.outcome == pb.SyncReport.COMPLETED, report
-        assert (report.updated, report.added) == (1, 1)
-        after = {c.email: c for c in all_contacts(admin, account_id)}
-        assert len(after) == len(valid) + 1
-        assert after[emulator.contacts[renamed_id]["properties"]["email"]].first_name == "Renamed"
-        assert emulator.contacts[added[0]]["properties"]["email"] in after
-        assert emulator.contacts[archived_id]["properties"]["email"] in after  # stays
-        assert emulator.early_retries == []
-        assert emulator.max_searches_in_any_second() <= 5
-        assert {r.status for r in emulator.requests} <= {200, 429}
-        assert all(b["after"] == "0" for b in searches(emulator))
-        server.terminate()
-        log = "".join(server.output)
-        assert emulator.access_token not in log

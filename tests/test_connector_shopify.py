@@ -3,32 +3,30 @@ Shopify import through a real server process reading the emulator."""
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import imports_pb2 as pb
 from connectors import http, shopify
-from connectors.base import AuthError, PermanentError, RetryableError
+from connectors.base import PermanentError, RetryableError
 from connectors.shopify import ShopifyConnector, ShopifyCriteria
-from domain.sync import ContactPage, ExternalContact
 from emulators.shopify import ShopifyEmulator
-from tests.conftest import STORES
+from tests.connectors.contract import (
+    later,
+    quick_backoff,  # noqa: F401  (an autouse fixture)
+    read_chain,
+)
 from tests.support import (
     ServerProcess,
-    account_of,
-    all_contacts,
     new_import,
-    pass_counts,
     store_env,
-    wait_for_next_window,
 )
 
 ALL = ShopifyCriteria()
@@ -40,31 +38,12 @@ def emulator() -> Iterator[ShopifyEmulator]:
         yield emulator
 
 
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "BASE_DELAY", 0.05)
-
-
 def connector_of(emulator: ShopifyEmulator, token: str | None = None) -> ShopifyConnector:
     return ShopifyConnector(emulator.shop, token or emulator.access_token, base_url=emulator.url)
 
 
-def later() -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=2)
-
-
-def read_chain(
-    connector: ShopifyConnector, cursor: str = "", criteria: ShopifyCriteria = ALL
-) -> tuple[list[ExternalContact], str, list[ContactPage]]:
-    contacts: list[ExternalContact] = []
-    pages = []
-    while True:
-        page = connector.fetch_page(criteria, cursor, later())
-        pages.append(page)
-        contacts += page.contacts
-        cursor = page.cursor
-        if not page.has_more:
-            return contacts, cursor, pages
+# Each connector's reads to `later` (a bound after the test's changes), of every customer.
+read_chain = functools.partial(read_chain, criteria=ALL)
 
 
 def test_pages_through_customers_that_share_timestamps_each_exactly_once(
@@ -83,8 +62,6 @@ def test_pages_through_customers_that_share_timestamps_each_exactly_once(
     assert len(rest) == 3 and all(set(r.query) == {"page_info", "limit", "fields"} for r in rest)
     assert all(r.status == 200 for r in emulator.requests)
     assert emulator.early_retries == []
-    assert emulator.last_headers is not None
-    assert emulator.last_headers["User-Agent"].startswith("contact-autoimport/")
 
 
 def test_the_emulator_refuses_filters_sent_again_with_page_info(emulator: ShopifyEmulator):
@@ -123,16 +100,6 @@ def test_a_chain_keeps_its_window_and_the_next_chain_starts_at_its_end(
     assert sorted(c.first_name for c in next_chain) == ["Moved", "Moved too"]
     third, _, _ = read_chain(connector, cursor_after)
     assert {c.external_id for c in third} <= {str(ids[10]), str(ids[400])}  # bound re-read
-
-
-def test_a_page_cursor_reads_the_same_page_again(emulator: ShopifyEmulator):
-    """After a cap the engine keeps the cursor that fetched the page: the page comes again."""
-    emulator.add_customers(600)
-    connector = connector_of(emulator)
-    first = connector.fetch_page(ALL, "", later())
-    second = connector.fetch_page(ALL, first.cursor, later())
-    again = connector.fetch_page(ALL, first.cursor, later() + timedelta(hours=1))
-    assert [c.external_id for c in again.contacts] == [c.external_id for c in second.contacts]
 
 
 @pytest.mark.parametrize("cut_page", [0, 1], ids=["first-page", "page-info-page"])
@@ -254,19 +221,6 @@ def test_customers_map_to_contacts_with_consent_and_fields(emulator: ShopifyEmul
     assert "company" not in by_id[str(ids[1])].fields
 
 
-def test_a_429_is_retried_only_after_its_retry_after(emulator: ShopifyEmulator):
-    emulator.add_customers(10)
-    emulator.faults.append((429, {"Retry-After": "1.5"}, {"errors": "Exceeded 2 calls"}))
-    started = time.monotonic()
-
-    page = connector_of(emulator).fetch_page(ALL, "", later())
-
-    assert len(page.contacts) == 10
-    assert time.monotonic() - started >= 1.5
-    assert [r.status for r in emulator.requests] == [429, 200]
-    assert emulator.early_retries == []
-
-
 def test_a_full_bucket_is_waited_for_and_never_hit_early(emulator: ShopifyEmulator):
     emulator.add_customers(10)
     emulator.fill_bucket()
@@ -279,18 +233,6 @@ def test_a_full_bucket_is_waited_for_and_never_hit_early(emulator: ShopifyEmulat
     assert statuses[0] == 429 and statuses.count(200) == 4
     assert emulator.early_retries == []
     assert statuses.count(429) == 1  # the call-limit header slowed it down before the next
-
-
-def test_a_rejected_token_is_an_auth_error_that_never_shows_the_token(
-    emulator: ShopifyEmulator, caplog: pytest.LogCaptureFixture
-):
-    caplog.set_level(logging.DEBUG)
-    wrong = "shpat_wrong_token_must_not_leak_42"
-    with pytest.raises(AuthError) as raised:
-        connector_of(emulator, wrong).fetch_page(ALL, "", later())
-    assert str(raised.value) == "Shopify rejected the credentials: reconnect the account"
-    assert wrong not in repr(raised.value) and wrong not in caplog.text
-    assert len(emulator.requests) == 1  # not retried
 
 
 def test_no_retry_waits_past_the_callers_deadline(emulator: ShopifyEmulator):
@@ -327,17 +269,6 @@ def test_nothing_is_sent_after_the_callers_deadline(emulator: ShopifyEmulator):
     assert emulator.requests == []
 
 
-def test_a_server_error_is_retried_then_succeeds(emulator: ShopifyEmulator):
-    emulator.add_customers(3)
-    emulator.faults.append((503, {}, {"errors": "Service Unavailable"}))
-    emulator.faults.append((500, {}, {"errors": "Internal Server Error"}))
-
-    page = connector_of(emulator).fetch_page(ALL, "", later())
-
-    assert len(page.contacts) == 3
-    assert [r.status for r in emulator.requests] == [503, 500, 200]
-
-
 def test_another_client_error_is_permanent_with_shopify_s_message(emulator: ShopifyEmulator):
     emulator.faults.append((422, {}, {"errors": {"updated_at_min": ["is invalid"]}}))
     with pytest.raises(PermanentError, match="updated_at_min is invalid"):
@@ -345,96 +276,6 @@ def test_another_client_error_is_permanent_with_shopify_s_message(emulator: Shop
 
 
 # -- end to end: a real server reading the emulator ----------------------------------------
-
-
-# Far longer than a 500-contact sync takes here (about 0.3 s): each page is charged to the
-# window in force when it is saved, so a sync that crossed into the next window would get a
-# fresh budget, and the per-window counts below would not hold on a slow machine.
-INTERVAL = 4.0
-
-
-@pytest.mark.parametrize("store_env", STORES, indirect=True)
-def test_a_shopify_import_syncs_every_customer_once_over_three_windows(
-    store_env: dict[str, str],
-):
-    with (
-        ShopifyEmulator() as emulator,
-        ServerProcess(
-            {
-                **store_env,
-                "AUTOIMPORT_SHOPIFY_URL": emulator.url,
-                "AUTOIMPORT_SYNC_INTERVAL": str(INTERVAL),
-            }
-        ) as server,
-        server.client(server.admin_token) as admin,
-    ):
-        ids = emulator.add_customers(1200, ties=200, without_email_every=41, invalid_email_every=59)
-        customers = list(emulator.customers.values())
-        valid = [c for c in customers if c["email"] and "@" in c["email"]]
-        missing = sum(1 for c in customers if c["email"] is None)
-        invalid = 1200 - missing - len(valid)
-        assert missing and invalid  # the shop has both kinds to skip
-        created = new_import(
-            admin,
-            "shopify",
-            emulator.shop,
-            pb.Credentials(access_token=emulator.access_token),
-            contact_limit=100_000,
-        )
-        account_id = account_of(created.name)
-
-        def sync() -> pb.SyncReport:
-            return admin.imports.TriggerSync(pb.TriggerSyncRequest(name=created.name), timeout=120)
-
-        reports = []
-        for _ in range(3):
-            wait_for_next_window(INTERVAL)
-            reports.append(sync())
-        assert [r.outcome for r in reports] == [
-            pb.SyncReport.CAPPED,
-            pb.SyncReport.CAPPED,
-            pb.SyncReport.COMPLETED,
-        ], reports
-        assert [r.added for r in reports] == [500, 500, len(valid) - 1000]
-        # One pass over the shop, over three syncs: each customer counted once.
-        assert pass_counts(reports) == {
-            "fetched": 1200,
-            "skipped_missing_email": missing,
-            "skipped_invalid_email": invalid,
-            "deleted_at_source": 0,
-        }, reports
-        contacts = all_contacts(admin, account_id)
-        assert sorted(c.email for c in contacts) == sorted(c["email"] for c in valid)
-        opted_out = {c.email for c in contacts if c.status != cpb.Contact.ACTIVE}
-        assert opted_out == {
-            c["email"] for c in valid if c["email_marketing_consent"]["state"] == "unsubscribed"
-        }
-
-        time.sleep(1.1)
-        emulator.update(ids[7], first_name="Renamed")
-        (added,) = emulator.add_customers(1, updated_at=datetime.now(UTC))
-        deleted = emulator.delete(ids[8])
-        time.sleep(ShopifyConnector.lag.total_seconds() + 1)
-        wait_for_next_window(INTERVAL)
-        report = sync()
-
-        assert report.outcome == pb.SyncReport.COMPLETED
-        assert report.updated == 1 and report.added == 1
-        emails = {c.email for c in all_contacts(admin, account_id)}
-        assert emulator.customers[added]["email"] in emails
-        assert deleted["email"] in emails  # deleted at Shopify: the account keeps it
-        assert len(emails) == len(valid) + 1
-        renamed = [c for c in all_contacts(admin, account_id) if c.first_name == "Renamed"]
-        assert [c.email for c in renamed] == [emulator.customers[ids[7]]["email"]]
-        assert emulator.early_retries == []
-        assert all(r.status in (200, 429) for r in emulator.requests)
-        assert not any(
-            "page_info" in r.query and set(r.query) - {"page_info", "limit", "fields"}
-            for r in emulator.requests
-        )
-        server.terminate()
-        log = "".join(server.output)
-        assert emulator.access_token not in log
 
 
 def test_a_rejected_token_fails_the_sync_and_the_log_never_shows_it(tmp_path: Path):
