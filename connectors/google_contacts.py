@@ -64,7 +64,7 @@ from connectors.base import (
     ServiceDescription,
     text_of,
 )
-from domain.auto_import import Credentials
+from domain.import_settings import Credentials
 from domain.sources import Criteria, GoogleContactsCriteria, ServiceId
 from domain.sync import ContactPage, ExternalContact
 

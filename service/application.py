@@ -19,10 +19,11 @@ from eventsourcing.persistence import IntegrityError, Recording
 
 from connectors import SERVICES
 from domain.account import Account, ApiKey
-from domain.auto_import import AutoImport, ImportChanges, NewImport
+from domain.auto_import import AutoImport
 from domain.contact import Contact
 from domain.csv_import import CsvImport
 from domain.external_account import ExternalAccount
+from domain.import_settings import ImportChanges, NewImport
 from domain.sources import ServiceId
 from service.errors import EtagMismatch, NotFound
 

@@ -29,9 +29,10 @@ from connectors.base import (
     ReauthRequired,
     RetryableError,
 )
-from domain.auto_import import AutoImport, Credentials, ImportState
+from domain.auto_import import AutoImport, ImportState
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount, window_of
+from domain.import_settings import Credentials
 from domain.sources import Criteria
 from domain.sync import ContactPage, sync_page
 from service.application import AutoImports

@@ -20,7 +20,8 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from connectors.base import Connector, ConnectorError
-from domain.auto_import import AutoImport, Credentials
+from domain.auto_import import AutoImport
+from domain.import_settings import Credentials
 from domain.sources import Criteria, ShopifyCriteria
 from domain.sync import ContactPage, ExternalContact
 

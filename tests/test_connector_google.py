@@ -21,7 +21,7 @@ from autoimport.v1 import imports_pb2 as pb
 from connectors import google_contacts, http
 from connectors.base import AuthError, PermanentError, ReauthRequired, RetryableError
 from connectors.google_contacts import GoogleContactsConnector
-from domain.auto_import import Credentials
+from domain.import_settings import Credentials
 from domain.sources import GoogleContactsCriteria
 from domain.sync import ContactPage, ExternalContact
 from emulators.google_contacts import (

@@ -8,15 +8,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.application import Application
 
-from domain.auto_import import (
-    MAX_DISPLAY_NAME,
-    MAX_LABELS,
-    AutoImport,
-    Credentials,
-    ImportChanges,
-    ImportState,
-    NewImport,
-)
+from domain.auto_import import AutoImport, ImportState
 from domain.errors import (
     ImportAlreadyPaused,
     ImportIsDeleted,
@@ -24,6 +16,13 @@ from domain.errors import (
     ImportNotPaused,
     InvalidTransition,
     ValidationError,
+)
+from domain.import_settings import (
+    MAX_DISPLAY_NAME,
+    MAX_LABELS,
+    Credentials,
+    ImportChanges,
+    NewImport,
 )
 from domain.sources import (
     HUBSPOT_LIFECYCLE_STAGES,

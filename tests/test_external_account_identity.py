@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from domain.auto_import import AutoImport, Credentials, NewImport
+from domain.auto_import import AutoImport
+from domain.import_settings import Credentials, NewImport
 from service.config import Settings
 from tests.conftest import STORES
 from tests.test_sync import World

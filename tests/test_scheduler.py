@@ -31,7 +31,8 @@ from google.protobuf import timestamp_pb2
 from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import imports_pb2 as pb
-from domain.auto_import import AutoImport, Credentials, NewImport
+from domain.auto_import import AutoImport
+from domain.import_settings import Credentials, NewImport
 from service.config import ConfigError, Settings
 from service.leases import LocalLeases
 from service.scheduler import Scheduler, SchedulerSettings

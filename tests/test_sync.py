@@ -17,12 +17,10 @@ from domain.auto_import import (
     AUTH_FAILURES_BEFORE_REAUTH,
     TOKEN_REFRESH_ACTOR,
     AutoImport,
-    Credentials,
-    ImportChanges,
     ImportState,
-    NewImport,
 )
 from domain.errors import ImportNeedsReauth, ImportNotActive
+from domain.import_settings import Credentials, ImportChanges, NewImport
 from domain.sources import ShopifyCriteria
 from service.application import AutoImports, etag_of
 from service.config import Settings

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import service.sync
-from domain.auto_import import AutoImport, ImportChanges
+from domain.auto_import import AutoImport
 from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount
+from domain.import_settings import ImportChanges
 from domain.sources import ShopifyCriteria
 from service.config import Settings
 from service.leases import LocalLeases

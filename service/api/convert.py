@@ -12,10 +12,11 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from autoimport.v1 import accounts_pb2, contacts_pb2, fields_pb2, imports_pb2
 from connectors.base import ServiceDescription
 from domain.account import Account
-from domain.auto_import import AutoImport, Credentials, ImportState, next_sync_due
+from domain.auto_import import AutoImport, ImportState, next_sync_due
 from domain.contact import CSV_SOURCE_PREFIX, Contact, InvalidEmail, normalize_email
 from domain.csv_import import COUNTERS as CSV_COUNTERS
 from domain.errors import ValidationError
+from domain.import_settings import Credentials
 from domain.sources import (
     Criteria,
     GoogleContactsCriteria,

@@ -51,11 +51,12 @@ from hypothesis.stateful import (
 )
 
 from domain.account import Account
-from domain.auto_import import AutoImport, Credentials, ImportChanges, NewImport
+from domain.auto_import import AutoImport
 from domain.contact import Contact
 from domain.csv_import import CsvOptions
 from domain.errors import ImportIsDeleted, ImportNeedsReauth, ImportNotActive
 from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount
+from domain.import_settings import Credentials, ImportChanges, NewImport
 from domain.sync import ContactPage
 from service.csv_import import CsvImporter
 from service.errors import NotFound

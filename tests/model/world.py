@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from connectors.base import AuthError
-from domain.auto_import import Credentials
+from domain.import_settings import Credentials
 from domain.sources import Criteria
 from domain.sync import ContactPage
 from service.application import AutoImports
