@@ -35,6 +35,7 @@ from domain.external_account import ExternalAccount, window_of
 from domain.import_settings import Credentials
 from domain.sources import Criteria
 from domain.sync import ContactPage, sync_page
+from domain.sync_report import SyncReport
 from service.application import AutoImports
 from service.errors import Unavailable
 from service.existing import contacts_by_email
@@ -46,7 +47,7 @@ MAX_ATTEMPTS = 20
 Clock = Callable[[], datetime]
 # Told of each sync this engine ran, once it ended, whatever the outcome: the import as it then
 # was, and the sync's report (the server's logs and metrics listen).
-SyncListener = Callable[[AutoImport, dict[str, Any]], None]
+SyncListener = Callable[[AutoImport, SyncReport], None]
 
 
 def utc_now() -> datetime:
@@ -65,7 +66,7 @@ class NotStarted:
     known because another sync runs)."""
 
     reason: str
-    report: dict[str, Any] | None
+    report: SyncReport | None
     next_sync_time: datetime | None
 
 
@@ -101,7 +102,7 @@ class SyncEngine:
         request_id: str = "",
         actor: str,
         deadline: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> SyncReport:
         """Runs a sync and returns its report; while one runs, returns that one's report.
         `deadline` (time.monotonic()): when the caller stops waiting. The sync stops there,
         between pages (its requests are cut to it), and the next sync resumes after the last
@@ -120,7 +121,7 @@ class SyncEngine:
         *,
         request_id: str = "",
         deadline: float | None = None,
-    ) -> dict[str, Any] | NotStarted:
+    ) -> SyncReport | NotStarted:
         """The scheduler's trigger: runs a sync only if the import is due (never synced, or one
         interval after its last sync began), else runs nothing and says why. The check is made
         under the sync lease, on the import as loaded, and SyncStarted is saved at the version
@@ -140,18 +141,19 @@ class SyncEngine:
         latest = auto_import.running_sync or auto_import.last_sync
         return NotStarted(ALREADY_RUNNING, latest, None)  # no wait for it to be recorded
 
-    def _running_report(self, account_id: str, import_id: UUID) -> dict[str, Any]:
+    def _running_report(self, account_id: str, import_id: UUID) -> SyncReport:
         """The report of the sync that holds the lease (it may take a moment to record it)."""
         for _ in range(50):
             auto_import = self._app.get_import(account_id, import_id)
-            if auto_import.running_sync is not None:
-                return auto_import.running_sync
+            running = auto_import.running_sync
+            if running is not None:
+                return running
             time.sleep(0.1)
         raise Unavailable("a sync of this import is starting elsewhere: retry shortly")
 
     def _run(
         self, account_id: str, import_id: UUID, request_id: str, actor: str, scheduled: bool = False
-    ) -> dict[str, Any]:
+    ) -> SyncReport:
         # No connector for the service: refused before anything is recorded.
         connector = self._connector_for(self._app.get_import(account_id, import_id))
         with contextlib.closing(connector):
@@ -165,13 +167,14 @@ class SyncEngine:
         actor: str,
         connector: Connector,
         scheduled: bool = False,
-    ) -> dict[str, Any]:
+    ) -> SyncReport:
         sync_id = str(uuid4())
         started = self._start(
             account_id, import_id, sync_id, request_id, actor, connector.lag, scheduled
         )
-        if started.running_sync is None or started.running_sync["sync_id"] != sync_id:
-            return started.last_sync or {}  # a retried request whose sync is done
+        if not started.is_running_sync(sync_id):  # a retried request whose sync is done
+            assert started.last_sync is not None
+            return started.last_sync
         declared = SERVICES[started.service].declared_fields()
         criteria = started.criteria
         cursor = started.cursor or ""
@@ -223,9 +226,10 @@ class SyncEngine:
         _NotDue, having saved nothing)."""
         for _ in range(MAX_ATTEMPTS):
             auto_import = self._app.get_import(account_id, import_id)
-            if (auto_import.running_sync or {}).get("sync_id") == sync_id:
+            if auto_import.is_running_sync(sync_id):
                 return auto_import  # our own start, saved by an attempt that seemed to fail
-            if request_id and (auto_import.last_sync or {}).get("request_id") == request_id:
+            last = auto_import.last_sync
+            if request_id and last is not None and last.request_id == request_id:
                 return auto_import  # a retry of the request that started the last sync
             now = self._clock()
             if scheduled and not auto_import.is_due(now, self._interval):
@@ -265,8 +269,7 @@ class SyncEngine:
         app = self._app
         for _ in range(MAX_ATTEMPTS):
             auto_import = app.get_import(account_id, import_id, include_deleted=True)
-            running = auto_import.running_sync
-            if running is None or running["sync_id"] != sync_id:
+            if not auto_import.is_running_sync(sync_id):
                 return None  # ended by a delete, or taken as interrupted by another process
             stopped = ""
             if auto_import.state is not ImportState.ACTIVE:
@@ -322,11 +325,10 @@ class SyncEngine:
         *,
         auth_failure: bool = False,
         revoked: bool = False,
-    ) -> dict[str, Any]:
+    ) -> SyncReport:
         for _ in range(MAX_ATTEMPTS):
             auto_import = self._app.get_import(account_id, import_id, include_deleted=True)
-            running = auto_import.running_sync
-            if running is None or running["sync_id"] != sync_id:
+            if not auto_import.is_running_sync(sync_id):
                 return self._ended(auto_import, sync_id)  # ended by a pause, a delete, ...
             if failure:
                 auto_import.fail_sync(
@@ -342,10 +344,11 @@ class SyncEngine:
             return self._ended(auto_import, sync_id)
         raise IntegrityError(f"import {import_id} kept changing; try again")
 
-    def _ended(self, auto_import: AutoImport, sync_id: str) -> dict[str, Any]:
+    def _ended(self, auto_import: AutoImport, sync_id: str) -> SyncReport:
         """The report of an ended sync, told to the listeners if it is the one of `sync_id`."""
-        report = auto_import.last_sync or {}
-        if report.get("sync_id") == sync_id:
+        report = auto_import.last_sync
+        assert report is not None  # our sync started, and something ended it
+        if report.sync_id == sync_id:
             for listener in self._listeners:
                 try:
                     listener(auto_import, report)

@@ -47,7 +47,7 @@ def test_two_spellings_of_one_gmail_account_share_one_budget(world: World):
     world.clock.next_window()
     third = world.sync(tagged)
 
-    assert (first["outcome"], first["added"]) == ("COMPLETED", 400)
-    assert (second["outcome"], second["added"]) == ("CAPPED", 100)
-    assert (third["outcome"], third["added"]) == ("COMPLETED", 300)
+    assert (first.outcome, first.added) == ("COMPLETED", 400)
+    assert (second.outcome, second.added) == ("CAPPED", 100)
+    assert (third.outcome, third.added) == ("COMPLETED", 300)
     assert len(world.contacts()) == 800

@@ -23,6 +23,7 @@ from domain.sources import (
     HubSpotCriteria,
     ShopifyCriteria,
 )
+from domain.sync_report import SyncReport
 from service.application import import_name
 from service.read_models.contacts import ContactRow
 from service.read_models.fields import FieldRow
@@ -135,33 +136,32 @@ def auto_import_message(row: ImportRow, sync_interval: float) -> imports_pb2.Aut
     return message
 
 
-_REPORT_COUNTERS = (
-    "fetched",
-    "added",
-    "updated",
-    "unchanged",
-    "skipped_missing_email",
-    "skipped_invalid_email",
-    "deferred",
-    "blocked_by_limit",
-    "fields_created",
-    "deleted_at_source",
-)
-
-
-def sync_report_message(report: dict[str, Any], name: str) -> imports_pb2.SyncReport:
+def sync_report_message(report: SyncReport, name: str) -> imports_pb2.SyncReport:
     message = imports_pb2.SyncReport(
-        sync_id=report["sync_id"],
+        sync_id=report.sync_id,
         import_name=name,
-        outcome=report["outcome"],
-        start_time=timestamp(datetime.fromisoformat(report["start_time"])),
-        skipped=[imports_pb2.SyncReport.SkippedContact(**s) for s in report["skipped"]],
-        error=report["error"],
-        # .get: reports recorded before a counter existed lack it
-        **{counter: report.get(counter, 0) for counter in _REPORT_COUNTERS},
+        outcome=report.outcome.value,
+        start_time=timestamp(report.start_time),
+        skipped=[
+            imports_pb2.SyncReport.SkippedContact(
+                external_id=s.external_id, email=s.email, reason=s.reason
+            )
+            for s in report.skipped
+        ],
+        error=report.error,
+        fetched=report.fetched,
+        added=report.added,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        skipped_missing_email=report.skipped_missing_email,
+        skipped_invalid_email=report.skipped_invalid_email,
+        deferred=report.deferred,
+        blocked_by_limit=report.blocked_by_limit,
+        fields_created=report.fields_created,
+        deleted_at_source=report.deleted_at_source,
     )
-    if report["end_time"]:
-        message.end_time.CopyFrom(timestamp(datetime.fromisoformat(report["end_time"])))
+    if report.end_time is not None:
+        message.end_time.CopyFrom(timestamp(report.end_time))
     return message
 
 

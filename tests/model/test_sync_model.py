@@ -58,6 +58,7 @@ from domain.errors import ImportIsDeleted, ImportNeedsReauth, ImportNotActive
 from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount
 from domain.import_settings import Credentials, ImportChanges, NewImport
 from domain.sync import ContactPage
+from domain.sync_report import SyncReport
 from service.csv_import import CsvImporter
 from service.errors import NotFound
 from service.replay import verify
@@ -482,8 +483,8 @@ class SyncModel(RuleBasedStateMachine):
             deferred = 0
             for auto_import in self.model.active_imports():
                 report = self._sync_to_the_end(self.world.replicas[0], auto_import)
-                assert report.get("outcome") != "FAILED", f"{auto_import.name}: {report}"
-                deferred += report.get("deferred", 0)
+                assert report.outcome != "FAILED", f"{auto_import.name}: {report}"
+                deferred += report.deferred
             if not deferred:
                 break
         else:
@@ -491,7 +492,7 @@ class SyncModel(RuleBasedStateMachine):
         self._check_everything_arrived()
         self._check_the_read_model_rebuilds_identically()
 
-    def _sync_to_the_end(self, replica: Replica, auto_import: ImportModel) -> dict[str, Any]:
+    def _sync_to_the_end(self, replica: Replica, auto_import: ImportModel) -> SyncReport:
         run = self._start_sync(replica, auto_import)
         while not run.done:
             self._step(run, "read")
