@@ -243,7 +243,7 @@ def test_a_scheduled_trigger_starts_a_sync_only_when_the_import_is_due(engine_wo
     assert too_early == NotStarted(
         NOT_DUE,
         first,
-        datetime.fromisoformat(first["start_time"]) + timedelta(seconds=INTERVAL),
+        first.start_time + timedelta(seconds=INTERVAL),
     )
     assert events_after == events_before  # nothing recorded
     assert on_time.outcome == "COMPLETED" and on_time.sync_id != first.sync_id
