@@ -18,16 +18,15 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 
-from connectors import SERVICES, http
+from connectors import SERVICES
 from connectors.base import (
     AuthError,
     Connector,
     ConnectorError,
     ConnectorFactory,
     ReauthRequired,
-    RetryableError,
+    check_deadline,
 )
 from domain.auto_import import AutoImport, ImportState
 from domain.custom_field import CustomField
@@ -36,14 +35,13 @@ from domain.import_settings import Credentials
 from domain.sources import Criteria
 from domain.sync import ContactPage, sync_page
 from domain.sync_report import SyncReport
-from service.application import AutoImports
+from service.application import AutoImports, retry_on_conflict
 from service.errors import Unavailable
 from service.existing import contacts_by_email
 from service.leases import Leases
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 20
 Clock = Callable[[], datetime]
 # Told of each sync this engine ran, once it ended, whatever the outcome: the import as it then
 # was, and the sync's report (the server's logs and metrics listen).
@@ -110,8 +108,7 @@ class SyncEngine:
         self._app.get_import(account_id, import_id)  # NOT_FOUND before anything else
         with self._leases.hold(f"sync/{import_id}") as held:
             if held:
-                with http.deadline(deadline):
-                    return self._run(account_id, import_id, request_id, actor)
+                return self._run(account_id, import_id, request_id, actor, deadline)
         return self._running_report(account_id, import_id)
 
     def trigger_scheduled(
@@ -131,10 +128,9 @@ class SyncEngine:
         with self._leases.hold(f"sync/{import_id}") as held:
             if held:
                 try:
-                    with http.deadline(deadline):
-                        return self._run(
-                            account_id, import_id, request_id, SCHEDULER_ACTOR, scheduled=True
-                        )
+                    return self._run(
+                        account_id, import_id, request_id, SCHEDULER_ACTOR, deadline, scheduled=True
+                    )
                 except _NotDue as e:
                     return e.not_started
         auto_import = self._app.get_import(account_id, import_id)
@@ -152,12 +148,20 @@ class SyncEngine:
         raise Unavailable("a sync of this import is starting elsewhere: retry shortly")
 
     def _run(
-        self, account_id: str, import_id: UUID, request_id: str, actor: str, scheduled: bool = False
+        self,
+        account_id: str,
+        import_id: UUID,
+        request_id: str,
+        actor: str,
+        deadline: float | None,
+        scheduled: bool = False,
     ) -> SyncReport:
         # No connector for the service: refused before anything is recorded.
         connector = self._connector_for(self._app.get_import(account_id, import_id))
         with contextlib.closing(connector):
-            return self._sync(account_id, import_id, request_id, actor, connector, scheduled)
+            return self._sync(
+                account_id, import_id, request_id, actor, connector, deadline, scheduled
+            )
 
     def _sync(
         self,
@@ -166,6 +170,7 @@ class SyncEngine:
         request_id: str,
         actor: str,
         connector: Connector,
+        deadline: float | None,
         scheduled: bool = False,
     ) -> SyncReport:
         sync_id = str(uuid4())
@@ -181,11 +186,9 @@ class SyncEngine:
         grant = started.credentials  # what the connector reads with: it may refresh them
         try:
             while True:
-                left = http.remaining()
-                if left is not None and left <= 0:
-                    raise RetryableError(http.DEADLINE_PASSED)
+                check_deadline(deadline)
                 self._leases.check(f"sync/{import_id}")  # a lost lease stops between pages
-                page = connector.fetch_page(criteria, cursor, started.sync_until)
+                page = connector.fetch_page(criteria, cursor, started.sync_until, deadline=deadline)
                 outcome = self._save_page(
                     account_id, import_id, sync_id, criteria, page, declared, grant
                 )
@@ -224,7 +227,8 @@ class SyncEngine:
     ) -> AutoImport:
         """Records SyncStarted; for a `scheduled` sync only if the import is due (else raises
         _NotDue, having saved nothing)."""
-        for _ in range(MAX_ATTEMPTS):
+
+        def attempt() -> AutoImport:
             auto_import = self._app.get_import(account_id, import_id)
             if auto_import.is_running_sync(sync_id):
                 return auto_import  # our own start, saved by an attempt that seemed to fail
@@ -246,12 +250,10 @@ class SyncEngine:
             auto_import.start_sync(
                 sync_id=sync_id, request_id=request_id, now=now, until=now - lag, actor=actor
             )
-            try:
-                self._app.save(auto_import)
-            except IntegrityError:
-                continue
+            self._app.save(auto_import)
             return auto_import
-        raise IntegrityError(f"import {import_id} kept changing; try again")
+
+        return retry_on_conflict(attempt, f"import {import_id}")
 
     def _save_page(
         self,
@@ -267,7 +269,8 @@ class SyncEngine:
         Returns (capped, cursor), or None when the import stopped (paused, deleted, or its
         sync taken as interrupted by another replica)."""
         app = self._app
-        for _ in range(MAX_ATTEMPTS):
+
+        def attempt() -> tuple[bool, str] | None:
             auto_import = app.get_import(account_id, import_id, include_deleted=True)
             if not auto_import.is_running_sync(sync_id):
                 return None  # ended by a delete, or taken as interrupted by another process
@@ -279,10 +282,7 @@ class SyncEngine:
                 stopped = "stopped: the criteria changed"
             if stopped:
                 auto_import.fail_sync(stopped, self._clock())
-                try:
-                    app.save(auto_import)
-                except IntegrityError:
-                    continue  # edited again meanwhile: decide on fresh state
+                app.save(auto_import)
                 return None
             if page.credentials is not None:
                 auto_import.refresh_access_token(page.credentials, replacing=grant)
@@ -307,14 +307,12 @@ class SyncEngine:
                 },
                 declared=declared,
             )
-            try:
-                app.save(
-                    auto_import, account, external, *result.new_aggregates, *result.updated_contacts
-                )
-            except IntegrityError:
-                continue
+            app.save(
+                auto_import, account, external, *result.new_aggregates, *result.updated_contacts
+            )
             return result.capped, auto_import.cursor or ""
-        raise IntegrityError(f"a page of import {import_id} kept meeting concurrent writes")
+
+        return retry_on_conflict(attempt, f"a page of import {import_id}")
 
     def _finish(
         self,
@@ -326,7 +324,7 @@ class SyncEngine:
         auth_failure: bool = False,
         revoked: bool = False,
     ) -> SyncReport:
-        for _ in range(MAX_ATTEMPTS):
+        def attempt() -> SyncReport:
             auto_import = self._app.get_import(account_id, import_id, include_deleted=True)
             if not auto_import.is_running_sync(sync_id):
                 return self._ended(auto_import, sync_id)  # ended by a pause, a delete, ...
@@ -336,13 +334,10 @@ class SyncEngine:
                 )
             else:
                 auto_import.complete_sync(self._clock())
-            try:
-                self._app.save(auto_import)
-            except IntegrityError:
-                continue
-            assert auto_import.last_sync is not None
+            self._app.save(auto_import)
             return self._ended(auto_import, sync_id)
-        raise IntegrityError(f"import {import_id} kept changing; try again")
+
+        return retry_on_conflict(attempt, f"import {import_id}")
 
     def _ended(self, auto_import: AutoImport, sync_id: str) -> SyncReport:
         """The report of an ended sync, told to the listeners if it is the one of `sync_id`."""

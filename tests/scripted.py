@@ -124,7 +124,9 @@ class ScriptedConnector:
     def close(self) -> None:
         pass  # holds nothing
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
         if self.before_page is not None:
             self.before_page(self.pages)
         self.pages += 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from connectors import http
+from connectors import base
 from connectors.base import AuthError, ReauthRequired
 from domain.auto_import import (
     AUTH_FAILURES_BEFORE_REAUTH,
@@ -659,7 +659,7 @@ def test_a_sync_stops_at_its_callers_deadline_and_the_next_one_resumes(
     auto_import = world.new_import()
     world.source().fill(350)
     now = [1000.0]  # the monotonic clock the deadline is measured on, moved by the test
-    monkeypatch.setattr(http, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(base, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
     def second_page_outlasts_the_deadline(page: int) -> None:
         if page == 1:
@@ -673,7 +673,7 @@ def test_a_sync_stops_at_its_callers_deadline_and_the_next_one_resumes(
     assert (stopped.outcome, stopped.added, stopped.error) == (
         "FAILED",
         200,
-        http.DEADLINE_PASSED,
+        base.DEADLINE_PASSED,
     )
     assert (resumed.outcome, resumed.added) == ("COMPLETED", 150)
     assert len(world.contacts()) == 350

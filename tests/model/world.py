@@ -147,7 +147,9 @@ class _LoggedConnector(ScriptedConnector):
         super().__init__(source, **options)
         self._run = run
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
         page = super().fetch_page(criteria, cursor, until)
         self._run.pages.append((cursor, page))
         return page
