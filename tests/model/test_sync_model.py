@@ -497,7 +497,7 @@ class SyncModel(RuleBasedStateMachine):
         while not run.done:
             self._step(run, "read")
         self._judge_finished_syncs()
-        assert isinstance(run.outcome, dict), f"{run.name}: {run.outcome!r}"
+        assert isinstance(run.outcome, SyncReport), f"{run.name}: {run.outcome!r}"
         return run.outcome
 
     def teardown(self) -> None:
@@ -558,7 +558,7 @@ class SyncModel(RuleBasedStateMachine):
                 continue
             self.judged.add(run.name)
             outcome = run.outcome
-            kind = outcome.get("outcome") if isinstance(outcome, dict) else type(outcome).__name__
+            kind = outcome.outcome if isinstance(outcome, SyncReport) else type(outcome).__name__
             note(f"sync: {kind}")
             if isinstance(outcome, Crash):
                 continue
@@ -568,7 +568,7 @@ class SyncModel(RuleBasedStateMachine):
                     + "".join(traceback.format_exception(outcome))
                 )
                 continue
-            error = (outcome or {}).get("error", "")
+            error = outcome.error if isinstance(outcome, SyncReport) else ""
             assert not error.startswith("internal error"), f"sync {run.name}: {outcome}"
 
     def _check_one_contact_per_email(self, contacts: list[Any]) -> None:
