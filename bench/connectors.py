@@ -126,7 +126,9 @@ class TimedConnector:
         self._factory = factory
         self.lag = inner.lag
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
         start = time.perf_counter()
         try:
             return self._inner.fetch_page(criteria, cursor, until)

@@ -44,12 +44,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import connectors
@@ -58,6 +57,7 @@ from connectors.base import Connector, ConnectorFactory
 from domain.auto_import import AutoImport
 from domain.sources import Criteria
 from domain.sync import ContactPage
+from domain.sync_report import SyncReport
 from service.config import Settings
 from service.scheduler import CONCURRENCY
 from service.server import Server, build_server, sync_leases
@@ -219,7 +219,9 @@ class TimedConnector:
         self._recorder = recorder
         self.lag = inner.lag
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
         start = time.perf_counter()
         try:
             return self._inner.fetch_page(criteria, cursor, until)
@@ -374,14 +376,14 @@ def scheduled(
     skipped = recorder.not_syncs
     with scheduler(server, interval, concurrency):
         syncs = recorder.wait({i.import_id for i in imports}, since, timeout=600)
-    reports = [server.app.get_import(i.account_id, i.import_id).last_sync or {} for i in imports]
+    reports = [server.app.get_import(i.account_id, i.import_id).last_sync for i in imports]
     check(reports)
-    fetched = sum(int(r.get("fetched", 0)) for r in reports)
+    fetched = sum(r.fetched for r in reports if r is not None)
     return Phase(syncs, concurrency, fetched=fetched, not_syncs=recorder.not_syncs - skipped)
 
 
-def check(reports: list[dict[str, Any]]) -> None:
-    failed = [r for r in reports if r.get("outcome") != "COMPLETED" or not r.get("fetched")]
+def check(reports: Sequence[SyncReport | None]) -> None:
+    failed = [r for r in reports if r is None or r.outcome != "COMPLETED" or not r.fetched]
     if failed:
         raise RuntimeError(f"{len(failed)} syncs did not complete, e.g. {failed[0]}")
 
@@ -405,7 +407,7 @@ def in_process(
     for i in imports:
         app.pause_import(i.account_id, i.import_id, actor="bench")
     syncs = recorder.wait({i.import_id for i in imports}, since, timeout=60)
-    return Phase(syncs, concurrency, fetched=sum(int(r.get("fetched", 0)) for r in reports))
+    return Phase(syncs, concurrency, fetched=sum(r.fetched for r in reports))
 
 
 def settings_of(env: dict[str, str], interval: float, concurrency: int) -> Settings:

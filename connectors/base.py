@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from domain.auto_import import Credentials
 from domain.errors import Violations
+from domain.import_settings import Credentials
 from domain.sources import Criteria, field_title, personalization_tag
 from domain.sync import ContactPage, DeclaredField
 
@@ -143,6 +144,27 @@ class RetryableError(ConnectorError):
     """Worth trying again later: rate limited, unavailable, timed out."""
 
 
+DEADLINE_PASSED = "stopped at the caller's deadline: the next sync resumes where this one stopped"
+
+
+class DeadlinePassed(RetryableError):
+    """The caller of the sync stops waiting: the sync stops, and the next one resumes."""
+
+    def __init__(self, message: str = DEADLINE_PASSED):
+        super().__init__(message)
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds left before `deadline` (time.monotonic()), None when there is none."""
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def check_deadline(deadline: float | None) -> None:
+    left = seconds_left(deadline)
+    if left is not None and left <= 0:
+        raise DeadlinePassed()
+
+
 class AuthError(ConnectorError):
     """The service rejected the credentials: the account must be reconnected."""
 
@@ -164,8 +186,12 @@ class Connector(Protocol):
     # before its start minus this, so that none changed meanwhile is passed over.
     lag: timedelta
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
         """The contacts after `cursor` ("" for the beginning) changed at or before `until`.
+        By `deadline` (time.monotonic(), None for none) it returns or raises DeadlinePassed:
+        its requests are cut to it (connectors/http.py).
 
         Each contact's `position` is a cursor that, passed back here (by a later sync, with a
         later `until`), resumes right after that contact: a sync stopped by a cap resumes after

@@ -69,8 +69,8 @@ from connectors.base import (
     Source,
     text_of,
 )
-from domain.auto_import import Credentials
 from domain.errors import Violations
+from domain.import_settings import Credentials
 from domain.sources import Criteria
 from domain.sync import ContactPage, ExternalContact
 
@@ -402,39 +402,42 @@ class GoogleContactsConnector:
         self._client.close()
         self._oauth.close()
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
         """The page `cursor` names. `until` is not used: sync tokens bound what is read."""
-        if not self._client_id or not self._client_secret:
-            raise PermanentError(NO_CLIENT)
-        asked_sync, asked_page, cut = self._decode(cursor)
-        body, sync_token, page_token = self._read(asked_sync, asked_page)
-        people = body.get("connections") or []
-        if not isinstance(people, list):
-            raise RetryableError("Google sent an unreadable list of contacts")
-        persons = [p for p in people if isinstance(p, dict) and p.get("resourceName")]
-        next_page = text_of(body.get("nextPageToken"))
-        if next_page:
-            next_cursor = _cursor(sync_token, next_page)
-        elif body.get("nextSyncToken"):  # the chain is done: the next one starts from here
-            next_cursor = _cursor(text_of(body["nextSyncToken"]), "")
-        else:  # cannot happen with requestSyncToken=true: read the same changes again next time
-            log.warning("Google ended a chain without a sync token: it will be read again")
-            next_cursor = _cursor(sync_token, "")
-        start = 0
-        if cut is not None and (sync_token, page_token) == (asked_sync, asked_page):
-            start = cut.resume_at(persons, first_page=not page_token)  # else a restarted chain
-        positions = _positions(sync_token, page_token, persons)
-        contacts = [
-            to_contact(person, position)
-            for person, position in zip(persons[start:], positions[start:], strict=True)
-            if matches(criteria, person)
-        ]
-        if contacts:  # right after the page's last contact: what follows the page
-            contacts[-1] = replace(contacts[-1], position=next_cursor)
-        rotated, self._rotated = self._rotated, None
-        return ContactPage(
-            contacts=contacts, cursor=next_cursor, has_more=bool(next_page), credentials=rotated
-        )
+        with http.deadline(deadline):  # each request ends by it, or fails
+            if not self._client_id or not self._client_secret:
+                raise PermanentError(NO_CLIENT)
+            asked_sync, asked_page, cut = self._decode(cursor)
+            body, sync_token, page_token = self._read(asked_sync, asked_page)
+            people = body.get("connections") or []
+            if not isinstance(people, list):
+                raise RetryableError("Google sent an unreadable list of contacts")
+            persons = [p for p in people if isinstance(p, dict) and p.get("resourceName")]
+            next_page = text_of(body.get("nextPageToken"))
+            if next_page:
+                next_cursor = _cursor(sync_token, next_page)
+            elif body.get("nextSyncToken"):  # the chain is done: the next one starts from here
+                next_cursor = _cursor(text_of(body["nextSyncToken"]), "")
+            else:  # cannot happen with requestSyncToken=true: read the same changes again next time
+                log.warning("Google ended a chain without a sync token: it will be read again")
+                next_cursor = _cursor(sync_token, "")
+            start = 0
+            if cut is not None and (sync_token, page_token) == (asked_sync, asked_page):
+                start = cut.resume_at(persons, first_page=not page_token)  # else a restarted chain
+            positions = _positions(sync_token, page_token, persons)
+            contacts = [
+                to_contact(person, position)
+                for person, position in zip(persons[start:], positions[start:], strict=True)
+                if matches(criteria, person)
+            ]
+            if contacts:  # right after the page's last contact: what follows the page
+                contacts[-1] = replace(contacts[-1], position=next_cursor)
+            rotated, self._rotated = self._rotated, None
+            return ContactPage(
+                contacts=contacts, cursor=next_cursor, has_more=bool(next_page), credentials=rotated
+            )
 
     def _decode(self, cursor: str) -> tuple[str, str, _Cut | None]:
         """The page a cursor names (sync token, page token), and where it was cut, if it was."""

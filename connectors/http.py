@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Callable, Collection, Iterator
 from contextvars import ContextVar
 from importlib import metadata
@@ -26,7 +25,13 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from connectors.base import AuthError, PermanentError, RetryableError
+from connectors.base import (
+    AuthError,
+    DeadlinePassed,
+    PermanentError,
+    RetryableError,
+    seconds_left,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +113,6 @@ class _WaitTooLong(stop_base):
 # The monotonic time by which the caller of the running sync wants an answer (from its gRPC
 # deadline), or None: each request's timeout is cut to it, and no retry waits past it.
 _deadline: ContextVar[float | None] = ContextVar("autoimport_http_deadline", default=None)
-DEADLINE_PASSED = "stopped at the caller's deadline: the next sync resumes where this one stopped"
 
 
 @contextlib.contextmanager
@@ -123,8 +127,7 @@ def deadline(at: float | None) -> Iterator[None]:
 
 def remaining() -> float | None:
     """Seconds left before the deadline, None when there is none."""
-    at = _deadline.get()
-    return None if at is None else at - time.monotonic()
+    return seconds_left(_deadline.get())
 
 
 class _PastDeadline(stop_base):
@@ -141,7 +144,7 @@ def _request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> http
     if left is None:
         return client.request(method, url, **kwargs)
     if left <= 0:
-        raise RetryableError(DEADLINE_PASSED)
+        raise DeadlinePassed()
     default = client.timeout
     timeout = httpx.Timeout(
         connect=min(default.connect or left, left),
@@ -243,7 +246,7 @@ def send(
             log.warning("%s %s %s failed: %s", service, method, path, type(error).__name__)
             left = remaining()
             if left is not None and left <= 0:  # e.g. a read cut short by the deadline
-                raise RetryableError(DEADLINE_PASSED) from None
+                raise DeadlinePassed() from None
             raise RetryableError(
                 f"{service} could not be reached ({type(error).__name__}): the next sync "
                 "tries again"

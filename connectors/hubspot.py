@@ -223,22 +223,25 @@ class HubSpotConnector:
     def close(self) -> None:
         self._client.close()
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
-        until_ms = epoch_ms(until)
-        state = _Keyset.decode(cursor)
-        floor = 0  # where the previous chain ended: a chain never ends before it
-        if state.done:  # a new chain, a little before where the last one ended
-            floor = state.since
-            state = _Keyset(since=max(0, state.since - LOOKBACK // _MS))
-            if state.since > until_ms:  # the bound went backwards: nothing to read yet
-                return ContactPage(contacts=[], cursor=cursor, has_more=False)
-        elif state.since > until_ms:  # a tie sweep ended right at the bound
-            state.done = True
-            return ContactPage(contacts=[], cursor=state.encode(), has_more=False)
-        stage = criteria.lifecycle_stage if isinstance(criteria, HubSpotCriteria) else ""
-        if state.tie_after is not None:
-            return self._tie_page(state, stage)
-        return self._time_page(state, stage, until_ms, floor)
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
+        with http.deadline(deadline):  # each request ends by it, or fails
+            until_ms = epoch_ms(until)
+            state = _Keyset.decode(cursor)
+            floor = 0  # where the previous chain ended: a chain never ends before it
+            if state.done:  # a new chain, a little before where the last one ended
+                floor = state.since
+                state = _Keyset(since=max(0, state.since - LOOKBACK // _MS))
+                if state.since > until_ms:  # the bound went backwards: nothing to read yet
+                    return ContactPage(contacts=[], cursor=cursor, has_more=False)
+            elif state.since > until_ms:  # a tie sweep ended right at the bound
+                state.done = True
+                return ContactPage(contacts=[], cursor=state.encode(), has_more=False)
+            stage = criteria.lifecycle_stage if isinstance(criteria, HubSpotCriteria) else ""
+            if state.tie_after is not None:
+                return self._tie_page(state, stage)
+            return self._time_page(state, stage, until_ms, floor)
 
     # -- the two phases --------------------------------------------------------------------
 

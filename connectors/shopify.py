@@ -195,64 +195,73 @@ class ShopifyConnector:
     def close(self) -> None:
         self._client.close()
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
-        state = self._decode(cursor)
-        response: httpx.Response | None = None
-        if state.get("page_info"):
-            window_max = state["max"]
-            response = self._get(
-                {"limit": PAGE_SIZE, "fields": FIELDS, "page_info": state["page_info"]}
-            )
-            if response.status_code == 400:
-                # Shopify no longer knows the saved page_info (a chain left for long behind a
-                # cap): read the chain's window again from its start; the customers already
-                # read come unchanged, so they cost nothing.
-                log.info("Shopify refused a saved page_info: reading its window again")
-                state, response = {"min": state.get("min", "")}, None
-        since_id = state.get("since_id") if response is None and state.get("max") else None
-        if response is None:
-            params: dict[str, Any] = {"limit": PAGE_SIZE, "fields": FIELDS}
-            if since_id is not None:  # the rest of a chain's window, after a customer
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
+        with http.deadline(deadline):  # each request ends by it, or fails
+            state = self._decode(cursor)
+            response: httpx.Response | None = None
+            if state.get("page_info"):
                 window_max = state["max"]
-                params["since_id"] = since_id
-            else:  # a new chain: its window ends at this sync's bound, whole seconds
-                window_max = until.astimezone(UTC).replace(microsecond=0).isoformat()
-                if state.get("min") and _instant(state["min"]) > _instant(window_max):
-                    # The bound went backwards (a lag change): nothing new to read yet.
-                    return ContactPage(contacts=[], cursor=cursor, has_more=False)
-            if state.get("min"):
-                params["updated_at_min"] = state["min"]
-            params["updated_at_max"] = window_max
-            response = self._get(params)
-            if response.status_code == 400:
-                message = http.error_message(response)
-                raise PermanentError(f"Shopify refused the request (HTTP 400): {message}")
-        try:
-            customers = response.json()["customers"]
-        except (ValueError, KeyError, TypeError):
-            raise RetryableError("Shopify sent an unreadable list of customers") from None
-        page_info = next_page_info(response.headers.get("Link", ""))
-        if page_info:
-            next_state = {"min": state.get("min", ""), "max": window_max, "page_info": page_info}
-        else:  # the chain is done: the next one starts where this window ended
-            next_state = {"min": window_max}
-        window = {"min": state.get("min", ""), "max": window_max}
-        positioned = _ascending([c.get("id") for c in customers], since_id)
-        if not positioned:
-            log.warning("Shopify listed customers out of id order: they carry no position")
-        contacts = [
-            to_contact(
-                c,
-                json.dumps({**window, "since_id": c["id"]}, sort_keys=True) if positioned else None,
+                response = self._get(
+                    {"limit": PAGE_SIZE, "fields": FIELDS, "page_info": state["page_info"]}
+                )
+                if response.status_code == 400:
+                    # Shopify no longer knows the saved page_info (a chain left for long behind a
+                    # cap): read the chain's window again from its start; the customers already
+                    # read come unchanged, so they cost nothing.
+                    log.info("Shopify refused a saved page_info: reading its window again")
+                    state, response = {"min": state.get("min", "")}, None
+            since_id = state.get("since_id") if response is None and state.get("max") else None
+            if response is None:
+                params: dict[str, Any] = {"limit": PAGE_SIZE, "fields": FIELDS}
+                if since_id is not None:  # the rest of a chain's window, after a customer
+                    window_max = state["max"]
+                    params["since_id"] = since_id
+                else:  # a new chain: its window ends at this sync's bound, whole seconds
+                    window_max = until.astimezone(UTC).replace(microsecond=0).isoformat()
+                    if state.get("min") and _instant(state["min"]) > _instant(window_max):
+                        # The bound went backwards (a lag change): nothing new to read yet.
+                        return ContactPage(contacts=[], cursor=cursor, has_more=False)
+                if state.get("min"):
+                    params["updated_at_min"] = state["min"]
+                params["updated_at_max"] = window_max
+                response = self._get(params)
+                if response.status_code == 400:
+                    message = http.error_message(response)
+                    raise PermanentError(f"Shopify refused the request (HTTP 400): {message}")
+            try:
+                customers = response.json()["customers"]
+            except (ValueError, KeyError, TypeError):
+                raise RetryableError("Shopify sent an unreadable list of customers") from None
+            page_info = next_page_info(response.headers.get("Link", ""))
+            if page_info:
+                next_state = {
+                    "min": state.get("min", ""),
+                    "max": window_max,
+                    "page_info": page_info,
+                }
+            else:  # the chain is done: the next one starts where this window ended
+                next_state = {"min": window_max}
+            window = {"min": state.get("min", ""), "max": window_max}
+            positioned = _ascending([c.get("id") for c in customers], since_id)
+            if not positioned:
+                log.warning("Shopify listed customers out of id order: they carry no position")
+            contacts = [
+                to_contact(
+                    c,
+                    json.dumps({**window, "since_id": c["id"]}, sort_keys=True)
+                    if positioned
+                    else None,
+                )
+                for c in customers
+                if matches(criteria, c)
+            ]
+            return ContactPage(
+                contacts=contacts,
+                cursor=json.dumps(next_state, sort_keys=True),
+                has_more=bool(page_info),
             )
-            for c in customers
-            if matches(criteria, c)
-        ]
-        return ContactPage(
-            contacts=contacts,
-            cursor=json.dumps(next_state, sort_keys=True),
-            has_more=bool(page_info),
-        )
 
     def _decode(self, cursor: str) -> dict[str, Any]:
         if not cursor:

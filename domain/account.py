@@ -7,8 +7,8 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.auto_import import ID_NAMESPACE
 from domain.errors import Violations
+from domain.ids import ID_NAMESPACE
 
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_PLAN_LENGTH = 64

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
@@ -20,15 +19,17 @@ from domain.errors import (
     ImportNotPaused,
     Violations,
 )
-from domain.sources import Criteria, SourceRules, check_criteria, find_source
-
-# Namespace of every deterministic id of the service (imports by request_id, accounts, keys).
-ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:contact-autoimport")
-
-MAX_DISPLAY_NAME = 200
-MAX_LABELS = 100
-_LIST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
+from domain.ids import ID_NAMESPACE
+from domain.import_settings import (
+    Credentials,
+    ImportChanges,
+    NewImport,
+    check_display_name,
+    normalize_list_ids,
+    normalize_tags,
+)
+from domain.sources import SourceRules, check_criteria, find_source
+from domain.sync_report import Skipped, SyncOutcome, SyncReport
 
 MAX_SKIPPED_IN_REPORT = 100
 # Syncs in a row that the service refused for the credentials before the import waits for a
@@ -37,14 +38,6 @@ AUTH_FAILURES_BEFORE_REAUTH = 3
 # The actor of a connector's OAuth refresh: a new access token for the same grant, not a change
 # a person made (so the etag stays).
 TOKEN_REFRESH_ACTOR = "connector:token-refresh"
-
-
-class SyncOutcome(StrEnum):
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    CAPPED = "CAPPED"
-    LIMIT_REACHED = "LIMIT_REACHED"
-    FAILED = "FAILED"
 
 
 class SkipReason(StrEnum):
@@ -62,122 +55,11 @@ def next_sync_due(created: datetime, last_sync_began: datetime | None, interval:
     return last_sync_began + timedelta(seconds=interval)
 
 
-def new_sync_report(sync_id: str, start_time: datetime) -> dict[str, Any]:
-    """A sync's report as the aggregate keeps it (JSON-friendly, for events and snapshots)."""
-    return {
-        "sync_id": sync_id,
-        "outcome": SyncOutcome.RUNNING.value,
-        "start_time": start_time.isoformat(),
-        "end_time": "",
-        "fetched": 0,
-        "added": 0,
-        "updated": 0,
-        "unchanged": 0,
-        "skipped_missing_email": 0,
-        "skipped_invalid_email": 0,
-        "deferred": 0,
-        "blocked_by_limit": 0,
-        "fields_created": 0,
-        "deleted_at_source": 0,
-        "skipped": [],
-        "error": "",
-    }
-
-
 class ImportState(StrEnum):
     ACTIVE = "ACTIVE"
     PAUSED = "PAUSED"
     NEEDS_REAUTH = "NEEDS_REAUTH"
     DELETED = "DELETED"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The external account's tokens. Kept out of repr() so that they never reach a log line."""
-
-    access_token: str = field(repr=False)
-    refresh_token: str = field(default="", repr=False)
-    # When the access token expires (ISO 8601, UTC), when known: an OAuth connector refreshes it
-    # before then. Empty for tokens that do not expire or whose expiry is unknown.
-    expires_at: str = ""
-
-    def same_grant(self, other: Credentials) -> bool:
-        """The same tokens, whatever either knows of the access token's expiry."""
-        return (self.access_token, self.refresh_token) == (other.access_token, other.refresh_token)
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "access_token": self.access_token,
-            "refresh_token": self.refresh_token,
-            "expires_at": self.expires_at,
-        }
-
-
-def normalize_list_ids(
-    values: list[str], violations: Violations, path: str = "list_ids"
-) -> list[str]:
-    return _normalize_labels(
-        values,
-        violations,
-        path,
-        _LIST_ID.fullmatch,
-        "must be a list id: letters, digits, '-' or '_'",
-    )
-
-
-def normalize_tags(values: list[str], violations: Violations, path: str = "tags") -> list[str]:
-    return _normalize_labels(
-        values, violations, path, lambda t: 0 < len(t) <= 255, "must be 1 to 255 characters"
-    )
-
-
-def _normalize_labels(
-    values: list[str], violations: Violations, path: str, is_valid: Any, description: str
-) -> list[str]:
-    """Stripped, de-duplicated (first occurrence kept) and checked one by one."""
-    if len(values) > MAX_LABELS:
-        violations.add(path, f"at most {MAX_LABELS} values")
-    result: list[str] = []
-    for i, raw in enumerate(values):
-        value = raw.strip()
-        if not is_valid(value):
-            violations.add(f"{path}[{i}]", description)
-        elif value not in result:
-            result.append(value)
-    return result
-
-
-def check_display_name(value: str, violations: Violations) -> str:
-    value = value.strip()
-    if len(value) > MAX_DISPLAY_NAME:
-        violations.add("display_name", f"at most {MAX_DISPLAY_NAME} characters")
-    return value
-
-
-@dataclass(frozen=True)
-class NewImport:
-    """What a caller asks for when creating an import."""
-
-    service: str
-    external_account: str
-    credentials: Credentials
-    criteria: Criteria | None = None
-    display_name: str = ""
-    list_ids: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ImportChanges:
-    """An edit of an import: None leaves a field as it is."""
-
-    display_name: str | None = None
-    credentials: Credentials | None = None
-    criteria: Criteria | None = None
-    # Back to the service's default criteria: every contact.
-    reset_criteria: bool = False
-    list_ids: list[str] | None = None
-    tags: list[str] | None = None
 
 
 def _repr_without_credentials(obj: object) -> str:
@@ -192,14 +74,26 @@ def _repr_without_credentials(obj: object) -> str:
 
 
 class AutoImport(Aggregate):
-    """One scheduled import of one external account's contacts into one account."""
+    """One scheduled import of one external account's contacts into one account.
+
+    Each event is written once, as the method that records it: `@event("ContactAdded")`
+    names the event class, and the method's parameters are its attributes (as stored histories
+    hold them). The events the read models project are declared as classes, so that their
+    handlers are typed, each recorded by one method (`@event(Paused)`). A command that checks
+    first is a public method calling the private one that records. The recording bodies run
+    again on every replay: they only apply what the event says.
+    """
 
     __repr__ = _repr_without_credentials
+
+    # Snapshots of version 1 kept the sync reports under their public names (upcast_v1_v2).
+    class_version = 2
 
     # Failed syncs in a row whose cause was the credentials (a class default: snapshots taken
     # before it existed lack the attribute).
     auth_failures = 0
 
+    # -- the events the read models project (service/read_models/views.py) -------------------
     class Created(Aggregate.Created):
         account_id: str
         request_id: str
@@ -232,10 +126,6 @@ class AutoImport(Aggregate):
     class ReauthNeeded(Aggregate.Event):
         reason: str  # what the service said, and what a person must do
 
-    class ReadRestarted(Aggregate.Event):
-        reason: str  # why the next sync reads every contact again, from the beginning
-
-    # -- sync events: what every sync did, contact by contact --------------------------------
     class SyncStarted(Aggregate.Event):
         sync_id: str
         request_id: str
@@ -243,48 +133,17 @@ class AutoImport(Aggregate):
         until: datetime  # contacts changed after this wait for the next sync
         actor: str
 
-    class ContactAdded(Aggregate.Event):
-        contact_id: str
-        email: str
-        external_id: str
-
-    class ContactUpdated(Aggregate.Event):
-        contact_id: str
-        email: str
-        external_id: str
-        changed: list[str]
-
-    class ContactSkipped(Aggregate.Event):
-        external_id: str
-        email: str
-        reason: str
-
-    class ContactDeletedAtSource(Aggregate.Event):
-        external_id: str  # the source deleted it; the account keeps its contact
-
-    class FieldCreated(Aggregate.Event):
-        field_id: str
-        key: str
-        title: str
-        personalization_tag: str
-
-    class LimitReached(Aggregate.Event):
-        blocked: int  # new contacts of the page not added: the account is full
-
-    class BatchCapped(Aggregate.Event):
-        deferred: int  # contacts of the page left for the next window
-
-    class CursorAdvanced(Aggregate.Event):
-        cursor: str  # every contact before it is processed
-        fetched: int
-        unchanged: int
-
     class SyncCompleted(Aggregate.Event):
-        report: dict[str, Any]
+        report: dict[str, Any]  # SyncReport.to_dict()
 
     class SyncFailed(Aggregate.Event):
         reason: str
-        report: dict[str, Any]
+        report: dict[str, Any]  # SyncReport.to_dict()
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["_running_sync"] = state.pop("running_sync", None)
+        state["_last_sync"] = state.pop("last_sync", None)
 
     @staticmethod
     def create_id(account_id: str, request_id: str) -> UUID:
@@ -371,8 +230,10 @@ class AutoImport(Aggregate):
         # so that a sync running meanwhile does not invalidate what a person just read.
         self.config_version = 1
         self.cursor: str | None = None  # where the next sync resumes
-        self.running_sync: dict[str, Any] | None = None  # the report of the sync under way
-        self.last_sync: dict[str, Any] | None = None  # the report of the last finished sync
+        # The reports of the sync under way and of the last finished one, as their events
+        # carry them (SyncReport.to_dict()): snapshots store attributes as JSON.
+        self._running_sync: dict[str, Any] | None = None
+        self._last_sync: dict[str, Any] | None = None
 
     # -- what the rest of the service reads -------------------------------------------------
     @property
@@ -399,6 +260,19 @@ class AutoImport(Aggregate):
     @property
     def is_deleted(self) -> bool:
         return self.state is ImportState.DELETED
+
+    @property
+    def running_sync(self) -> SyncReport | None:
+        """The report of the sync under way (or left running by a process that died)."""
+        return SyncReport.from_dict(self._running_sync) if self._running_sync else None
+
+    @property
+    def last_sync(self) -> SyncReport | None:
+        """The report of the last sync that ended."""
+        return SyncReport.from_dict(self._last_sync) if self._last_sync else None
+
+    def is_running_sync(self, sync_id: str) -> bool:
+        return self._running_sync is not None and self._running_sync["sync_id"] == sync_id
 
     # -- rules ------------------------------------------------------------------------------
     def check_not_deleted(self) -> None:
@@ -472,8 +346,9 @@ class AutoImport(Aggregate):
             else:
                 setattr(self, name, value)
 
-    @event(ReadRestarted)
+    @event("ReadRestarted")
     def _restart_read(self, reason: str) -> None:
+        """`reason`: why the next sync reads every contact again, from the beginning."""
         self.cursor = None
 
     @event(CredentialsRotated)
@@ -517,7 +392,7 @@ class AutoImport(Aggregate):
         """A sync under way ends here, so that the history never ends on a sync that never
         ended: its process sees the sync ended at its next page, and stops."""
         self.check_not_deleted()
-        if self.running_sync is not None:
+        if self._running_sync is not None:
             self.fail_sync("stopped: the import was deleted", now or datetime.now(UTC))
         self._delete(actor=actor)
 
@@ -533,7 +408,7 @@ class AutoImport(Aggregate):
         """The start of the sync under way (or left running by a process that died), else of
         the last one; None if it never synced."""
         report = self.running_sync or self.last_sync
-        return datetime.fromisoformat(report["start_time"]) if report else None
+        return report.start_time if report else None
 
     def next_sync_time(self, interval: float) -> datetime | None:
         """When the scheduler's next sync is due; None while it is never due (paused, needing
@@ -564,105 +439,95 @@ class AutoImport(Aggregate):
     def _start_sync(
         self, sync_id: str, request_id: str, start_time: datetime, until: datetime, actor: str
     ) -> None:
-        self.running_sync = new_sync_report(sync_id, start_time)
-        self.running_sync["request_id"] = request_id
-        self.running_sync["until"] = until.isoformat()
+        report = SyncReport(
+            sync_id=sync_id,
+            outcome=SyncOutcome.RUNNING,
+            start_time=start_time,
+            request_id=request_id,
+            until=until,
+        )
+        self._running_sync = report.to_dict()
 
     @property
     def sync_until(self) -> datetime:
-        assert self.running_sync is not None
-        return datetime.fromisoformat(self.running_sync["until"])
+        report = self.running_sync
+        assert report is not None and report.until is not None
+        return report.until
 
     def _count(self, name: str, n: int = 1) -> None:
-        assert self.running_sync is not None, "sync events need a running sync"
+        """Adds to a counter of the running sync's report, in place: a sync records one event
+        per contact, too many to rebuild the report for each."""
+        assert self._running_sync is not None, "sync events need a running sync"
         # .get: a sync started by an older version lacks counters added since
-        self.running_sync[name] = self.running_sync.get(name, 0) + n
+        self._running_sync[name] = self._running_sync.get(name, 0) + n
 
+    @event("ContactAdded")
     def record_added(self, contact_id: str, email: str, external_id: str) -> None:
-        self._added(contact_id=contact_id, email=email, external_id=external_id)
-
-    @event(ContactAdded)
-    def _added(self, contact_id: str, email: str, external_id: str) -> None:
         self._count("added")
 
+    @event("ContactUpdated")
     def record_updated(
         self, contact_id: str, email: str, external_id: str, changed: list[str]
     ) -> None:
-        self._updated(contact_id=contact_id, email=email, external_id=external_id, changed=changed)
-
-    @event(ContactUpdated)
-    def _updated(self, contact_id: str, email: str, external_id: str, changed: list[str]) -> None:
         self._count("updated")
 
-    def record_skipped(self, external_id: str, email: str, reason: SkipReason) -> None:
-        self._skipped(external_id=external_id, email=email, reason=reason.value)
-
-    @event(ContactSkipped)
-    def _skipped(self, external_id: str, email: str, reason: str) -> None:
+    @event("ContactSkipped")
+    def record_skipped(self, external_id: str, email: str, reason: str) -> None:
+        """`reason`: a SkipReason (stored as its value)."""
         counter = {
-            SkipReason.MISSING_EMAIL.value: "skipped_missing_email",
-            SkipReason.INVALID_EMAIL.value: "skipped_invalid_email",
-            SkipReason.CONTACT_LIMIT.value: "blocked_by_limit",
-        }[reason]
+            SkipReason.MISSING_EMAIL: "skipped_missing_email",
+            SkipReason.INVALID_EMAIL: "skipped_invalid_email",
+            SkipReason.CONTACT_LIMIT: "blocked_by_limit",
+        }[SkipReason(reason)]
         self._count(counter)
-        assert self.running_sync is not None
-        if len(self.running_sync["skipped"]) < MAX_SKIPPED_IN_REPORT:
-            self.running_sync["skipped"].append(
-                {"external_id": external_id, "email": email, "reason": reason}
-            )
+        assert self._running_sync is not None
+        skipped = self._running_sync["skipped"]
+        if len(skipped) < MAX_SKIPPED_IN_REPORT:
+            skipped.append(Skipped(external_id, email, str(reason)).to_dict())
 
+    @event("ContactDeletedAtSource")
     def record_deleted_at_source(self, external_id: str) -> None:
-        self._deleted_at_source(external_id=external_id)
-
-    @event(ContactDeletedAtSource)
-    def _deleted_at_source(self, external_id: str) -> None:
+        """The source deleted it; the account keeps its contact."""
         self._count("deleted_at_source")
 
-    def record_field_created(self, field_id: str, key: str, title: str, tag: str) -> None:
-        self._field_created(field_id=field_id, key=key, title=title, personalization_tag=tag)
-
-    @event(FieldCreated)
-    def _field_created(self, field_id: str, key: str, title: str, personalization_tag: str) -> None:
+    @event("FieldCreated")
+    def record_field_created(
+        self, field_id: str, key: str, title: str, personalization_tag: str
+    ) -> None:
         self._count("fields_created")
 
+    @event("LimitReached")
     def record_limit_reached(self, blocked: int) -> None:
-        self._limit_reached(blocked=blocked)
+        """`blocked`: new contacts of the page not added, the account being full (each one
+        counted by its ContactSkipped)."""
 
-    @event(LimitReached)
-    def _limit_reached(self, blocked: int) -> None:
-        pass  # each blocked contact was counted by its ContactSkipped
-
+    @event("BatchCapped")
     def record_capped(self, deferred: int) -> None:
-        self._capped(deferred=deferred)
-
-    @event(BatchCapped)
-    def _capped(self, deferred: int) -> None:
+        """`deferred`: contacts of the page left for the next window."""
         self._count("deferred", deferred)
 
-    def advance_cursor(self, cursor: str, *, fetched: int, unchanged: int) -> None:
-        self._advance(cursor=cursor, fetched=fetched, unchanged=unchanged)
-
-    @event(CursorAdvanced)
-    def _advance(self, cursor: str, fetched: int, unchanged: int) -> None:
+    @event("CursorAdvanced")
+    def advance_cursor(self, cursor: str, fetched: int, unchanged: int) -> None:
+        """Every contact before `cursor` is processed."""
         self.cursor = cursor
         self._count("fetched", fetched)
         self._count("unchanged", unchanged)
 
     def complete_sync(self, now: datetime) -> None:
-        assert self.running_sync is not None
-        report = {**self.running_sync, "end_time": now.isoformat()}
-        if report["blocked_by_limit"]:
-            report["outcome"] = SyncOutcome.LIMIT_REACHED.value
-        elif report["deferred"]:
-            report["outcome"] = SyncOutcome.CAPPED.value
+        running = self.running_sync
+        assert running is not None
+        if running.blocked_by_limit:
+            outcome = SyncOutcome.LIMIT_REACHED
+        elif running.deferred:
+            outcome = SyncOutcome.CAPPED
         else:
-            report["outcome"] = SyncOutcome.COMPLETED.value
-        self._complete(report=report)
+            outcome = SyncOutcome.COMPLETED
+        self._complete(report=replace(running, outcome=outcome, end_time=now).to_dict())
 
     @event(SyncCompleted)
     def _complete(self, report: dict[str, Any]) -> None:
-        self.last_sync = report
-        self.running_sync = None
+        self._last_sync = report
+        self._running_sync = None
         self.auth_failures = 0
 
     def fail_sync(
@@ -671,24 +536,26 @@ class AutoImport(Aggregate):
         """Ends the running sync as failed; what its pages saved stays saved. A failure caused
         by the credentials (`auth_failure`) that repeats, or a grant the service revoked
         (`revoked`), moves the import to NEEDS_REAUTH: only new credentials help."""
-        assert self.running_sync is not None
-        report = {
-            **self.running_sync,
-            "outcome": SyncOutcome.FAILED.value,
-            "end_time": now.isoformat(),
-            "error": reason,
-            "auth_failure": auth_failure or revoked,
-        }
-        self._fail(reason=reason, report=report)
+        running = self.running_sync
+        assert running is not None
+        report = replace(
+            running,
+            outcome=SyncOutcome.FAILED,
+            end_time=now,
+            error=reason,
+            auth_failure=auth_failure or revoked,
+        )
+        self._fail(reason=reason, report=report.to_dict())
         too_many = self.auth_failures >= AUTH_FAILURES_BEFORE_REAUTH
         if (revoked or too_many) and self.state is ImportState.ACTIVE:
             self._reauth_needed(reason=reason)
 
     @event(SyncFailed)
     def _fail(self, reason: str, report: dict[str, Any]) -> None:
-        self.last_sync = report
-        self.running_sync = None
-        self.auth_failures = self.auth_failures + 1 if report.get("auth_failure") else 0
+        self._last_sync = report
+        self._running_sync = None
+        failed = SyncReport.from_dict(report)
+        self.auth_failures = self.auth_failures + 1 if failed.auth_failure else 0
 
     @event(ReauthNeeded)
     def _reauth_needed(self, reason: str) -> None:

@@ -12,7 +12,7 @@ from uuid import UUID, uuid5
 from email_validator import EmailNotValidError, validate_email
 from eventsourcing.domain import Aggregate, event
 
-from domain.auto_import import ID_NAMESPACE
+from domain.ids import ID_NAMESPACE
 
 # A CSV import's source on a contact is "csv:<csv import id>". A contact keeps every one that
 # applied a row to it: each marks that its import applied the email, so that a later row of

@@ -26,11 +26,13 @@ from uuid import UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.account import Account
-from domain.auto_import import ID_NAMESPACE, SkipReason, normalize_list_ids, normalize_tags
+from domain.auto_import import SkipReason
 from domain.contact import CSV_SOURCE_PREFIX, Contact
 from domain.csv_file import CSV_SERVICE
 from domain.custom_field import CustomField
 from domain.errors import Violations
+from domain.ids import ID_NAMESPACE
+from domain.import_settings import normalize_list_ids, normalize_tags
 from domain.sync import ContactIntake, DeclaredField, ExternalContact, Outcome
 
 MAX_ERRORS_IN_REPORT = 1000

@@ -7,7 +7,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.auto_import import ID_NAMESPACE
+from domain.ids import ID_NAMESPACE
 
 CONTACTS_PER_WINDOW = 500
 

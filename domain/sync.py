@@ -17,10 +17,11 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from domain.account import Account
-from domain.auto_import import AutoImport, Credentials, SkipReason
+from domain.auto_import import AutoImport, SkipReason
 from domain.contact import Contact, ContactValues, InvalidEmail, normalize_email
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount
+from domain.import_settings import Credentials
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import secrets
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -19,14 +19,28 @@ from eventsourcing.persistence import IntegrityError, Recording
 
 from connectors import SOURCES
 from domain.account import Account, ApiKey
-from domain.auto_import import AutoImport, ImportChanges, NewImport
+from domain.auto_import import AutoImport
 from domain.contact import Contact
 from domain.csv_import import CsvImport
 from domain.external_account import ExternalAccount
+from domain.import_settings import ImportChanges, NewImport
 from service.errors import EtagMismatch, NotFound
 
-MAX_ATTEMPTS = 10
 HISTORY_PAGE = 500
+# How many times a use case decides again after its save met a concurrent write.
+MAX_ATTEMPTS = 20
+T = TypeVar("T")
+
+
+def retry_on_conflict(attempt: Callable[[], T], what: str) -> T:
+    """Runs `attempt` (load, decide, save) until its save does not meet a concurrent write
+    (IntegrityError): each try decides again on fresh state. `what` names what kept changing."""
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            return attempt()
+        except IntegrityError:
+            continue
+    raise IntegrityError(f"{what} kept changing; try again")
 
 
 def etag_of(auto_import: AutoImport) -> str:
@@ -102,19 +116,18 @@ class AutoImports(Application[UUID]):
     def upsert_account(
         self, account_id: str, plan: str, contact_limit: int, *, actor: str
     ) -> Account:
-        for _ in range(MAX_ATTEMPTS):
+
+        def attempt() -> Account:
             try:
                 account = self.get_account(account_id)
             except NotFound:
                 account = Account.register(account_id, plan, contact_limit, actor=actor)
             else:
                 account.change_plan(plan, contact_limit, actor=actor)
-            try:
-                self.save(account)
-            except IntegrityError:
-                continue  # created or changed meanwhile: decide again on fresh state
+            self.save(account)
             return account
-        raise IntegrityError(f"account {account_id} kept changing; try again")
+
+        return retry_on_conflict(attempt, f"account {account_id}")
 
     def get_account(self, account_id: str) -> Account:
         try:
@@ -129,15 +142,14 @@ class AutoImports(Application[UUID]):
         """Returns (key, key_id). Only the key's hash is stored."""
         key_id = secrets.token_hex(4)
         key = f"aik_{key_id}_{secrets.token_urlsafe(32)}"
-        for _ in range(MAX_ATTEMPTS):
+
+        def attempt() -> tuple[str, str]:
             account = self.get_account(account_id)
             index = account.add_api_key(key_id, hash_api_key(key), actor=actor)
-            try:
-                self.save(account, index)
-            except IntegrityError:
-                continue
+            self.save(account, index)
             return key, key_id
-        raise IntegrityError(f"account {account_id} kept changing; try again")
+
+        return retry_on_conflict(attempt, f"account {account_id}")
 
     def identify_api_key(self, key: str) -> tuple[str, str] | None:
         """(account_id, key_id) of a valid key, else None."""
@@ -213,35 +225,33 @@ class AutoImports(Application[UUID]):
         etag: str,
         command: Callable[[AutoImport], None],
     ) -> AutoImport:
-        """Load, check the etag, command, save; on a conflicting write, all of it again."""
-        for _ in range(MAX_ATTEMPTS):
+        """Load, check the etag, command, save; on a conflicting write (by a person, or by a
+        sync's progress), all of it again: the etag check turns a change of settings into
+        ABORTED."""
+
+        def attempt() -> AutoImport:
             auto_import = self.get_import(account_id, import_id)
             if etag and _unquote(etag) != _unquote(etag_of(auto_import)):
                 raise EtagMismatch(import_name(account_id, import_id), etag_of(auto_import))
             command(auto_import)
-            try:
-                self.save(auto_import)
-            except IntegrityError:
-                # Changed meanwhile (by a person, or by a sync's progress): decide again; the
-                # etag check above turns a change of settings into ABORTED.
-                continue
+            self.save(auto_import)
             return auto_import
-        raise IntegrityError(f"{import_name(account_id, import_id)} kept changing; try again")
+
+        return retry_on_conflict(attempt, import_name(account_id, import_id))
 
     # -- contacts ---------------------------------------------------------------------------
     def unsubscribe_contact(self, account_id: str, email: str, *, actor: str) -> Contact:
-        for _ in range(MAX_ATTEMPTS):
+
+        def attempt() -> Contact:  # again when a sync updated it meanwhile
             try:
                 contact: Contact = self.repository.get(Contact.create_id(account_id, email))
             except AggregateNotFoundError:
                 raise NotFound("contact", f"{email} in account {account_id}") from None
             contact.unsubscribe(actor=actor)
-            try:
-                self.save(contact)
-            except IntegrityError:
-                continue  # a sync updated it meanwhile
+            self.save(contact)
             return contact
-        raise IntegrityError(f"contact {email} kept changing; try again")
+
+        return retry_on_conflict(attempt, f"contact {email}")
 
     def import_history(
         self, account_id: str, import_id: UUID

@@ -28,10 +28,9 @@ from domain.csv_import import (
 from domain.custom_field import CustomField
 from domain.errors import ValidationError
 from domain.sync import ExternalContact
-from service.application import AutoImports
+from service.application import AutoImports, retry_on_conflict
 from service.existing import contacts_by_email
 
-MAX_ATTEMPTS = 20
 Rows = list[tuple[int, ExternalContact]]
 
 
@@ -97,8 +96,10 @@ class CsvImporter:
         on fresh state after a concurrent write."""
         app = self._app
         account_id = csv_import.account_id
-        for _ in range(MAX_ATTEMPTS):
-            csv_import = self._get_import(csv_import.id)
+        import_id = csv_import.id
+
+        def attempt() -> CsvImport:
+            csv_import = self._get_import(import_id)
             if csv_import.state is not CsvImportState.RUNNING:
                 return csv_import
             account = app.get_account(account_id)
@@ -123,28 +124,24 @@ class CsvImporter:
             )
             if final:
                 csv_import.complete()
-            try:
-                app.save(csv_import, account, *result.new_aggregates, *result.updated_contacts)
-            except IntegrityError:
-                continue
+            app.save(csv_import, account, *result.new_aggregates, *result.updated_contacts)
             known_fields.update({k: f for k, f in fields.items() if f is not None})
             return csv_import
-        raise IntegrityError(
-            f"a batch of CSV import {csv_import.id} kept meeting concurrent writes"
-        )
+
+        return retry_on_conflict(attempt, f"a batch of CSV import {import_id}")
 
     def _fail(self, csv_import: CsvImport, error: MalformedCsv) -> CsvImport:
-        for _ in range(MAX_ATTEMPTS):
-            csv_import = self._get_import(csv_import.id)
+        import_id = csv_import.id
+
+        def attempt() -> CsvImport:
+            csv_import = self._get_import(import_id)
             if csv_import.state is not CsvImportState.RUNNING:
                 return csv_import
             csv_import.fail(error.row, error.reason)
-            try:
-                self._app.save(csv_import)
-            except IntegrityError:
-                continue
+            self._app.save(csv_import)
             return csv_import
-        raise IntegrityError(f"CSV import {csv_import.id} kept changing; try again")
+
+        return retry_on_conflict(attempt, f"CSV import {import_id}")
 
     def _get_import(self, import_id: UUID) -> CsvImport:
         csv_import: object = self._app.repository.get(import_id)

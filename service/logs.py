@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from domain.auto_import import AutoImport
-from service.metrics import sync_seconds
+from domain.sync_report import SyncOutcome, SyncReport
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -154,45 +154,32 @@ def _is_terminal(stream: IO[str]) -> bool:
 
 # -- the line of each sync -------------------------------------------------------------------
 sync_log = logging.getLogger("service.sync")
-# The report's counters a sync's line shows (zeros left out of the readable message).
-SYNC_COUNTS = (
-    "fetched",
-    "added",
-    "updated",
-    "unchanged",
-    "skipped_missing_email",
-    "skipped_invalid_email",
-    "deferred",
-    "blocked_by_limit",
-    "deleted_at_source",
-    "fields_created",
-)
 
 
-def log_sync(auto_import: AutoImport, report: dict[str, Any]) -> None:
+def log_sync(auto_import: AutoImport, report: SyncReport) -> None:
     """One line for a sync that ended: the import, its service, the outcome, the counts, the
     duration, and the error of a failed sync. Never the skipped contacts' emails (the report
     lists them for ListSyncs; a log is no place for them)."""
     name = f"accounts/{auto_import.account_id}/imports/{auto_import.id}"
     service = auto_import.service
-    outcome = report.get("outcome", "")
-    counts = {key: int(report.get(key, 0) or 0) for key in SYNC_COUNTS}
-    seconds = sync_seconds(report)
+    outcome = report.outcome.value
+    counts = report.counts()
+    seconds = report.seconds
     shown = ", ".join(f"{key} {value}" for key, value in counts.items() if value) or "nothing"
     took = f" in {seconds:.2f} s" if seconds is not None else ""
-    error = report.get("error") or ""
+    error = report.error
     message = f"sync {name} ({service}) {outcome}{took}: {shown}"
     if error:
         message += f"; error: {error}"
     sync_log.log(
-        logging.WARNING if outcome == "FAILED" else logging.INFO,
+        logging.WARNING if report.outcome is SyncOutcome.FAILED else logging.INFO,
         message,
         extra={
             "event": "sync_finished",
             "import": name,
             "account_id": auto_import.account_id,
             "service": service,
-            "sync_id": report.get("sync_id", ""),
+            "sync_id": report.sync_id,
             "outcome": outcome,
             "counts": counts,
             "duration_seconds": None if seconds is None else round(seconds, 3),

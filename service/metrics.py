@@ -16,7 +16,6 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import (
@@ -30,6 +29,7 @@ from prometheus_client import (
 from prometheus_client import start_http_server as _start_http_server
 
 from connectors import http
+from domain.sync_report import SyncReport
 from service.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,13 @@ SYNCS = Counter(
     ["service", "outcome"],
 )
 # The report's counter behind each `result` label.
-CONTACT_RESULTS = {
-    "added": "added",
-    "updated": "updated",
-    "skipped_missing_email": "skipped_missing_email",
-    "skipped_invalid_email": "skipped_invalid_email",
-    "deferred": "deferred",
-    "blocked": "blocked_by_limit",
+CONTACT_RESULTS: dict[str, Callable[[SyncReport], int]] = {
+    "added": lambda r: r.added,
+    "updated": lambda r: r.updated,
+    "skipped_missing_email": lambda r: r.skipped_missing_email,
+    "skipped_invalid_email": lambda r: r.skipped_invalid_email,
+    "deferred": lambda r: r.deferred,
+    "blocked": lambda r: r.blocked_by_limit,
 }
 CONTACTS = Counter(
     "autoimport_contacts",
@@ -107,25 +107,14 @@ GRPC_HANDLING = Histogram(
 )
 
 
-def count_sync(auto_import: Any, report: dict[str, Any]) -> None:
+def count_sync(auto_import: Any, report: SyncReport) -> None:
     """A sync of `auto_import` ended with `report` (a listener of the server's SyncEngine)."""
     service = auto_import.service
-    SYNCS.labels(service, report.get("outcome", "")).inc()
-    for result, counter in CONTACT_RESULTS.items():
-        CONTACTS.labels(service, result).inc(report.get(counter, 0) or 0)
-    seconds = sync_seconds(report)
-    if seconds is not None:
-        SYNC_DURATION.labels(service).observe(seconds)
-
-
-def sync_seconds(report: dict[str, Any]) -> float | None:
-    """The sync's duration from its report's start and end times; None when either is missing."""
-    try:
-        start = datetime.fromisoformat(report["start_time"])
-        end = datetime.fromisoformat(report["end_time"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return max(0.0, (end - start).total_seconds())
+    SYNCS.labels(service, report.outcome.value).inc()
+    for result, count in CONTACT_RESULTS.items():
+        CONTACTS.labels(service, result).inc(count(report))
+    if report.seconds is not None:
+        SYNC_DURATION.labels(service).observe(report.seconds)
 
 
 # connectors/http.py names services as its messages do; the label is the service's id, as in

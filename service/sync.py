@@ -18,33 +18,33 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 
-from connectors import SOURCES, http
+from connectors import SOURCES
 from connectors.base import (
     AuthError,
     Connector,
     ConnectorError,
     ConnectorFactory,
     ReauthRequired,
-    RetryableError,
+    check_deadline,
 )
-from domain.auto_import import AutoImport, Credentials, ImportState
+from domain.auto_import import AutoImport, ImportState
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount, window_of
+from domain.import_settings import Credentials
 from domain.sync import ContactPage, sync_page
-from service.application import AutoImports
+from domain.sync_report import SyncReport
+from service.application import AutoImports, retry_on_conflict
 from service.errors import Unavailable
 from service.existing import contacts_by_email
 from service.leases import Leases
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 20
 Clock = Callable[[], datetime]
 # Told of each sync this engine ran, once it ended, whatever the outcome: the import as it then
 # was, and the sync's report (the server's logs and metrics listen).
-SyncListener = Callable[[AutoImport, dict[str, Any]], None]
+SyncListener = Callable[[AutoImport, SyncReport], None]
 
 
 def utc_now() -> datetime:
@@ -63,7 +63,7 @@ class NotStarted:
     known because another sync runs)."""
 
     reason: str
-    report: dict[str, Any] | None
+    report: SyncReport | None
     next_sync_time: datetime | None
 
 
@@ -99,7 +99,7 @@ class SyncEngine:
         request_id: str = "",
         actor: str,
         deadline: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> SyncReport:
         """Runs a sync and returns its report; while one runs, returns that one's report.
         `deadline` (time.monotonic()): when the caller stops waiting. The sync stops there,
         between pages (its requests are cut to it), and the next sync resumes after the last
@@ -107,8 +107,7 @@ class SyncEngine:
         self._app.get_import(account_id, import_id)  # NOT_FOUND before anything else
         with self._leases.hold(f"sync/{import_id}") as held:
             if held:
-                with http.deadline(deadline):
-                    return self._run(account_id, import_id, request_id, actor)
+                return self._run(account_id, import_id, request_id, actor, deadline)
         return self._running_report(account_id, import_id)
 
     def trigger_scheduled(
@@ -118,7 +117,7 @@ class SyncEngine:
         *,
         request_id: str = "",
         deadline: float | None = None,
-    ) -> dict[str, Any] | NotStarted:
+    ) -> SyncReport | NotStarted:
         """The scheduler's trigger: runs a sync only if the import is due (never synced, or one
         interval after its last sync began), else runs nothing and says why. The check is made
         under the sync lease, on the import as loaded, and SyncStarted is saved at the version
@@ -128,32 +127,40 @@ class SyncEngine:
         with self._leases.hold(f"sync/{import_id}") as held:
             if held:
                 try:
-                    with http.deadline(deadline):
-                        return self._run(
-                            account_id, import_id, request_id, SCHEDULER_ACTOR, scheduled=True
-                        )
+                    return self._run(
+                        account_id, import_id, request_id, SCHEDULER_ACTOR, deadline, scheduled=True
+                    )
                 except _NotDue as e:
                     return e.not_started
         auto_import = self._app.get_import(account_id, import_id)
         latest = auto_import.running_sync or auto_import.last_sync
         return NotStarted(ALREADY_RUNNING, latest, None)  # no wait for it to be recorded
 
-    def _running_report(self, account_id: str, import_id: UUID) -> dict[str, Any]:
+    def _running_report(self, account_id: str, import_id: UUID) -> SyncReport:
         """The report of the sync that holds the lease (it may take a moment to record it)."""
         for _ in range(50):
             auto_import = self._app.get_import(account_id, import_id)
-            if auto_import.running_sync is not None:
-                return auto_import.running_sync
+            running = auto_import.running_sync
+            if running is not None:
+                return running
             time.sleep(0.1)
         raise Unavailable("a sync of this import is starting elsewhere: retry shortly")
 
     def _run(
-        self, account_id: str, import_id: UUID, request_id: str, actor: str, scheduled: bool = False
-    ) -> dict[str, Any]:
+        self,
+        account_id: str,
+        import_id: UUID,
+        request_id: str,
+        actor: str,
+        deadline: float | None,
+        scheduled: bool = False,
+    ) -> SyncReport:
         # No connector for the service: refused before anything is recorded.
         connector = self._connector_for(self._app.get_import(account_id, import_id))
         with contextlib.closing(connector):
-            return self._sync(account_id, import_id, request_id, actor, connector, scheduled)
+            return self._sync(
+                account_id, import_id, request_id, actor, connector, deadline, scheduled
+            )
 
     def _sync(
         self,
@@ -162,14 +169,16 @@ class SyncEngine:
         request_id: str,
         actor: str,
         connector: Connector,
+        deadline: float | None,
         scheduled: bool = False,
-    ) -> dict[str, Any]:
+    ) -> SyncReport:
         sync_id = str(uuid4())
         started = self._start(
             account_id, import_id, sync_id, request_id, actor, connector.lag, scheduled
         )
-        if started.running_sync is None or started.running_sync["sync_id"] != sync_id:
-            return started.last_sync or {}  # a retried request whose sync is done
+        if not started.is_running_sync(sync_id):  # a retried request whose sync is done
+            assert started.last_sync is not None
+            return started.last_sync
         source = SOURCES[started.service]
         declared = source.declared_fields()
         criteria = started.criteria
@@ -178,11 +187,11 @@ class SyncEngine:
         grant = started.credentials  # what the connector reads with: it may refresh them
         try:
             while True:
-                left = http.remaining()
-                if left is not None and left <= 0:
-                    raise RetryableError(http.DEADLINE_PASSED)
+                check_deadline(deadline)
                 self._leases.check(f"sync/{import_id}")  # a lost lease stops between pages
-                page = connector.fetch_page(read_criteria, cursor, started.sync_until)
+                page = connector.fetch_page(
+                    read_criteria, cursor, started.sync_until, deadline=deadline
+                )
                 outcome = self._save_page(
                     account_id, import_id, sync_id, criteria, page, declared, grant
                 )
@@ -221,11 +230,13 @@ class SyncEngine:
     ) -> AutoImport:
         """Records SyncStarted; for a `scheduled` sync only if the import is due (else raises
         _NotDue, having saved nothing)."""
-        for _ in range(MAX_ATTEMPTS):
+
+        def attempt() -> AutoImport:
             auto_import = self._app.get_import(account_id, import_id)
-            if (auto_import.running_sync or {}).get("sync_id") == sync_id:
+            if auto_import.is_running_sync(sync_id):
                 return auto_import  # our own start, saved by an attempt that seemed to fail
-            if request_id and (auto_import.last_sync or {}).get("request_id") == request_id:
+            last = auto_import.last_sync
+            if request_id and last is not None and last.request_id == request_id:
                 return auto_import  # a retry of the request that started the last sync
             now = self._clock()
             if scheduled and not auto_import.is_due(now, self._interval):
@@ -242,12 +253,10 @@ class SyncEngine:
             auto_import.start_sync(
                 sync_id=sync_id, request_id=request_id, now=now, until=now - lag, actor=actor
             )
-            try:
-                self._app.save(auto_import)
-            except IntegrityError:
-                continue
+            self._app.save(auto_import)
             return auto_import
-        raise IntegrityError(f"import {import_id} kept changing; try again")
+
+        return retry_on_conflict(attempt, f"import {import_id}")
 
     def _save_page(
         self,
@@ -263,10 +272,10 @@ class SyncEngine:
         Returns (capped, cursor), or None when the import stopped (paused, deleted, or its
         sync taken as interrupted by another replica)."""
         app = self._app
-        for _ in range(MAX_ATTEMPTS):
+
+        def attempt() -> tuple[bool, str] | None:
             auto_import = app.get_import(account_id, import_id, include_deleted=True)
-            running = auto_import.running_sync
-            if running is None or running["sync_id"] != sync_id:
+            if not auto_import.is_running_sync(sync_id):
                 return None  # ended by a delete, or taken as interrupted by another process
             stopped = ""
             if auto_import.state is not ImportState.ACTIVE:
@@ -276,10 +285,7 @@ class SyncEngine:
                 stopped = "stopped: the criteria changed"
             if stopped:
                 auto_import.fail_sync(stopped, self._clock())
-                try:
-                    app.save(auto_import)
-                except IntegrityError:
-                    continue  # edited again meanwhile: decide on fresh state
+                app.save(auto_import)
                 return None
             if page.credentials is not None:
                 auto_import.refresh_access_token(page.credentials, replacing=grant)
@@ -302,14 +308,12 @@ class SyncEngine:
                 },
                 declared=declared,
             )
-            try:
-                app.save(
-                    auto_import, account, external, *result.new_aggregates, *result.updated_contacts
-                )
-            except IntegrityError:
-                continue
+            app.save(
+                auto_import, account, external, *result.new_aggregates, *result.updated_contacts
+            )
             return result.capped, auto_import.cursor or ""
-        raise IntegrityError(f"a page of import {import_id} kept meeting concurrent writes")
+
+        return retry_on_conflict(attempt, f"a page of import {import_id}")
 
     def _finish(
         self,
@@ -320,11 +324,10 @@ class SyncEngine:
         *,
         auth_failure: bool = False,
         revoked: bool = False,
-    ) -> dict[str, Any]:
-        for _ in range(MAX_ATTEMPTS):
+    ) -> SyncReport:
+        def attempt() -> SyncReport:
             auto_import = self._app.get_import(account_id, import_id, include_deleted=True)
-            running = auto_import.running_sync
-            if running is None or running["sync_id"] != sync_id:
+            if not auto_import.is_running_sync(sync_id):
                 return self._ended(auto_import, sync_id)  # ended by a pause, a delete, ...
             if failure:
                 auto_import.fail_sync(
@@ -332,18 +335,16 @@ class SyncEngine:
                 )
             else:
                 auto_import.complete_sync(self._clock())
-            try:
-                self._app.save(auto_import)
-            except IntegrityError:
-                continue
-            assert auto_import.last_sync is not None
+            self._app.save(auto_import)
             return self._ended(auto_import, sync_id)
-        raise IntegrityError(f"import {import_id} kept changing; try again")
 
-    def _ended(self, auto_import: AutoImport, sync_id: str) -> dict[str, Any]:
+        return retry_on_conflict(attempt, f"import {import_id}")
+
+    def _ended(self, auto_import: AutoImport, sync_id: str) -> SyncReport:
         """The report of an ended sync, told to the listeners if it is the one of `sync_id`."""
-        report = auto_import.last_sync or {}
-        if report.get("sync_id") == sync_id:
+        report = auto_import.last_sync
+        assert report is not None  # our sync started, and something ended it
+        if report.sync_id == sync_id:
             for listener in self._listeners:
                 try:
                     listener(auto_import, report)

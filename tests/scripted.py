@@ -21,7 +21,8 @@ from eventsourcing.persistence import IntegrityError
 
 from connectors.base import Connector, ConnectorError
 from connectors.shopify import ShopifyCriteria
-from domain.auto_import import AutoImport, Credentials
+from domain.auto_import import AutoImport
+from domain.import_settings import Credentials
 from domain.sources import Criteria
 from domain.sync import ContactPage, ExternalContact
 
@@ -124,7 +125,9 @@ class ScriptedConnector:
     def close(self) -> None:
         pass  # holds nothing
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
         if self.before_page is not None:
             self.before_page(self.pages)
         self.pages += 1

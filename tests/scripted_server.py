@@ -51,7 +51,9 @@ class FileConnector:
     def _read(self) -> dict[str, Any]:
         return json.loads(self.path.read_text()) if self.path.exists() else {"contacts": []}
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
         data = self._read()
         if data.get("hold_at_page") == self.pages:
             temporary = self.path.with_suffix(f".held-{os.getpid()}")

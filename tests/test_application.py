@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from domain.auto_import import AutoImport, Credentials, ImportChanges, ImportState, NewImport
+from domain.auto_import import AutoImport, ImportState
+from domain.import_settings import Credentials, ImportChanges, NewImport
 from service.application import AutoImports
 from service.config import Settings
 from service.stores import open_application

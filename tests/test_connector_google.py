@@ -22,7 +22,7 @@ from autoimport.v1 import imports_pb2 as pb
 from connectors import google_contacts, http
 from connectors.base import AuthError, PermanentError, ReauthRequired, RetryableError
 from connectors.google_contacts import GoogleContactsConnector, GoogleContactsCriteria
-from domain.auto_import import Credentials
+from domain.import_settings import Credentials
 from domain.sync import ExternalContact
 from emulators.google_contacts import (
     MY_CONTACTS,

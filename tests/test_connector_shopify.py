@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from autoimport.v1 import imports_pb2 as pb
-from connectors import http, shopify
-from connectors.base import PermanentError, RetryableError
+from connectors import shopify
+from connectors.base import DEADLINE_PASSED, PermanentError, RetryableError
 from connectors.shopify import ShopifyConnector, ShopifyCriteria
 from emulators.shopify import ShopifyEmulator
 from tests.connectors.contract import (
@@ -239,11 +239,8 @@ def test_no_retry_waits_past_the_callers_deadline(emulator: ShopifyEmulator):
     emulator.add_customers(3)
     emulator.faults.append((429, {"Retry-After": "30.0"}, {"errors": "Exceeded 2 calls"}))
 
-    with (
-        http.deadline(time.monotonic() + 5),
-        pytest.raises(RetryableError, match="rate limiting"),
-    ):
-        connector_of(emulator).fetch_page(ALL, "", later())
+    with pytest.raises(RetryableError, match="rate limiting"):
+        connector_of(emulator).fetch_page(ALL, "", later(), deadline=time.monotonic() + 5)
 
     assert [r.status for r in emulator.requests] == [429]  # not retried
 
@@ -252,20 +249,17 @@ def test_a_request_is_cut_to_the_callers_deadline(emulator: ShopifyEmulator):
     emulator.add_customers(3)
     emulator.delay = 2.0
 
-    with (
-        http.deadline(time.monotonic() + 0.3),
-        pytest.raises(RetryableError) as raised,
-    ):
-        connector_of(emulator).fetch_page(ALL, "", later())
+    with pytest.raises(RetryableError) as raised:
+        connector_of(emulator).fetch_page(ALL, "", later(), deadline=time.monotonic() + 0.3)
 
-    assert str(raised.value) == http.DEADLINE_PASSED
+    assert str(raised.value) == DEADLINE_PASSED
 
 
 def test_nothing_is_sent_after_the_callers_deadline(emulator: ShopifyEmulator):
-    with http.deadline(time.monotonic() - 1), pytest.raises(RetryableError) as raised:
-        connector_of(emulator).fetch_page(ALL, "", later())
+    with pytest.raises(RetryableError) as raised:
+        connector_of(emulator).fetch_page(ALL, "", later(), deadline=time.monotonic() - 1)
 
-    assert str(raised.value) == http.DEADLINE_PASSED
+    assert str(raised.value) == DEADLINE_PASSED
     assert emulator.requests == []
 
 
@@ -324,7 +318,7 @@ def test_a_sync_ends_with_its_callers_deadline_and_the_next_one_completes(tmp_pa
         stopped = admin.imports.TriggerSync(request, timeout=1.5)
 
         # The sync stopped a moment before the deadline, so its report still came back.
-        assert (stopped.outcome, stopped.error) == (pb.SyncReport.FAILED, http.DEADLINE_PASSED)
+        assert (stopped.outcome, stopped.error) == (pb.SyncReport.FAILED, DEADLINE_PASSED)
         last = admin.imports.GetImport(pb.GetImportRequest(name=created.name)).last_sync
         assert last.sync_id == stopped.sync_id
         emulator.delay = 0.0

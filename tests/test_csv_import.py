@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from domain.auto_import import Credentials, NewImport
 from domain.csv_import import CsvImport, CsvImportState, CsvOptions
 from domain.errors import ValidationError
+from domain.import_settings import Credentials, NewImport
 from service.application import AutoImports
 from service.config import Settings
 from service.csv_import import CsvImporter

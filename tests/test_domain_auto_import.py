@@ -13,15 +13,7 @@ from connectors.google_contacts import GoogleContactsCriteria
 from connectors.hubspot import LIFECYCLE_STAGES as HUBSPOT_LIFECYCLE_STAGES
 from connectors.hubspot import HubSpotCriteria
 from connectors.shopify import ShopifyCriteria
-from domain.auto_import import (
-    MAX_DISPLAY_NAME,
-    MAX_LABELS,
-    AutoImport,
-    Credentials,
-    ImportChanges,
-    ImportState,
-    NewImport,
-)
+from domain.auto_import import AutoImport, ImportState
 from domain.errors import (
     ImportAlreadyPaused,
     ImportIsDeleted,
@@ -29,6 +21,13 @@ from domain.errors import (
     ImportNotPaused,
     InvalidTransition,
     ValidationError,
+)
+from domain.import_settings import (
+    MAX_DISPLAY_NAME,
+    MAX_LABELS,
+    Credentials,
+    ImportChanges,
+    NewImport,
 )
 from domain.sources import Criteria
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from domain.auto_import import AutoImport, Credentials, NewImport
+from domain.auto_import import AutoImport
+from domain.import_settings import Credentials, NewImport
 from service.config import Settings
 from tests.conftest import STORES
 from tests.test_sync import World
@@ -46,7 +47,7 @@ def test_two_spellings_of_one_gmail_account_share_one_budget(world: World):
     world.clock.next_window()
     third = world.sync(tagged)
 
-    assert (first["outcome"], first["added"]) == ("COMPLETED", 400)
-    assert (second["outcome"], second["added"]) == ("CAPPED", 100)
-    assert (third["outcome"], third["added"]) == ("COMPLETED", 300)
+    assert (first.outcome, first.added) == ("COMPLETED", 400)
+    assert (second.outcome, second.added) == ("CAPPED", 100)
+    assert (third.outcome, third.added) == ("COMPLETED", 300)
     assert len(world.contacts()) == 800

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from domain.auto_import import ImportChanges
+from domain.import_settings import ImportChanges
 from service.application import AutoImports
 from service.config import ConfigError, Settings, lease_timeout
 from service.leases import (

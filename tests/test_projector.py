@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from domain.auto_import import AutoImport, Credentials, ImportChanges, NewImport
+from domain.auto_import import AutoImport
+from domain.import_settings import Credentials, ImportChanges, NewImport
 from service import projector as projector_module
 from service.application import AutoImports
 from service.config import Settings

@@ -32,7 +32,8 @@ from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import imports_pb2 as pb
 from connectors import SOURCES
-from domain.auto_import import AutoImport, Credentials, NewImport
+from domain.auto_import import AutoImport
+from domain.import_settings import Credentials, NewImport
 from service.config import ConfigError, Settings
 from service.leases import LocalLeases
 from service.scheduler import Scheduler, SchedulerSettings
@@ -241,18 +242,18 @@ def test_a_scheduled_trigger_starts_a_sync_only_when_the_import_is_due(engine_wo
     world.clock.now += timedelta(microseconds=1)
     on_time = scheduled(world, auto_import)
 
-    assert first["outcome"] == "COMPLETED" and first["added"] == 3
+    assert first.outcome == "COMPLETED" and first.added == 3
     assert too_early == NotStarted(
         NOT_DUE,
         first,
-        datetime.fromisoformat(first["start_time"]) + timedelta(seconds=INTERVAL),
+        first.start_time + timedelta(seconds=INTERVAL),
     )
     assert events_after == events_before  # nothing recorded
-    assert on_time["outcome"] == "COMPLETED" and on_time["sync_id"] != first["sync_id"]
+    assert on_time.outcome == "COMPLETED" and on_time.sync_id != first.sync_id
     history = list(world.app.events.get(auto_import.id))
     assert [e.actor for e in history if type(e).__name__ == "SyncStarted"] == ["scheduler"] * 2
     # A person's trigger runs at once, due or not.
-    assert world.sync(auto_import)["outcome"] == "COMPLETED"
+    assert world.sync(auto_import).outcome == "COMPLETED"
 
 
 def test_a_paused_or_disconnected_import_is_not_due_for_the_scheduler(engine_world: World):
@@ -288,7 +289,7 @@ def test_two_replicas_whose_leases_both_hold_still_start_one_sync_of_a_due_impor
 
     from_a = scheduled(world, auto_import, replica_a)
 
-    assert from_b[0]["outcome"] == "COMPLETED"
+    assert from_b[0].outcome == "COMPLETED"
     assert isinstance(from_a, NotStarted) and from_a.reason == NOT_DUE
     assert events_of(world, auto_import).count("SyncStarted") == 1
 
@@ -315,7 +316,7 @@ def test_a_scheduled_trigger_while_a_sync_runs_starts_nothing(engine_world: Worl
         person.join()
 
     assert isinstance(reply, NotStarted) and reply.reason == ALREADY_RUNNING
-    assert reply.report is not None and reply.report["sync_id"] == running[0]["sync_id"]
+    assert reply.report is not None and reply.report.sync_id == running[0].sync_id
     assert events_of(world, auto_import).count("SyncStarted") == 1
 
 

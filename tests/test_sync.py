@@ -11,19 +11,17 @@ from typing import Any
 
 import pytest
 
-from connectors import http
+from connectors import base
 from connectors.base import AuthError, ReauthRequired
 from connectors.shopify import ShopifyCriteria
 from domain.auto_import import (
     AUTH_FAILURES_BEFORE_REAUTH,
     TOKEN_REFRESH_ACTOR,
     AutoImport,
-    Credentials,
-    ImportChanges,
     ImportState,
-    NewImport,
 )
 from domain.errors import ImportNeedsReauth, ImportNotActive
+from domain.import_settings import Credentials, ImportChanges, NewImport
 from service.application import AutoImports, etag_of
 from service.config import Settings
 from service.leases import LocalLeases
@@ -129,9 +127,9 @@ def test_first_sync_pulls_every_contact_and_later_syncs_only_changes(world: Worl
     second = world.sync(auto_import)
     third = world.sync(auto_import)
 
-    assert (first["outcome"], first["fetched"], first["added"]) == ("COMPLETED", 120, 120)
-    assert (second["fetched"], second["added"], second["updated"]) == (2, 1, 1)
-    assert (third["fetched"], third["added"], third["updated"]) == (0, 0, 0)
+    assert (first.outcome, first.fetched, first.added) == ("COMPLETED", 120, 120)
+    assert (second.fetched, second.added, second.updated) == (2, 1, 1)
+    assert (third.fetched, third.added, third.updated) == (0, 0, 0)
     rows = world.contacts()
     assert len(rows) == 121
     assert next(r for r in rows if r.email == "c000007@example.com").first_name == "Seven"
@@ -147,9 +145,9 @@ def test_1200_contacts_sharing_one_timestamp_arrive_over_three_windows_none_twic
         reports.append(world.sync(auto_import))
         world.clock.next_window()
 
-    assert [r["added"] for r in reports] == [500, 500, 200]
-    assert [r["outcome"] for r in reports] == ["CAPPED", "CAPPED", "COMPLETED"]
-    assert reports[0]["deferred"] > 0
+    assert [r.added for r in reports] == [500, 500, 200]
+    assert [r.outcome for r in reports] == ["CAPPED", "CAPPED", "COMPLETED"]
+    assert reports[0].deferred > 0
     rows = world.contacts()
     assert emails(rows) == sorted(f"c{n:06d}@example.com" for n in range(1200))
 
@@ -162,10 +160,10 @@ def test_a_second_sync_in_the_same_window_adds_nothing_more(world: World):
     first = world.sync(auto_import)
     second = world.sync(auto_import)
 
-    assert (first["added"], first["outcome"]) == (500, "CAPPED")
-    assert (second["added"], second["outcome"]) == (0, "CAPPED")
+    assert (first.added, first.outcome) == (500, "CAPPED")
+    assert (second.added, second.outcome) == (0, "CAPPED")
     world.clock.next_window()
-    assert world.sync(auto_import)["added"] == 100
+    assert world.sync(auto_import).added == 100
 
 
 def test_contacts_changed_while_a_sync_runs_are_not_lost(world: World):
@@ -187,8 +185,8 @@ def test_contacts_changed_while_a_sync_runs_are_not_lost(world: World):
     world.connectors.options.clear()
     second = world.sync(auto_import)
 
-    assert first["added"] == 249  # c000200 moved past the sync's upper bound
-    assert (second["added"], second["updated"]) == (2, 1)
+    assert first.added == 249  # c000200 moved past the sync's upper bound
+    assert (second.added, second.updated) == (2, 1)
     rows = {r.email: r for r in world.contacts()}
     assert len(rows) == 251
     assert rows["c000010@example.com"].first_name == "Changed"
@@ -209,12 +207,12 @@ def test_a_failed_sync_resumes_from_its_last_saved_page(world: World):
     world.connectors.options.clear()
     resumed = world.sync(auto_import)
 
-    assert (failed["outcome"], failed["added"], failed["error"]) == (
+    assert (failed.outcome, failed.added, failed.error) == (
         "FAILED",
         200,
         "the source went away",
     )
-    assert (resumed["outcome"], resumed["added"], resumed["fetched"]) == ("COMPLETED", 150, 150)
+    assert (resumed.outcome, resumed.added, resumed.fetched) == ("COMPLETED", 150, 150)
     assert len(world.contacts()) == 350
 
 
@@ -229,12 +227,12 @@ def test_missing_and_invalid_emails_are_skipped_with_their_reason(world: World):
 
     report = world.sync(auto_import)
 
-    assert (report["added"], report["skipped_missing_email"], report["skipped_invalid_email"]) == (
+    assert (report.added, report.skipped_missing_email, report.skipped_invalid_email) == (
         1,
         1,
         2,
     )
-    assert {(s["external_id"], s["reason"]) for s in report["skipped"]} == {
+    assert {(s.external_id, s.reason) for s in report.skipped} == {
         ("none", "missing email"),
         ("bad", "invalid email"),
         ("bad2", "invalid email"),
@@ -251,7 +249,7 @@ def test_one_contact_per_email_across_imports_and_spellings(world: World):
     world.sync(first)
     report = world.sync(second)
 
-    assert (report["added"], report["updated"]) == (0, 1)
+    assert (report.added, report.updated) == (0, 1)
     rows = world.contacts()
     assert len(rows) == 1 and rows[0].first_name == "Jane"
     assert set(rows[0].sources) == {str(first.id), str(second.id)}
@@ -272,10 +270,10 @@ def test_limit_1000_with_1300_candidates_adds_exactly_1000_and_still_updates(wor
     world.source().touch("c000001", T0 + timedelta(days=1), first_name="Updated")
     after_limit = world.sync(auto_import)
 
-    assert sum(r["added"] for r in reports) == 1000
-    assert [r["outcome"] for r in reports] == ["CAPPED", "LIMIT_REACHED", "COMPLETED"]
-    assert sum(r["blocked_by_limit"] for r in reports) == 300
-    assert (after_limit["updated"], after_limit["added"]) == (1, 0)
+    assert sum(r.added for r in reports) == 1000
+    assert [r.outcome for r in reports] == ["CAPPED", "LIMIT_REACHED", "COMPLETED"]
+    assert sum(r.blocked_by_limit for r in reports) == 300
+    assert (after_limit.updated, after_limit.added) == (1, 0)
     rows = world.contacts()
     assert len(rows) == 1000
     assert next(r for r in rows if r.email == "c000001@example.com").first_name == "Updated"
@@ -324,9 +322,9 @@ def test_two_imports_of_one_external_account_share_500_per_window(world: World):
     world.clock.next_window()
     third = world.sync(everyone)
 
-    assert first["added"] == 400
-    assert second["added"] + second["updated"] == 100 and second["outcome"] == "CAPPED"
-    assert third["updated"] == 300
+    assert first.added == 400
+    assert second.added + second.updated == 100 and second.outcome == "CAPPED"
+    assert third.updated == 300
     assert len(world.contacts()) == 400
 
 
@@ -343,7 +341,7 @@ def test_an_unsubscribed_contact_stays_unsubscribed_when_an_import_updates_it(wo
 
     report = world.sync(auto_import)
 
-    assert report["updated"] == 1
+    assert report.updated == 1
     (row,) = world.contacts()
     assert (row.status, row.first_name) == ("UNSUBSCRIBED", "Jane")
 
@@ -389,7 +387,7 @@ def test_a_field_is_created_once_across_two_imports_of_the_same_service(world: W
 
     reports = [world.sync(first), world.sync(second)]
 
-    assert [r["fields_created"] for r in reports] == [1, 1]  # Total Spent, then Country
+    assert [r.fields_created for r in reports] == [1, 1]  # Total Spent, then Country
     world.contacts()
     fields = world.views.list_fields("acme", "shopify")
     assert sorted((f.title, f.personalization_tag) for f in fields) == [
@@ -423,9 +421,9 @@ def test_a_second_trigger_while_a_sync_runs_returns_the_running_sync(world: Worl
     release.set()
     runner.join()
 
-    assert during["outcome"] == "RUNNING" and during["sync_id"] == results[0]["sync_id"]
-    assert during["added"] == 100
-    assert results[0]["added"] == 150
+    assert during.outcome == "RUNNING" and during.sync_id == results[0].sync_id
+    assert during.added == 100
+    assert results[0].added == 150
 
 
 def test_a_retried_trigger_with_the_same_request_id_returns_the_same_sync(world: World):
@@ -521,7 +519,7 @@ def test_a_revoked_grant_makes_the_import_wait_for_new_credentials(world: World)
 
     failed = world.sync(auto_import)
 
-    assert (failed["outcome"], failed["error"]) == ("FAILED", reason)
+    assert (failed.outcome, failed.error) == ("FAILED", reason)
     loaded = world.app.get_import("acme", auto_import.id)
     assert (loaded.state, loaded.state_reason) == (ImportState.NEEDS_REAUTH, reason)
     row = import_row(world, auto_import)
@@ -541,7 +539,7 @@ def test_a_revoked_grant_makes_the_import_wait_for_new_credentials(world: World)
         etag=etag_of(loaded),
         actor="admin",
     )
-    assert world.sync(auto_import)["added"] == 3
+    assert world.sync(auto_import).added == 3
     assert import_row(world, auto_import).state == "ACTIVE"
 
 
@@ -577,7 +575,7 @@ def test_a_source_that_fails_otherwise_never_needs_reauth(world: World):
     world.connectors.options["before_page"] = fail_every_page_with(SourceDown("unavailable"))
 
     for _ in range(AUTH_FAILURES_BEFORE_REAUTH + 1):
-        assert world.sync(auto_import)["outcome"] == "FAILED"
+        assert world.sync(auto_import).outcome == "FAILED"
 
     assert world.app.get_import("acme", auto_import.id).state is ImportState.ACTIVE
 
@@ -590,7 +588,7 @@ def test_an_access_token_the_connector_refreshed_is_kept_and_the_etag_stays(worl
     refreshed = Credentials("new-access", "refresh-1", expires_at="2026-06-01T01:00:00+00:00")
     world.connectors.options["refreshed"] = refreshed
 
-    assert world.sync(auto_import)["added"] == 3
+    assert world.sync(auto_import).added == 3
 
     loaded = world.app.get_import("acme", auto_import.id)
     assert loaded.credentials == refreshed
@@ -637,8 +635,8 @@ def test_a_contact_deleted_at_the_source_stays_in_the_account_and_is_counted(wor
 
     report = world.sync(auto_import)
 
-    assert (report["deleted_at_source"], report["added"], report["updated"]) == (1, 0, 0)
-    assert report["skipped_missing_email"] == 0
+    assert (report.deleted_at_source, report.added, report.updated) == (1, 0, 0)
+    assert report.skipped_missing_email == 0
     assert len(world.contacts()) == 5
 
 
@@ -661,7 +659,7 @@ def test_a_sync_stops_at_its_callers_deadline_and_the_next_one_resumes(
     auto_import = world.new_import()
     world.source().fill(350)
     now = [1000.0]  # the monotonic clock the deadline is measured on, moved by the test
-    monkeypatch.setattr(http, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(base, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
     def second_page_outlasts_the_deadline(page: int) -> None:
         if page == 1:
@@ -672,10 +670,10 @@ def test_a_sync_stops_at_its_callers_deadline_and_the_next_one_resumes(
     world.connectors.options.clear()
     resumed = world.sync(auto_import)
 
-    assert (stopped["outcome"], stopped["added"], stopped["error"]) == (
+    assert (stopped.outcome, stopped.added, stopped.error) == (
         "FAILED",
         200,
-        http.DEADLINE_PASSED,
+        base.DEADLINE_PASSED,
     )
-    assert (resumed["outcome"], resumed["added"]) == ("COMPLETED", 150)
+    assert (resumed.outcome, resumed.added) == ("COMPLETED", 150)
     assert len(world.contacts()) == 350

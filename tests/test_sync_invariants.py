@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 import service.sync
 from connectors.shopify import ShopifyCriteria
-from domain.auto_import import AutoImport, ImportChanges
+from domain.auto_import import AutoImport
 from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount
+from domain.import_settings import ImportChanges
 from service.config import Settings
 from service.leases import LocalLeases
 from service.projector import catch_up
@@ -169,7 +170,7 @@ def test_replicas_two_seconds_apart_across_a_boundary_never_exceed_500_per_windo
     assert all(count <= CONTACTS_PER_WINDOW for count in used.values()), dict(used)
     reports = [stepper.results["behind"], stepper.results["ahead"]]
     reports += [world.app.get_import(account_id, first.id).last_sync]
-    written = sum(r["added"] + r["updated"] for r in reports)
+    written = sum(r.added + r.updated for r in reports)
     assert written == sum(used.values()) <= 2 * CONTACTS_PER_WINDOW  # windows W and W + 1
 
 
@@ -234,10 +235,10 @@ def test_a_save_whose_acknowledgement_is_lost_is_recognised_as_the_writers_own(
     names = event_names(world, auto_import)
     assert names.count("SyncStarted") == 1
     assert "SyncFailed" not in names
-    assert (report["outcome"], report["fetched"], report["added"]) == ("COMPLETED", 150, 150)
+    assert (report.outcome, report.fetched, report.added) == ("COMPLETED", 150, 150)
     assert len(world.contacts()) == 150  # the projector applied everything
     page = world.views.list_syncs(str(auto_import.id), 10, "")
-    assert [r["sync_id"] for r in page.reports] == [report["sync_id"]]
+    assert [r.sync_id for r in page.reports] == [report.sync_id]
 
 
 def test_the_projection_applies_two_endings_of_one_sync_and_keeps_the_last(world: World):
@@ -259,7 +260,7 @@ def test_the_projection_applies_two_endings_of_one_sync_and_keeps_the_last(world
         pass
 
     page = world.views.list_syncs(str(auto_import.id), 10, "")
-    assert [(r["sync_id"], r["outcome"]) for r in page.reports] == [("s-1", "COMPLETED")]
+    assert [(r.sync_id, r.outcome) for r in page.reports] == [("s-1", "COMPLETED")]
 
 
 # -- the retry branch of a page's save, forced -------------------------------------------------
@@ -296,7 +297,7 @@ def test_a_page_that_meets_a_change_of_the_account_is_decided_again_once(
     report = world.sync(auto_import)
 
     # Decided again on the new limit: 120 added, the rest blocked; nothing counted twice.
-    assert (report["fetched"], report["added"], report["blocked_by_limit"]) == (150, 120, 30)
+    assert (report.fetched, report.added, report.blocked_by_limit) == (150, 120, 30)
     assert world.app.get_account("acme").contact_count == 120
     assert len(world.contacts()) == 120
 
@@ -319,7 +320,7 @@ def test_a_page_that_meets_another_imports_use_of_the_budget_takes_only_what_is_
     write_between_load_and_save(monkeypatch, another_import_uses_ten)
     report = world.sync(auto_import)
 
-    assert (report["added"], report["outcome"]) == (490, "CAPPED")
+    assert (report.added, report.outcome) == (490, "CAPPED")
     assert sum(c for _, c in budget_by_window(world, "acme", "store-a")) == 500
     assert world.app.repository.get(external_id).used == 500
 
@@ -353,8 +354,8 @@ def test_a_sync_stopped_by_a_pause_retries_its_last_save_when_the_import_changes
     monkeypatch.setattr(AutoImport, "fail_sync", fail_sync_as_a_person_edits)
     report = world.sync(auto_import)
 
-    assert (report["outcome"], report["error"]) == ("FAILED", "stopped: the import became PAUSED")
-    assert report["added"] == 100
+    assert (report.outcome, report.error) == ("FAILED", "stopped: the import became PAUSED")
+    assert report.added == 100
     assert event_names(world, auto_import)[-1] == "SyncFailed"
 
 
@@ -375,9 +376,9 @@ def test_deleting_an_import_mid_sync_ends_its_sync_in_the_history(world: World):
 
     events = history(world, auto_import.id)
     started = [e for e in events if isinstance(e, AutoImport.SyncStarted)][-1]
-    assert report["sync_id"] == started.sync_id
-    assert (report["outcome"], report["error"]) == ("FAILED", "stopped: the import was deleted")
-    assert report["added"] == 100
+    assert report.sync_id == started.sync_id
+    assert (report.outcome, report.error) == ("FAILED", "stopped: the import was deleted")
+    assert report.added == 100
     assert [type(e).__name__ for e in events[-2:]] == ["SyncFailed", "Deleted"]
     while catch_up(world.app, world.projection):  # the ending of a deleted import's sync
         pass
@@ -411,8 +412,8 @@ def test_widening_the_criteria_reads_again_from_the_start_and_loses_nothing(worl
     world.clock.now += timedelta(minutes=1)
     second = world.sync(auto_import)
 
-    assert first["added"] == 7
-    assert (second["fetched"], second["added"], second["unchanged"]) == (10, 3, 7)
+    assert first.added == 7
+    assert (second.fetched, second.added, second.unchanged) == (10, 3, 7)
     assert len(world.contacts()) == 10
     names = event_names(world, auto_import)
     assert names.count("ReadRestarted") == 1  # the second edit found the read already restarted
@@ -440,5 +441,5 @@ def test_a_sync_running_when_the_criteria_change_stops_before_its_next_page(worl
     world.clock.now += timedelta(minutes=1)
     again = world.sync(auto_import)
 
-    assert (stopped["outcome"], stopped["error"]) == ("FAILED", "stopped: the criteria changed")
-    assert (again["fetched"], again["added"]) == (10, 10)
+    assert (stopped.outcome, stopped.error) == ("FAILED", "stopped: the criteria changed")
+    assert (again.fetched, again.added) == (10, 10)

@@ -14,11 +14,13 @@ from autoimport.v1 import accounts_pb2, contacts_pb2, fields_pb2, imports_pb2
 from connectors import SOURCES
 from connectors.base import Source
 from domain.account import Account
-from domain.auto_import import AutoImport, Credentials, ImportState, next_sync_due
+from domain.auto_import import AutoImport, ImportState, next_sync_due
 from domain.contact import CSV_SOURCE_PREFIX, Contact, InvalidEmail, normalize_email
 from domain.csv_import import COUNTERS as CSV_COUNTERS
 from domain.errors import ValidationError
+from domain.import_settings import Credentials
 from domain.sources import Criteria
+from domain.sync_report import SyncReport
 from service.application import import_name
 from service.read_models.contacts import ContactRow
 from service.read_models.fields import FieldRow
@@ -128,33 +130,32 @@ def auto_import_message(row: ImportRow, sync_interval: float) -> imports_pb2.Aut
     return message
 
 
-_REPORT_COUNTERS = (
-    "fetched",
-    "added",
-    "updated",
-    "unchanged",
-    "skipped_missing_email",
-    "skipped_invalid_email",
-    "deferred",
-    "blocked_by_limit",
-    "fields_created",
-    "deleted_at_source",
-)
-
-
-def sync_report_message(report: dict[str, Any], name: str) -> imports_pb2.SyncReport:
+def sync_report_message(report: SyncReport, name: str) -> imports_pb2.SyncReport:
     message = imports_pb2.SyncReport(
-        sync_id=report["sync_id"],
+        sync_id=report.sync_id,
         import_name=name,
-        outcome=report["outcome"],
-        start_time=timestamp(datetime.fromisoformat(report["start_time"])),
-        skipped=[imports_pb2.SyncReport.SkippedContact(**s) for s in report["skipped"]],
-        error=report["error"],
-        # .get: reports recorded before a counter existed lack it
-        **{counter: report.get(counter, 0) for counter in _REPORT_COUNTERS},
+        outcome=report.outcome.value,
+        start_time=timestamp(report.start_time),
+        skipped=[
+            imports_pb2.SyncReport.SkippedContact(
+                external_id=s.external_id, email=s.email, reason=s.reason
+            )
+            for s in report.skipped
+        ],
+        error=report.error,
+        fetched=report.fetched,
+        added=report.added,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        skipped_missing_email=report.skipped_missing_email,
+        skipped_invalid_email=report.skipped_invalid_email,
+        deferred=report.deferred,
+        blocked_by_limit=report.blocked_by_limit,
+        fields_created=report.fields_created,
+        deleted_at_source=report.deleted_at_source,
     )
-    if report["end_time"]:
-        message.end_time.CopyFrom(timestamp(datetime.fromisoformat(report["end_time"])))
+    if report.end_time is not None:
+        message.end_time.CopyFrom(timestamp(report.end_time))
     return message
 
 

@@ -14,8 +14,8 @@ from google.protobuf import empty_pb2
 
 from autoimport.v1 import imports_pb2, imports_pb2_grpc
 from connectors import SOURCES
-from domain.auto_import import ImportChanges, NewImport
 from domain.errors import ValidationError
+from domain.import_settings import ImportChanges, NewImport
 from service.api.convert import (
     auto_import_message,
     credentials_from,

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from domain.auto_import import ImportState
+from domain.sync_report import SyncReport
 from service.read_models.sql import (
     InvalidPageToken,
     SqlView,
@@ -51,8 +52,8 @@ class ImportRow:
     create_time: datetime
     update_time: datetime
     version: int  # of the last change of settings or state: the etag
-    last_sync: dict[str, Any] | None = None
-    running_sync: dict[str, Any] | None = None  # known to the aggregate only
+    last_sync: SyncReport | None = None
+    running_sync: SyncReport | None = None  # known to the aggregate only
     # When the last sync began, the one under way included; None if it never synced.
     last_sync_start: datetime | None = None
 
@@ -72,7 +73,9 @@ class ImportRow:
             create_time=datetime.fromisoformat(row["create_time"]),
             update_time=datetime.fromisoformat(row["update_time"]),
             version=int(row["version"]),
-            last_sync=json.loads(row["last_sync"]) if row["last_sync"] else None,
+            last_sync=SyncReport.from_dict(json.loads(row["last_sync"]))
+            if row["last_sync"]
+            else None,
             last_sync_start=_time_or_none(row["last_sync_start"]),
         )
 

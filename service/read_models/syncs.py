@@ -6,12 +6,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from domain.sync_report import SyncReport
 from service.read_models.sql import SqlView, decode_page_token, encode_page_token, query_key
 
 
 @dataclass(frozen=True)
 class SyncsPage:
-    reports: list[dict[str, Any]]
+    reports: list[SyncReport]
     next_page_token: str
 
 
@@ -43,4 +44,6 @@ class SyncsTable(SqlView):
         if len(rows) > page_size:
             last = rows[page_size - 1]
             token = encode_page_token([last["start_time"], last["sync_id"]], query)
-        return SyncsPage([json.loads(r["report"]) for r in rows[:page_size]], token)
+        return SyncsPage(
+            [SyncReport.from_dict(json.loads(r["report"])) for r in rows[:page_size]], token
+        )

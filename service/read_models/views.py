@@ -18,6 +18,7 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from domain.auto_import import TOKEN_REFRESH_ACTOR, AutoImport, ImportState
 from domain.contact import Contact, ContactStatus
 from domain.custom_field import CustomField
+from domain.sync_report import SyncReport
 from service.read_models.contacts import CONTACT_COLUMNS, JSON_COLUMNS, ContactsTable
 from service.read_models.fields import FieldsTable
 from service.read_models.imports import IMPORT_COLUMNS, ImportsTable
@@ -178,12 +179,13 @@ class AccountViewsProjection(Projection[AccountViews]):
         if not rows:  # deleted while its sync ran
             self.view.record(tracking)
             return
-        report_text = json.dumps(report)
+        report_text = json.dumps(report)  # as the event carries it
+        sync = SyncReport.from_dict(report)
         sync_row = {
-            "sync_id": report["sync_id"],
+            "sync_id": sync.sync_id,
             "import_id": import_id,
             "account_id": rows[0]["account_id"],
-            "start_time": report["start_time"],
+            "start_time": sync.start_time.isoformat(),  # as the report has it
             "report": report_text,
         }
         self.view.record(

@@ -51,12 +51,14 @@ from hypothesis.stateful import (
 )
 
 from domain.account import Account
-from domain.auto_import import AutoImport, Credentials, ImportChanges, NewImport
+from domain.auto_import import AutoImport
 from domain.contact import Contact
 from domain.csv_import import CsvOptions
 from domain.errors import ImportIsDeleted, ImportNeedsReauth, ImportNotActive
 from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount
+from domain.import_settings import Credentials, ImportChanges, NewImport
 from domain.sync import ContactPage
+from domain.sync_report import SyncReport
 from service.csv_import import CsvImporter
 from service.errors import NotFound
 from service.replay import verify
@@ -481,8 +483,8 @@ class SyncModel(RuleBasedStateMachine):
             deferred = 0
             for auto_import in self.model.active_imports():
                 report = self._sync_to_the_end(self.world.replicas[0], auto_import)
-                assert report.get("outcome") != "FAILED", f"{auto_import.name}: {report}"
-                deferred += report.get("deferred", 0)
+                assert report.outcome != "FAILED", f"{auto_import.name}: {report}"
+                deferred += report.deferred
             if not deferred:
                 break
         else:
@@ -490,12 +492,12 @@ class SyncModel(RuleBasedStateMachine):
         self._check_everything_arrived()
         self._check_the_read_model_rebuilds_identically()
 
-    def _sync_to_the_end(self, replica: Replica, auto_import: ImportModel) -> dict[str, Any]:
+    def _sync_to_the_end(self, replica: Replica, auto_import: ImportModel) -> SyncReport:
         run = self._start_sync(replica, auto_import)
         while not run.done:
             self._step(run, "read")
         self._judge_finished_syncs()
-        assert isinstance(run.outcome, dict), f"{run.name}: {run.outcome!r}"
+        assert isinstance(run.outcome, SyncReport), f"{run.name}: {run.outcome!r}"
         return run.outcome
 
     def teardown(self) -> None:
@@ -556,7 +558,7 @@ class SyncModel(RuleBasedStateMachine):
                 continue
             self.judged.add(run.name)
             outcome = run.outcome
-            kind = outcome.get("outcome") if isinstance(outcome, dict) else type(outcome).__name__
+            kind = outcome.outcome if isinstance(outcome, SyncReport) else type(outcome).__name__
             note(f"sync: {kind}")
             if isinstance(outcome, Crash):
                 continue
@@ -566,7 +568,7 @@ class SyncModel(RuleBasedStateMachine):
                     + "".join(traceback.format_exception(outcome))
                 )
                 continue
-            error = (outcome or {}).get("error", "")
+            error = outcome.error if isinstance(outcome, SyncReport) else ""
             assert not error.startswith("internal error"), f"sync {run.name}: {outcome}"
 
     def _check_one_contact_per_email(self, contacts: list[Any]) -> None:

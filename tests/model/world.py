@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from connectors.base import AuthError
-from domain.auto_import import Credentials
+from domain.import_settings import Credentials
 from domain.sources import Criteria
 from domain.sync import ContactPage
 from service.application import AutoImports
@@ -147,7 +147,9 @@ class _LoggedConnector(ScriptedConnector):
         super().__init__(source, **options)
         self._run = run
 
-    def fetch_page(self, criteria: Criteria, cursor: str, until: datetime) -> ContactPage:
+    def fetch_page(
+        self, criteria: Criteria, cursor: str, until: datetime, *, deadline: float | None = None
+    ) -> ContactPage:
         page = super().fetch_page(criteria, cursor, until)
         self._run.pages.append((cursor, page))
         return page
