@@ -41,9 +41,21 @@ TOKEN_REFRESH_ACTOR = "connector:token-refresh"
 
 
 class SkipReason(StrEnum):
+    """Why the service skipped a contact. A source may also refuse one itself, in its own words
+    (`ExternalContact.skip_reason`, e.g. an unconfirmed opt-in): counted as skipped at the
+    source."""
+
     MISSING_EMAIL = "missing email"
     INVALID_EMAIL = "invalid email"
     CONTACT_LIMIT = "contact limit reached"
+
+
+# The report's counter of each reason the service skips for; any other is the source's own.
+_SKIP_COUNTERS = {
+    SkipReason.MISSING_EMAIL.value: "skipped_missing_email",
+    SkipReason.INVALID_EMAIL.value: "skipped_invalid_email",
+    SkipReason.CONTACT_LIMIT.value: "blocked_by_limit",
+}
 
 
 def next_sync_due(created: datetime, last_sync_began: datetime | None, interval: float) -> datetime:
@@ -473,13 +485,8 @@ class AutoImport(Aggregate):
 
     @event("ContactSkipped")
     def record_skipped(self, external_id: str, email: str, reason: str) -> None:
-        """`reason`: a SkipReason (stored as its value)."""
-        counter = {
-            SkipReason.MISSING_EMAIL: "skipped_missing_email",
-            SkipReason.INVALID_EMAIL: "skipped_invalid_email",
-            SkipReason.CONTACT_LIMIT: "blocked_by_limit",
-        }[SkipReason(reason)]
-        self._count(counter)
+        """`reason`: a SkipReason (stored as its value), or the source's own reason."""
+        self._count(_SKIP_COUNTERS.get(str(reason), "skipped_at_source"))
         assert self._running_sync is not None
         skipped = self._running_sync["skipped"]
         if len(skipped) < MAX_SKIPPED_IN_REPORT:

@@ -162,7 +162,8 @@ class CsvImport(Aggregate):
     ) -> None:
         self._tally["counts"]["updated"] += 1
 
-    def record_skipped(self, external_id: str, email: str, reason: SkipReason) -> None:
+    def record_skipped(self, external_id: str, email: str, reason: str) -> None:
+        reason = SkipReason(reason)  # a CSV row has no source of its own to refuse it
         self._tally["counts"][_SKIP_COUNTERS[reason]] += 1
         shown = email[:_MAX_EMAIL_IN_REASON]
         text = {

@@ -42,6 +42,9 @@ class ExternalContact:
     position: str | None = None
     # The source deleted this contact (a tombstone): it stays in the account, and is counted.
     deleted: bool = False
+    # The source's own reason not to import this record (e.g. "pending: an unconfirmed
+    # double opt-in"), or "": skipped with that reason, and counted as skipped at the source.
+    skip_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class ContactPage:
     # New credentials the connector obtained while reading this page (an OAuth refresh): saved
     # with the page, so that the next sync starts with them.
     credentials: Credentials | None = None
+    # Fields the source declares as it reads, beside its fixed ones (e.g. the merge fields of
+    # one Mailchimp audience): created like them when a contact first has a value.
+    declared_fields: tuple[DeclaredField, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,8 @@ class ContactRecorder(Protocol):
         self, contact_id: str, email: str, external_id: str, changed: list[str]
     ) -> None: ...
 
-    def record_skipped(self, external_id: str, email: str, reason: SkipReason) -> None: ...
+    def record_skipped(self, external_id: str, email: str, reason: str) -> None:
+        """`reason`: a SkipReason, or the source's own reason (`ExternalContact.skip_reason`)."""
 
     def record_field_created(self, field_id: str, key: str, title: str, tag: str) -> None: ...
 
@@ -94,6 +101,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # once-per-source intakes: this source already applied the email
     MISSING_EMAIL = "missing email"
     INVALID_EMAIL = "invalid email"
+    SKIPPED_AT_SOURCE = "skipped at the source"
     BLOCKED = "blocked"  # a new contact, and the account is at its limit
     DEFERRED = "deferred"  # the budget ran out: nothing recorded, the caller stops here
 
@@ -159,6 +167,9 @@ class ContactIntake:
 
     def take(self, contact: ExternalContact) -> Outcome:
         email = contact.email.strip()
+        if contact.skip_reason:
+            self._recorder.record_skipped(contact.external_id, email, contact.skip_reason)
+            return Outcome.SKIPPED_AT_SOURCE
         if not email:
             self._recorder.record_skipped(contact.external_id, "", SkipReason.MISSING_EMAIL)
             return Outcome.MISSING_EMAIL

@@ -44,6 +44,8 @@ class SyncReport:
     unchanged: int = 0
     skipped_missing_email: int = 0
     skipped_invalid_email: int = 0
+    # Records the source itself says are not to import (e.g. an unconfirmed opt-in).
+    skipped_at_source: int = 0
     deferred: int = 0
     blocked_by_limit: int = 0
     fields_created: int = 0
@@ -70,6 +72,7 @@ class SyncReport:
             "unchanged": self.unchanged,
             "skipped_missing_email": self.skipped_missing_email,
             "skipped_invalid_email": self.skipped_invalid_email,
+            "skipped_at_source": self.skipped_at_source,
             "deferred": self.deferred,
             "blocked_by_limit": self.blocked_by_limit,
             "deleted_at_source": self.deleted_at_source,
@@ -104,6 +107,7 @@ class SyncReport:
             unchanged=data.get("unchanged", 0),
             skipped_missing_email=data.get("skipped_missing_email", 0),
             skipped_invalid_email=data.get("skipped_invalid_email", 0),
+            skipped_at_source=data.get("skipped_at_source", 0),
             deferred=data.get("deferred", 0),
             blocked_by_limit=data.get("blocked_by_limit", 0),
             fields_created=data.get("fields_created", 0),

@@ -650,7 +650,7 @@ def list_syncs(args: argparse.Namespace, api: Api) -> View:
             _time(s, "start_time"),
             _time(s, "end_time"),
             *map(str, (s.fetched, s.added, s.updated, s.unchanged)),
-            str(s.skipped_missing_email + s.skipped_invalid_email),
+            str(s.skipped_missing_email + s.skipped_invalid_email + s.skipped_at_source),
             str(s.deferred),
             str(s.blocked_by_limit),
         )

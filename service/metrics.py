@@ -50,13 +50,15 @@ CONTACT_RESULTS: dict[str, Callable[[SyncReport], int]] = {
     "updated": lambda r: r.updated,
     "skipped_missing_email": lambda r: r.skipped_missing_email,
     "skipped_invalid_email": lambda r: r.skipped_invalid_email,
+    "skipped_at_source": lambda r: r.skipped_at_source,
     "deferred": lambda r: r.deferred,
     "blocked": lambda r: r.blocked_by_limit,
 }
 CONTACTS = Counter(
     "autoimport_contacts",
     "Contacts decided by syncs, by service and result: added, updated, skipped_missing_email, "
-    "skipped_invalid_email, deferred (over the window's 500), blocked (at the contact limit)",
+    "skipped_invalid_email, skipped_at_source, deferred (over the window's 500), blocked (at the "
+    "contact limit)",
     ["service", "result"],
 )
 SYNC_DURATION = Histogram(

@@ -32,7 +32,7 @@ from domain.auto_import import AutoImport, ImportState
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount, window_of
 from domain.import_settings import Credentials
-from domain.sync import ContactPage, sync_page
+from domain.sync import ContactPage, DeclaredField, sync_page
 from domain.sync_report import SyncReport
 from service.application import AutoImports, retry_on_conflict
 from service.errors import Unavailable
@@ -193,7 +193,14 @@ class SyncEngine:
                     read_criteria, cursor, started.sync_until, deadline=deadline
                 )
                 outcome = self._save_page(
-                    account_id, import_id, sync_id, criteria, page, declared, grant
+                    account_id,
+                    import_id,
+                    sync_id,
+                    criteria,
+                    page,
+                    # the source's fixed fields, and those it declares as it reads
+                    declared | {spec.key: spec for spec in page.declared_fields},
+                    grant,
                 )
                 if outcome is None:  # paused or deleted meanwhile: stop here
                     return self._finish(account_id, import_id, sync_id)  # already ended
@@ -265,7 +272,7 @@ class SyncEngine:
         sync_id: str,
         criteria: dict[str, Any],
         page: ContactPage,
-        declared: Any,
+        declared: dict[str, DeclaredField],
         grant: Credentials,
     ) -> tuple[bool, str] | None:
         """Decides and saves one page; decides again on fresh state after a concurrent write.

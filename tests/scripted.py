@@ -24,7 +24,7 @@ from connectors.shopify import ShopifyCriteria
 from domain.auto_import import AutoImport
 from domain.import_settings import Credentials
 from domain.sources import Criteria
-from domain.sync import ContactPage, ExternalContact
+from domain.sync import ContactPage, DeclaredField, ExternalContact
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -39,6 +39,8 @@ class SourceContact:
     opted_out: bool = False
     fields: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
+    # The source's own reason not to import it (e.g. an unconfirmed opt-in), or "".
+    skip_reason: str = ""
     # Shopify-like customer tags, matched by ShopifyCriteria.customer_tag (apply_criteria).
     tags: set[str] = field(default_factory=set)
 
@@ -97,6 +99,9 @@ class ScriptedConnector:
     e.g. to edit the source mid-sync, block, or raise. `refreshed`: credentials the connector
     obtained (as an OAuth refresh does) while reading its first page.
 
+    `declared_fields`: what each page declares beside the service's fixed fields (as a source
+    whose fields depend on the account does).
+
     `positions=False`: contacts carry no position (`position=None`), like the real connectors:
     a sync that stops inside a page resumes at the page's start. `apply_criteria`: a page holds
     only the contacts that match the criteria (`matches`), read among `page_size` contacts; its
@@ -112,6 +117,7 @@ class ScriptedConnector:
         refreshed: Credentials | None = None,
         positions: bool = True,
         apply_criteria: bool = False,
+        declared_fields: tuple[DeclaredField, ...] = (),
     ):
         self.source = source
         self.refreshed = refreshed
@@ -120,6 +126,7 @@ class ScriptedConnector:
         self.lag = lag
         self.positions = positions
         self.apply_criteria = apply_criteria
+        self.declared_fields = declared_fields  # fields each page declares, beside Shopify's
         self.pages = 0
 
     def close(self) -> None:
@@ -157,6 +164,7 @@ class ScriptedConnector:
                 fields=c.fields,
                 position=_position(c) if self.positions else None,
                 deleted=c.deleted,
+                skip_reason=c.skip_reason,
             )
             for c in selected
         ]
@@ -166,6 +174,7 @@ class ScriptedConnector:
             cursor=_position(page[-1]) if page else cursor,
             has_more=len(remaining) > len(page),
             credentials=credentials,
+            declared_fields=self.declared_fields,
         )
 
 

@@ -22,6 +22,7 @@ from domain.auto_import import (
 )
 from domain.errors import ImportNeedsReauth, ImportNotActive
 from domain.import_settings import Credentials, ImportChanges, NewImport
+from domain.sync import DeclaredField
 from service.application import AutoImports, etag_of
 from service.config import Settings
 from service.leases import LocalLeases
@@ -240,6 +241,29 @@ def test_missing_and_invalid_emails_are_skipped_with_their_reason(world: World):
     assert emails(world.contacts()) == ["ok@example.com"]
 
 
+def test_a_record_the_source_refuses_is_skipped_with_the_source_s_reason(world: World):
+    """A connector may say a record is not to import (Mailchimp's unconfirmed opt-ins): it is
+    skipped whatever its email, listed with the source's words, and counted apart."""
+    world.account()
+    auto_import = world.new_import()
+    source = world.source()
+    source.put("ok", "ok@example.com")
+    source.put("pending", "pending@example.com", skip_reason="pending: unconfirmed opt-in")
+    source.put("odd", "", skip_reason="transactional: not a marketing contact")
+
+    report = world.sync(auto_import)
+
+    assert (report.added, report.skipped_at_source, report.fetched) == (1, 2, 3)
+    assert (report.skipped_missing_email, report.skipped_invalid_email) == (0, 0)
+    assert {(s.external_id, s.email, s.reason) for s in report.skipped} == {
+        ("pending", "pending@example.com", "pending: unconfirmed opt-in"),
+        ("odd", "", "transactional: not a marketing contact"),
+    }
+    assert emails(world.contacts()) == ["ok@example.com"]
+    (listed,) = world.views.list_syncs(str(auto_import.id), 10, "").reports
+    assert listed.skipped_at_source == 2
+
+
 def test_one_contact_per_email_across_imports_and_spellings(world: World):
     world.account()
     first, second = world.new_import("store-a"), world.new_import("store-b")
@@ -396,6 +420,41 @@ def test_a_field_is_created_once_across_two_imports_of_the_same_service(world: W
     ]
     values = {r.email: r.fields for r in world.contacts()}
     assert values["b@example.com"] == {"%SHOPIFY_TOTAL_SPENT%": "20.00", "%SHOPIFY_COUNTRY%": "FR"}
+
+
+def test_fields_a_source_declares_as_it_reads_are_created_like_its_fixed_ones(
+    store_env: dict[str, str],
+):
+    """A source whose fields depend on the account (an audience's merge fields) declares them
+    with its pages: the first contact with a value creates each field, once per account."""
+    company = DeclaredField("merge_COMPANY", "Shopify Company Name", "%SHOPIFY_COMPANY_NAME%")
+    world = World(Settings.from_env(store_env), declared_fields=(company,))
+    try:
+        _sync_with_declared_fields(world, company)
+    finally:
+        world.close()
+
+
+def _sync_with_declared_fields(world: World, company: DeclaredField) -> None:
+    world.account()
+    auto_import = world.new_import()
+    world.source().put("1", "a@example.com", fields={"merge_COMPANY": "Acme", "tags": "vip"})
+    world.source().put("2", "b@example.com", fields={"merge_COMPANY": "Beta"})
+
+    first = world.sync(auto_import)
+    world.clock.next_window()
+    world.source().touch("2", T0 + timedelta(seconds=1), fields={"merge_COMPANY": "Gamma"})
+    second = world.sync(auto_import)
+
+    assert (first.fields_created, second.fields_created) == (2, 0)
+    values = {r.email: r.fields for r in world.contacts()}  # caught up
+    fields = world.views.list_fields("acme", "shopify")
+    assert sorted((f.title, f.personalization_tag) for f in fields) == [
+        ("Shopify Company Name", "%SHOPIFY_COMPANY_NAME%"),
+        ("Shopify Tags", "%SHOPIFY_TAGS%"),
+    ]
+    assert values["a@example.com"] == {"%SHOPIFY_COMPANY_NAME%": "Acme", "%SHOPIFY_TAGS%": "vip"}
+    assert values["b@example.com"] == {"%SHOPIFY_COMPANY_NAME%": "Gamma"}
 
 
 # -- running syncs, states ------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class AutoImport(_message.Message):
     def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., display_name: _Optional[str] = ..., external_account: _Optional[str] = ..., credentials: _Optional[_Union[Credentials, _Mapping]] = ..., google_contacts: _Optional[_Union[GoogleContactsCriteria, _Mapping]] = ..., shopify: _Optional[_Union[ShopifyCriteria, _Mapping]] = ..., hubspot: _Optional[_Union[HubSpotCriteria, _Mapping]] = ..., list_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[AutoImport.State, str]] = ..., state_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sync: _Optional[_Union[SyncReport, _Mapping]] = ..., next_sync_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class SyncReport(_message.Message):
-    __slots__ = ("sync_id", "import_name", "outcome", "start_time", "end_time", "fetched", "added", "updated", "unchanged", "skipped_missing_email", "skipped_invalid_email", "deferred", "blocked_by_limit", "fields_created", "skipped", "error", "deleted_at_source", "not_started", "next_sync_time")
+    __slots__ = ("sync_id", "import_name", "outcome", "start_time", "end_time", "fetched", "added", "updated", "unchanged", "skipped_missing_email", "skipped_invalid_email", "deferred", "blocked_by_limit", "fields_created", "skipped", "error", "deleted_at_source", "skipped_at_source", "not_started", "next_sync_time")
     class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OUTCOME_UNSPECIFIED: _ClassVar[SyncReport.Outcome]
@@ -141,6 +141,7 @@ class SyncReport(_message.Message):
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DELETED_AT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_AT_SOURCE_FIELD_NUMBER: _ClassVar[int]
     NOT_STARTED_FIELD_NUMBER: _ClassVar[int]
     NEXT_SYNC_TIME_FIELD_NUMBER: _ClassVar[int]
     sync_id: str
@@ -160,9 +161,10 @@ class SyncReport(_message.Message):
     skipped: _containers.RepeatedCompositeFieldContainer[SyncReport.SkippedContact]
     error: str
     deleted_at_source: int
+    skipped_at_source: int
     not_started: SyncReport.NotStarted
     next_sync_time: _timestamp_pb2.Timestamp
-    def __init__(self, sync_id: _Optional[str] = ..., import_name: _Optional[str] = ..., outcome: _Optional[_Union[SyncReport.Outcome, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fetched: _Optional[int] = ..., added: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., skipped_missing_email: _Optional[int] = ..., skipped_invalid_email: _Optional[int] = ..., deferred: _Optional[int] = ..., blocked_by_limit: _Optional[int] = ..., fields_created: _Optional[int] = ..., skipped: _Optional[_Iterable[_Union[SyncReport.SkippedContact, _Mapping]]] = ..., error: _Optional[str] = ..., deleted_at_source: _Optional[int] = ..., not_started: _Optional[_Union[SyncReport.NotStarted, str]] = ..., next_sync_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, sync_id: _Optional[str] = ..., import_name: _Optional[str] = ..., outcome: _Optional[_Union[SyncReport.Outcome, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fetched: _Optional[int] = ..., added: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., skipped_missing_email: _Optional[int] = ..., skipped_invalid_email: _Optional[int] = ..., deferred: _Optional[int] = ..., blocked_by_limit: _Optional[int] = ..., fields_created: _Optional[int] = ..., skipped: _Optional[_Iterable[_Union[SyncReport.SkippedContact, _Mapping]]] = ..., error: _Optional[str] = ..., deleted_at_source: _Optional[int] = ..., skipped_at_source: _Optional[int] = ..., not_started: _Optional[_Union[SyncReport.NotStarted, str]] = ..., next_sync_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateImportRequest(_message.Message):
     __slots__ = ("account_id", "auto_import", "request_id")

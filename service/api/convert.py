@@ -149,6 +149,7 @@ def sync_report_message(report: SyncReport, name: str) -> imports_pb2.SyncReport
         unchanged=report.unchanged,
         skipped_missing_email=report.skipped_missing_email,
         skipped_invalid_email=report.skipped_invalid_email,
+        skipped_at_source=report.skipped_at_source,
         deferred=report.deferred,
         blocked_by_limit=report.blocked_by_limit,
         fields_created=report.fields_created,
