@@ -136,6 +136,21 @@ def text_of(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One check of a connection: which (see `Connector.check_connection`), whether it
+    passed, and what the service said, in words a person can act on."""
+
+    check: str
+    ok: bool
+    detail: str
+
+
+# The checks of `Connector.check_connection`, in order.
+CONNECTION_CHECKS = ("credentials", "external account", "scopes", "quota")
+NOT_TRIED = "not checked: the credentials were rejected"
+
+
 class ConnectorError(Exception):
     """A failure talking to the external service; the message says what a person can do."""
 
@@ -199,6 +214,17 @@ class Connector(Protocol):
         the source. A position never passes over a contact not yet returned (one sharing its
         timestamp, or changed meanwhile); None when the connector cannot resume inside a page.
         """
+        ...
+
+    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+        """What a person setting an import up needs to know before the first sync, each as a
+        Finding, in this order: "credentials" (the service accepts them; an OAuth token that
+        can be refreshed is refreshed), "external account" (they reach `external_account`,
+        the import's normalized account, and not another one), "scopes" (they may read what
+        `criteria` select), "quota" (what is left, where the service says; ok unless none is
+        left). Saves nothing. A rejected credential is a finding, not an exception: once the
+        credentials fail, the later checks say they were not tried. Raises RetryableError
+        when the service cannot be reached, like fetch_page."""
         ...
 
     def close(self) -> None:

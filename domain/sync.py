@@ -336,3 +336,97 @@ def _values_of(contact: ExternalContact, declared: dict[str, DeclaredField]) -> 
         },
         opted_out=contact.opted_out,
     )
+
+
+@dataclass(frozen=True)
+class PreviewedContact:
+    """One record of a preview, as its sync would decide it."""
+
+    contact: ExternalContact
+    outcome: Outcome
+
+
+@dataclass
+class Preview:
+    """What a sync would do with one page, decided as a sync decides it and saved nowhere."""
+
+    records: int = 0
+    counts: dict[Outcome, int] = field(default_factory=dict)
+    deleted_at_source: int = 0
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # id, email, reason
+    fields_to_create: list[DeclaredField] = field(default_factory=list)
+    sample: list[PreviewedContact] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> int:
+        return self.counts.get(outcome, 0)
+
+
+class _PreviewTally:
+    """A ContactRecorder that only takes notes."""
+
+    def __init__(self, preview: Preview, declared: dict[str, DeclaredField]) -> None:
+        self._preview = preview
+        self._declared = declared
+
+    def record_added(self, contact_id: str, email: str, external_id: str) -> None:
+        pass  # counted by its outcome
+
+    def record_updated(
+        self, contact_id: str, email: str, external_id: str, changed: list[str]
+    ) -> None:
+        pass
+
+    def record_skipped(self, external_id: str, email: str, reason: str) -> None:
+        if len(self._preview.skipped) < MAX_SKIPPED_IN_PREVIEW:
+            self._preview.skipped.append((external_id, email, str(reason)))
+
+    def record_field_created(self, field_id: str, key: str, title: str, tag: str) -> None:
+        self._preview.fields_to_create.append(self._declared[key])
+
+
+MAX_SKIPPED_IN_PREVIEW = 100
+
+
+def preview_page(
+    *,
+    service: str,
+    account: Account,
+    budget: int,
+    page: ContactPage,
+    list_ids: list[str],
+    tags: list[str],
+    contacts: dict[str, Contact | None],
+    fields: dict[str, CustomField | None],
+    declared: dict[str, DeclaredField],
+    sample_size: int,
+) -> Preview:
+    """What a sync of `page` would do, by the rules a sync follows (`ContactIntake`), on
+    aggregates the caller loaded and must not save: how many records would be added, updated,
+    left as they are, skipped and why, blocked at the contact limit, or deferred past the
+    window's `budget`, and which fields would be created, with the first `sample_size` records
+    as they would be decided."""
+    preview = Preview(records=len(page.contacts))
+    intake = ContactIntake(
+        account=account,
+        recorder=_PreviewTally(preview, declared),
+        service=service,
+        source="preview",
+        list_ids=list_ids,
+        tags=tags,
+        contacts=contacts,
+        fields=fields,
+        declared=declared,
+        budget=budget,
+    )
+    deferred = False
+    for contact in page.contacts:
+        if contact.deleted:
+            preview.deleted_at_source += 1
+            continue
+        # Past the budget, the rest of the page waits for the next window.
+        outcome = Outcome.DEFERRED if deferred else intake.take(contact)
+        deferred = outcome is Outcome.DEFERRED
+        preview.counts[outcome] = preview.count(outcome) + 1
+        if len(preview.sample) < sample_size:
+            preview.sample.append(PreviewedContact(contact, outcome))
+    return preview

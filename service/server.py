@@ -37,6 +37,7 @@ from service.application import AutoImports
 from service.config import Settings
 from service.leases import Leases, LocalLeases, PostgresLeases
 from service.logs import log_sync
+from service.preview import Previewer
 from service.projector import Projector
 from service.read_models import ReadModels
 from service.read_models.views import AccountViewsProjection
@@ -102,9 +103,10 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
             AuthInterceptor(settings.admin_token, app.identify_api_key),
         ],
     )
+    connector_for = connector_for or connectors.factory(settings.connectors)
     engine = SyncEngine(
         app,
-        connector_for or connectors.factory(settings.connectors),
+        connector_for,
         interval=settings.sync_interval,
         leases=sync_leases(settings),
         listeners=(log_sync, metrics.count_sync),  # one log line and the metrics of each sync
@@ -112,7 +114,12 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
     metrics.watch_server(app, read_models.views, AccountViewsProjection.name)
     imports_pb2_grpc.add_AutoImportServiceServicer_to_server(
         AutoImportServicer(
-            app, read_models, engine, settings.sync_interval, max_syncs=settings.max_syncs
+            app,
+            read_models,
+            engine,
+            settings.sync_interval,
+            Previewer(app, connector_for, interval=settings.sync_interval),
+            max_syncs=settings.max_syncs,
         ),
         server,
     )

@@ -352,3 +352,98 @@ class ServiceField(_message.Message):
     title: str
     personalization_tag: str
     def __init__(self, key: _Optional[str] = ..., label: _Optional[str] = ..., title: _Optional[str] = ..., personalization_tag: _Optional[str] = ...) -> None: ...
+
+class CheckConnectionRequest(_message.Message):
+    __slots__ = ("account_id", "auto_import", "name")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTO_IMPORT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    auto_import: AutoImport
+    name: str
+    def __init__(self, account_id: _Optional[str] = ..., auto_import: _Optional[_Union[AutoImport, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ConnectionCheck(_message.Message):
+    __slots__ = ("ok", "findings")
+    class Finding(_message.Message):
+        __slots__ = ("check", "ok", "detail")
+        CHECK_FIELD_NUMBER: _ClassVar[int]
+        OK_FIELD_NUMBER: _ClassVar[int]
+        DETAIL_FIELD_NUMBER: _ClassVar[int]
+        check: str
+        ok: bool
+        detail: str
+        def __init__(self, check: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+    OK_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    findings: _containers.RepeatedCompositeFieldContainer[ConnectionCheck.Finding]
+    def __init__(self, ok: _Optional[bool] = ..., findings: _Optional[_Iterable[_Union[ConnectionCheck.Finding, _Mapping]]] = ...) -> None: ...
+
+class PreviewImportRequest(_message.Message):
+    __slots__ = ("account_id", "auto_import", "name", "sample_size")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTO_IMPORT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    auto_import: AutoImport
+    name: str
+    sample_size: int
+    def __init__(self, account_id: _Optional[str] = ..., auto_import: _Optional[_Union[AutoImport, _Mapping]] = ..., name: _Optional[str] = ..., sample_size: _Optional[int] = ...) -> None: ...
+
+class ImportPreview(_message.Message):
+    __slots__ = ("records", "more", "would_add", "would_update", "unchanged", "skipped_missing_email", "skipped_invalid_email", "skipped_at_source", "blocked_by_limit", "deferred", "deleted_at_source", "skipped", "fields_to_create", "sample")
+    class Record(_message.Message):
+        __slots__ = ("external_id", "email", "first_name", "last_name", "outcome", "unsubscribed", "fields")
+        class FieldsEntry(_message.Message):
+            __slots__ = ("key", "value")
+            KEY_FIELD_NUMBER: _ClassVar[int]
+            VALUE_FIELD_NUMBER: _ClassVar[int]
+            key: str
+            value: str
+            def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+        EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+        EMAIL_FIELD_NUMBER: _ClassVar[int]
+        FIRST_NAME_FIELD_NUMBER: _ClassVar[int]
+        LAST_NAME_FIELD_NUMBER: _ClassVar[int]
+        OUTCOME_FIELD_NUMBER: _ClassVar[int]
+        UNSUBSCRIBED_FIELD_NUMBER: _ClassVar[int]
+        FIELDS_FIELD_NUMBER: _ClassVar[int]
+        external_id: str
+        email: str
+        first_name: str
+        last_name: str
+        outcome: str
+        unsubscribed: bool
+        fields: _containers.ScalarMap[str, str]
+        def __init__(self, external_id: _Optional[str] = ..., email: _Optional[str] = ..., first_name: _Optional[str] = ..., last_name: _Optional[str] = ..., outcome: _Optional[str] = ..., unsubscribed: _Optional[bool] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    WOULD_ADD_FIELD_NUMBER: _ClassVar[int]
+    WOULD_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_MISSING_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_INVALID_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_AT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_BY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_AT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_TO_CREATE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    records: int
+    more: bool
+    would_add: int
+    would_update: int
+    unchanged: int
+    skipped_missing_email: int
+    skipped_invalid_email: int
+    skipped_at_source: int
+    blocked_by_limit: int
+    deferred: int
+    deleted_at_source: int
+    skipped: _containers.RepeatedCompositeFieldContainer[SyncReport.SkippedContact]
+    fields_to_create: _containers.RepeatedCompositeFieldContainer[ServiceField]
+    sample: _containers.RepeatedCompositeFieldContainer[ImportPreview.Record]
+    def __init__(self, records: _Optional[int] = ..., more: _Optional[bool] = ..., would_add: _Optional[int] = ..., would_update: _Optional[int] = ..., unchanged: _Optional[int] = ..., skipped_missing_email: _Optional[int] = ..., skipped_invalid_email: _Optional[int] = ..., skipped_at_source: _Optional[int] = ..., blocked_by_limit: _Optional[int] = ..., deferred: _Optional[int] = ..., deleted_at_source: _Optional[int] = ..., skipped: _Optional[_Iterable[_Union[SyncReport.SkippedContact, _Mapping]]] = ..., fields_to_create: _Optional[_Iterable[_Union[ServiceField, _Mapping]]] = ..., sample: _Optional[_Iterable[_Union[ImportPreview.Record, _Mapping]]] = ...) -> None: ...

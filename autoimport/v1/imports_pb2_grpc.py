@@ -86,6 +86,16 @@ class AutoImportServiceStub:
                 request_serializer=autoimport_dot_v1_dot_imports__pb2.ListServicesRequest.SerializeToString,
                 response_deserializer=autoimport_dot_v1_dot_imports__pb2.ListServicesResponse.FromString,
                 _registered_method=True)
+        self.CheckConnection = channel.unary_unary(
+                '/autoimport.v1.AutoImportService/CheckConnection',
+                request_serializer=autoimport_dot_v1_dot_imports__pb2.CheckConnectionRequest.SerializeToString,
+                response_deserializer=autoimport_dot_v1_dot_imports__pb2.ConnectionCheck.FromString,
+                _registered_method=True)
+        self.PreviewImport = channel.unary_unary(
+                '/autoimport.v1.AutoImportService/PreviewImport',
+                request_serializer=autoimport_dot_v1_dot_imports__pb2.PreviewImportRequest.SerializeToString,
+                response_deserializer=autoimport_dot_v1_dot_imports__pb2.ImportPreview.FromString,
+                _registered_method=True)
         self.TriggerSync = channel.unary_unary(
                 '/autoimport.v1.AutoImportService/TriggerSync',
                 request_serializer=autoimport_dot_v1_dot_imports__pb2.TriggerSyncRequest.SerializeToString,
@@ -167,6 +177,27 @@ class AutoImportServiceServicer:
 
     def ListServices(self, request, context):
         """The external services an import can read, with their fields and the account's import count.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckConnection(self, request, context):
+        """For the person setting an import up (a new one, described as for CreateImport, or an
+        existing one by name, with its stored credentials): whether the service accepts the
+        credentials, they reach the external account, their scopes suffice for the criteria, and
+        the quota left where the service says. Saves nothing; a failed check is an answer, not an
+        error (UNAVAILABLE only when the service cannot be reached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewImport(self, request, context):
+        """Reads the first page the import's next sync would read (a new import: from the
+        beginning) and says what that sync would do with it: records read, would be added,
+        updated, left unchanged, skipped and why, blocked at the contact limit or deferred past
+        the window's 500, fields that would be created, and a sample. Saves nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -256,6 +287,16 @@ def add_AutoImportServiceServicer_to_server(servicer, server):
                     servicer.ListServices,
                     request_deserializer=autoimport_dot_v1_dot_imports__pb2.ListServicesRequest.FromString,
                     response_serializer=autoimport_dot_v1_dot_imports__pb2.ListServicesResponse.SerializeToString,
+            ),
+            'CheckConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckConnection,
+                    request_deserializer=autoimport_dot_v1_dot_imports__pb2.CheckConnectionRequest.FromString,
+                    response_serializer=autoimport_dot_v1_dot_imports__pb2.ConnectionCheck.SerializeToString,
+            ),
+            'PreviewImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewImport,
+                    request_deserializer=autoimport_dot_v1_dot_imports__pb2.PreviewImportRequest.FromString,
+                    response_serializer=autoimport_dot_v1_dot_imports__pb2.ImportPreview.SerializeToString,
             ),
             'TriggerSync': grpc.unary_unary_rpc_method_handler(
                     servicer.TriggerSync,
@@ -522,6 +563,60 @@ class AutoImportService:
             '/autoimport.v1.AutoImportService/ListServices',
             autoimport_dot_v1_dot_imports__pb2.ListServicesRequest.SerializeToString,
             autoimport_dot_v1_dot_imports__pb2.ListServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoimport.v1.AutoImportService/CheckConnection',
+            autoimport_dot_v1_dot_imports__pb2.CheckConnectionRequest.SerializeToString,
+            autoimport_dot_v1_dot_imports__pb2.ConnectionCheck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoimport.v1.AutoImportService/PreviewImport',
+            autoimport_dot_v1_dot_imports__pb2.PreviewImportRequest.SerializeToString,
+            autoimport_dot_v1_dot_imports__pb2.ImportPreview.FromString,
             options,
             channel_credentials,
             insecure,

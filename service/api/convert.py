@@ -12,14 +12,15 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from autoimport.v1 import accounts_pb2, contacts_pb2, fields_pb2, imports_pb2
 from connectors import SOURCES
-from connectors.base import Source
+from connectors.base import Finding, Source
 from domain.account import Account
 from domain.auto_import import AutoImport, ImportState, next_sync_due
 from domain.contact import CSV_SOURCE_PREFIX, Contact, InvalidEmail, normalize_email
 from domain.csv_import import COUNTERS as CSV_COUNTERS
 from domain.errors import ValidationError
-from domain.import_settings import Credentials
+from domain.import_settings import Credentials, NewImport
 from domain.sources import Criteria
+from domain.sync import Outcome, Preview
 from domain.sync_report import SyncReport
 from service.application import import_name
 from service.read_models.contacts import ContactRow
@@ -68,6 +69,19 @@ def email_of(value: str, field: str = "email") -> str:
 
 def credentials_from(message: imports_pb2.Credentials) -> Credentials:
     return Credentials(access_token=message.access_token, refresh_token=message.refresh_token)
+
+
+def new_import_of(message: imports_pb2.AutoImport) -> NewImport:
+    """What a caller asks for in an AutoImport message (CreateImport, or a check or preview)."""
+    return NewImport(
+        service=message.service,
+        external_account=message.external_account,
+        credentials=credentials_from(message.credentials),
+        criteria=criteria_from(message),
+        display_name=message.display_name,
+        list_ids=list(message.list_ids),
+        tags=list(message.tags),
+    )
 
 
 def criteria_from(message: imports_pb2.AutoImport) -> Criteria | None:
@@ -275,6 +289,54 @@ def service_message(source: Source, import_count: int) -> imports_pb2.ExternalSe
         ],
         import_count=import_count,
         criteria_description=source.criteria_description,
+    )
+
+
+def connection_check_message(findings: list[Finding]) -> imports_pb2.ConnectionCheck:
+    return imports_pb2.ConnectionCheck(
+        ok=all(f.ok for f in findings),
+        findings=[
+            imports_pb2.ConnectionCheck.Finding(check=f.check, ok=f.ok, detail=f.detail)
+            for f in findings
+        ],
+    )
+
+
+def preview_message(preview: Preview, more: bool) -> imports_pb2.ImportPreview:
+    return imports_pb2.ImportPreview(
+        records=preview.records,
+        more=more,
+        would_add=preview.count(Outcome.ADDED),
+        would_update=preview.count(Outcome.UPDATED),
+        unchanged=preview.count(Outcome.UNCHANGED),
+        skipped_missing_email=preview.count(Outcome.MISSING_EMAIL),
+        skipped_invalid_email=preview.count(Outcome.INVALID_EMAIL),
+        skipped_at_source=preview.count(Outcome.SKIPPED_AT_SOURCE),
+        blocked_by_limit=preview.count(Outcome.BLOCKED),
+        deferred=preview.count(Outcome.DEFERRED),
+        deleted_at_source=preview.deleted_at_source,
+        skipped=[
+            imports_pb2.SyncReport.SkippedContact(external_id=i, email=email, reason=reason)
+            for i, email, reason in preview.skipped
+        ],
+        fields_to_create=[
+            imports_pb2.ServiceField(
+                key=f.key, title=f.title, personalization_tag=f.personalization_tag
+            )
+            for f in preview.fields_to_create
+        ],
+        sample=[
+            imports_pb2.ImportPreview.Record(
+                external_id=r.contact.external_id,
+                email=r.contact.email,
+                first_name=r.contact.first_name,
+                last_name=r.contact.last_name,
+                outcome=r.outcome.value,
+                unsubscribed=r.contact.opted_out,
+                fields=r.contact.fields,
+            )
+            for r in preview.sample
+        ],
     )
 
 

@@ -14,17 +14,21 @@ from google.protobuf import empty_pb2
 
 from autoimport.v1 import imports_pb2, imports_pb2_grpc
 from connectors import SOURCES
+from domain.auto_import import AutoImport
 from domain.errors import ValidationError
-from domain.import_settings import ImportChanges, NewImport
+from domain.import_settings import ImportChanges
 from service.api.convert import (
     auto_import_message,
+    connection_check_message,
     credentials_from,
     criteria_from,
     due_import_message,
     history_event_message,
+    new_import_of,
     not_started_message,
     page_size_of,
     parse_import_name,
+    preview_message,
     require,
     row_of,
     service_message,
@@ -34,6 +38,7 @@ from service.api.interceptors import current_principal
 from service.application import AutoImports
 from service.config import MAX_SYNCS
 from service.errors import NotFound, TooManySyncs
+from service.preview import Previewer
 from service.read_models import ReadModels
 from service.read_models.imports import ImportRow
 from service.read_models.sql import InvalidPageToken
@@ -61,6 +66,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         read_models: ReadModels,
         engine: SyncEngine,
         sync_interval: float,
+        previewer: Previewer,
         max_syncs: int = MAX_SYNCS,
     ):
         """`max_syncs`: syncs run at once; TriggerSync past it answers RESOURCE_EXHAUSTED at
@@ -69,6 +75,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         self._app = app
         self._read = read_models
         self._engine = engine
+        self._previewer = previewer
         self._interval = sync_interval
         self._max_syncs = max_syncs
         self._sync_slots = threading.BoundedSemaphore(max_syncs)
@@ -83,16 +90,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         account_id = require(request.account_id, "account_id")
         principal.require_account(account_id)
         _check_request_id(request.request_id)
-        message = request.auto_import
-        new = NewImport(
-            service=message.service,
-            external_account=message.external_account,
-            credentials=credentials_from(message.credentials),
-            criteria=criteria_from(message),
-            display_name=message.display_name,
-            list_ids=list(message.list_ids),
-            tags=list(message.tags),
-        )
+        new = new_import_of(request.auto_import)
         try:
             auto_import = self._app.create_import(
                 account_id, new, actor=principal.actor, request_id=request.request_id
@@ -189,6 +187,49 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         return imports_pb2.ListServicesResponse(
             services=[service_message(s, counts.get(s.id, 0)) for s in SOURCES.values()]
         )
+
+    def CheckConnection(
+        self, request: imports_pb2.CheckConnectionRequest, context: Any
+    ) -> imports_pb2.ConnectionCheck:
+        target = self._preview_target(request)
+        findings = self._previewer.check_connection(target)
+        return connection_check_message(findings)
+
+    def PreviewImport(
+        self, request: imports_pb2.PreviewImportRequest, context: Any
+    ) -> imports_pb2.ImportPreview:
+        if request.sample_size < 0:
+            raise ValidationError.single("sample_size", "must not be negative")
+        target = self._preview_target(request)
+        left = context.time_remaining()
+        deadline = None if left is None else time.monotonic() + left - DEADLINE_MARGIN
+        preview, more = self._previewer.preview(target, request.sample_size, deadline)
+        return preview_message(preview, more)
+
+    def _preview_target(
+        self, request: imports_pb2.CheckConnectionRequest | imports_pb2.PreviewImportRequest
+    ) -> AutoImport:
+        """An existing import by name, or a new one as CreateImport would make it (never
+        saved); its account is the caller's."""
+        if request.name:
+            if request.HasField("auto_import"):
+                raise ValidationError.single(
+                    "auto_import", "give either name (an existing import) or auto_import"
+                )
+            account_id, import_id = self._authorized_import(request.name)
+            if request.account_id and request.account_id != account_id:
+                raise ValidationError.single("account_id", "must be the account of name")
+            return self._previewer.target(account_id, None, import_id)
+        account_id = require(request.account_id, "account_id")
+        current_principal().require_account(account_id)
+        if not request.HasField("auto_import"):
+            raise ValidationError.single(
+                "auto_import", "is required: the import to check, or name an existing one"
+            )
+        try:
+            return self._previewer.target(account_id, new_import_of(request.auto_import), None)
+        except ValidationError as e:
+            raise e.under("auto_import") from None
 
     def TriggerSync(
         self, request: imports_pb2.TriggerSyncRequest, context: Any

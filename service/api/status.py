@@ -9,6 +9,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from connectors.base import AuthError, ConnectorError, RetryableError
 from domain.errors import InvalidTransition, ValidationError
 from service.errors import (
     EtagMismatch,
@@ -66,6 +67,14 @@ def status_for(error: Exception) -> grpc.Status:
         code = code_pb2.RESOURCE_EXHAUSTED
     elif isinstance(error, ServiceError):
         code = code_pb2.FAILED_PRECONDITION
+    # A connector's error reached a caller (a check or a preview): its message is written for
+    # people and holds no secret.
+    elif isinstance(error, RetryableError):
+        code, reason = code_pb2.UNAVAILABLE, "EXTERNAL_SERVICE_UNAVAILABLE"
+    elif isinstance(error, AuthError):
+        code, reason = code_pb2.FAILED_PRECONDITION, "EXTERNAL_CREDENTIALS_REJECTED"
+    elif isinstance(error, ConnectorError):
+        code, reason = code_pb2.FAILED_PRECONDITION, "EXTERNAL_SERVICE_REFUSED"
     elif isinstance(error, NotImplementedError):  # a method the generated base class declares
         code, reason = code_pb2.UNIMPLEMENTED, "UNIMPLEMENTED"
         message = "this server does not implement the method"

@@ -1,0 +1,118 @@
+"""Check and preview, for the person setting an import up: what an import would connect with,
+and what its next sync would do with the first page it reads. Nothing is saved.
+
+Both take a target: an import about to be created (validated and normalized by the rules of
+CreateImport, through `AutoImport.start` without a save), or an existing one, with its stored
+credentials and, for a preview, its cursor (so a preview says what the next sync would do).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from connectors import SOURCES
+from connectors.base import ConnectorFactory, Finding
+from domain.auto_import import AutoImport
+from domain.custom_field import CustomField
+from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount, window_of
+from domain.import_settings import NewImport
+from domain.sync import Preview, preview_page
+from service.application import AutoImports, default_display_name
+from service.existing import contacts_by_email
+
+MAX_SAMPLE = 100
+DEFAULT_SAMPLE = 10
+
+
+class Previewer:
+    def __init__(
+        self,
+        app: AutoImports,
+        connector_for: ConnectorFactory,
+        *,
+        interval: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._app = app
+        self._connector_for = connector_for
+        self._interval = interval
+        self._clock = clock
+
+    def target(self, account_id: str, new: NewImport | None, import_id: UUID | None) -> AutoImport:
+        """The import checked: an existing one (NOT_FOUND when it is not the account's), or
+        the one `new` describes, validated as CreateImport validates it and never saved."""
+        if import_id is not None:
+            return self._app.get_import(account_id, import_id)
+        assert new is not None
+        self._app.get_account(account_id)  # NOT_FOUND for an unknown account, as on create
+        return AutoImport.start(
+            account_id,
+            new,
+            SOURCES,
+            actor="preview",
+            default_display_name=default_display_name,
+        )
+
+    def check_connection(self, target: AutoImport) -> list[Finding]:
+        source = SOURCES[target.service]
+        with contextlib.closing(self._connector_for(target)) as connector:
+            return connector.check_connection(
+                source.criteria_of(target.criteria), target.external_account
+            )
+
+    def preview(
+        self, target: AutoImport, sample_size: int = DEFAULT_SAMPLE, deadline: float | None = None
+    ) -> tuple[Preview, bool]:
+        """What the target's next sync would do with its first page, and whether the source
+        has more after it."""
+        source = SOURCES[target.service]
+        now = self._clock()
+        with contextlib.closing(self._connector_for(target)) as connector:
+            page = connector.fetch_page(
+                source.criteria_of(target.criteria),
+                target.cursor or "",
+                now - connector.lag,
+                deadline=deadline if deadline is not None else time.monotonic() + 60,
+            )
+        account_id = target.account_id
+        declared = source.declared_fields() | {spec.key: spec for spec in page.declared_fields}
+        preview = preview_page(
+            service=target.service,
+            account=self._app.get_account(account_id),
+            budget=self._budget(target, now),
+            page=page,
+            list_ids=target.list_ids,
+            tags=target.tags,
+            contacts=contacts_by_email(
+                self._app, account_id, (c.email for c in page.contacts if not c.deleted)
+            ),
+            fields={
+                key: self._get(CustomField.create_id(account_id, target.service, key))
+                for key in declared
+            },
+            declared=declared,
+            sample_size=max(0, min(sample_size or DEFAULT_SAMPLE, MAX_SAMPLE)),
+        )
+        return preview, page.has_more
+
+    def _budget(self, target: AutoImport, now: datetime) -> int:
+        """What is left of the window's 500 for the target's external account."""
+        identity = SOURCES[target.service].external_account_identity(target.external_account)
+        external = self._get(ExternalAccount.create_id(target.account_id, target.service, identity))
+        if external is None:
+            return CONTACTS_PER_WINDOW
+        assert isinstance(external, ExternalAccount)
+        return external.remaining(window_of(now.timestamp(), self._interval))
+
+    def _get(self, aggregate_id: UUID) -> Any:
+        try:
+            return self._app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
