@@ -344,6 +344,7 @@ class PreviewedContact:
 
     contact: ExternalContact
     outcome: Outcome
+    fields: dict[str, str]  # its values of the declared fields, by personalization tag
 
 
 @dataclass
@@ -428,5 +429,6 @@ def preview_page(
         deferred = outcome is Outcome.DEFERRED
         preview.counts[outcome] = preview.count(outcome) + 1
         if len(preview.sample) < sample_size:
-            preview.sample.append(PreviewedContact(contact, outcome))
+            values = _values_of(contact, declared).fields
+            preview.sample.append(PreviewedContact(contact, outcome, values))
     return preview

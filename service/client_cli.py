@@ -300,6 +300,32 @@ def _add_import_verbs(verbs: Any) -> None:
     sync.add_argument(
         "--request-id", metavar="UUID", help="makes a retried sync safe: it returns the same report"
     )
+    for name, verb, help in (
+        (
+            "check",
+            check_connection,
+            "check the credentials, the external account, the scopes and the quota of an "
+            "existing import (NAME) or of one about to be created (the create options); saves "
+            "nothing",
+        ),
+        (
+            "preview",
+            preview_import,
+            "read the first page the next sync of an import (NAME, or the create options) would "
+            "read, and show what it would add, update and skip; saves nothing",
+        ),
+    ):
+        parser = _verb(verbs, name, verb, help, timeout=SYNC_TIMEOUT)
+        parser.add_argument("name", nargs="?", default="", metavar="NAME")
+        parser.add_argument("--account", metavar="ACCOUNT_ID")
+        parser.add_argument("--service", metavar=SERVICES)
+        parser.add_argument("--external-account", metavar="X")
+        _add_token_options(parser)
+        _add_criteria_options(parser, resettable=False)
+        if name == "preview":
+            parser.add_argument(
+                "--sample", type=int, default=0, metavar="N", help="records shown (default 10)"
+            )
     syncs = _verb(verbs, "syncs", list_syncs, "an import's syncs, newest first (every page)")
     syncs.add_argument("name", metavar="NAME")
     syncs.add_argument(
@@ -533,6 +559,69 @@ def create_import(args: argparse.Namespace, api: Api) -> View:
         account_id=args.account, auto_import=auto_import, request_id=args.request_id or ""
     )
     return record(api.call(api.imports.CreateImport, request))
+
+
+def _target(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's target: an existing import by name, or one described by the create
+    options."""
+    if args.name:
+        if args.service or args.external_account or _criteria_given(args):
+            raise UsageError("give either NAME or --service/--external-account and criteria")
+        return {"name": args.name}
+    if not (args.account and args.service and args.external_account):
+        raise UsageError("give NAME, or --account, --service and --external-account")
+    auto_import = imports_pb2.AutoImport(
+        service=args.service,
+        external_account=args.external_account,
+        credentials=_credentials(args),
+    )
+    _set_criteria(auto_import, args)
+    return {"account_id": args.account, "auto_import": auto_import}
+
+
+def check_connection(args: argparse.Namespace, api: Api) -> View:
+    request = imports_pb2.CheckConnectionRequest(**_target(args))
+    checked = api.call(api.imports.CheckConnection, request)
+    rows = [(f.check, "ok" if f.ok else "FAIL", cell(f.detail)) for f in checked.findings]
+    verdict = "everything looks right" if checked.ok else "the import would not sync as it is"
+    return View(as_dict(checked), sections(table(("CHECK", "", "DETAIL"), rows), verdict))
+
+
+def preview_import(args: argparse.Namespace, api: Api) -> View:
+    request = imports_pb2.PreviewImportRequest(**_target(args), sample_size=args.sample)
+    preview = api.call(api.imports.PreviewImport, request)
+    summary = record(preview, omit=("skipped", "fields_to_create", "sample")).text
+    parts = [summary]
+    if preview.fields_to_create:
+        parts.append(
+            table(
+                ("FIELD TO CREATE", "PERSONALIZATION TAG"),
+                [(f.title, f.personalization_tag) for f in preview.fields_to_create],
+            )
+        )
+    if preview.sample:
+        parts.append(
+            table(
+                ("EXTERNAL ID", "EMAIL", "NAME", "WOULD BE"),
+                [
+                    (
+                        cell(r.external_id),
+                        cell(r.email),
+                        cell(f"{r.first_name} {r.last_name}".strip()),
+                        r.outcome + (" (unsubscribed)" if r.unsubscribed else ""),
+                    )
+                    for r in preview.sample
+                ],
+            )
+        )
+    if preview.skipped:
+        parts.append(
+            table(
+                ("EXTERNAL ID", "EMAIL", "WOULD BE SKIPPED FOR"),
+                [(cell(s.external_id), cell(s.email), cell(s.reason)) for s in preview.skipped],
+            )
+        )
+    return View(as_dict(preview), sections(*parts))
 
 
 def get_import(args: argparse.Namespace, api: Api) -> View:

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.base import Connector, ReauthRequired
+from connectors.base import CONNECTION_CHECKS, NOT_TRIED, Connector, Finding, ReauthRequired
 from domain.auto_import import AutoImport
 from domain.sources import Criteria
 from domain.sync import ContactPage
@@ -73,6 +73,13 @@ class FileConnector:
             source.put(values.pop("external_id"), values.pop("email"), updated_at, **values)
         connector = ScriptedConnector(source, page_size=data.get("page_size", 100))
         return connector.fetch_page(criteria, cursor, until)
+
+    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+        """Every check passes, unless the file says the grant is `revoked`."""
+        if self._read().get("revoked"):
+            rejected = Finding("credentials", False, "the scripted source revoked the grant")
+            return [rejected, *(Finding(c, False, NOT_TRIED) for c in CONNECTION_CHECKS[1:])]
+        return [Finding(c, True, f"scripted: {external_account}") for c in CONNECTION_CHECKS]
 
 
 def main() -> int:

@@ -429,3 +429,129 @@ def test_a_replica_stopped_mid_sync_loses_the_import_to_another_and_is_fenced_wh
     types = [e.type for e in history]
     assert types[-1] == "SyncCompleted" and types.count("ContactAdded") == 300
     assert types.count("SyncStarted") == 2 and types.count("SyncFailed") == 1
+
+
+# -- check and preview -----------------------------------------------------------------------
+
+
+def test_a_preview_over_grpc_tells_what_the_next_sync_does_and_saves_nothing(world: SyncWorld):
+    account = world.account(limit=100_000)
+    contacts = contacts_of(130, fields={"total_spent": "9.99"})
+    contacts[0]["email"] = ""
+    contacts[1]["skip_reason"] = "pending: not confirmed"
+    auto_import = world.new_import(account, contacts, page_size=100)
+
+    preview = world.admin.imports.PreviewImport(
+        pb.PreviewImportRequest(name=auto_import.name, sample_size=3)
+    )
+
+    assert (preview.records, preview.more) == (100, True)
+    assert (preview.would_add, preview.skipped_missing_email, preview.skipped_at_source) == (
+        98,
+        1,
+        1,
+    )
+    assert [(s.external_id, s.reason) for s in preview.skipped] == [
+        ("c00000", "missing email"),
+        ("c00001", "pending: not confirmed"),
+    ]
+    assert [(f.title, f.personalization_tag) for f in preview.fields_to_create] == [
+        ("Shopify Total Spent", "%SHOPIFY_TOTAL_SPENT%")
+    ]
+    assert [r.outcome for r in preview.sample] == [
+        "missing email",
+        "skipped at the source",
+        "added",
+    ]
+    assert preview.sample[2].fields == {"total_spent": "9.99"}
+    assert world.all_contacts(account) == []
+    fetched = world.admin.imports.GetImport(pb.GetImportRequest(name=auto_import.name))
+    assert not fetched.HasField("last_sync") and fetched.etag == auto_import.etag
+    history = list(
+        world.admin.imports.GetImportHistory(pb.GetImportHistoryRequest(name=auto_import.name))
+    )
+    assert [e.type for e in history] == ["Created"]
+
+    report = world.sync(auto_import)
+    assert (report.added, report.skipped_missing_email, report.skipped_at_source) == (128, 1, 1)
+
+
+def test_check_connection_of_a_new_or_an_existing_import(world: SyncWorld):
+    account = world.account()
+    auto_import = world.new_import(account, contacts_of(1))
+    store = auto_import.external_account
+
+    existing = world.admin.imports.CheckConnection(pb.CheckConnectionRequest(name=auto_import.name))
+    new = world.admin.imports.CheckConnection(
+        pb.CheckConnectionRequest(
+            account_id=account,
+            auto_import=pb.AutoImport(
+                service="shopify",
+                external_account=f"{store.upper()}.myshopify.com",
+                credentials=pb.Credentials(access_token="t"),
+            ),
+        )
+    )
+
+    for checked in (existing, new):
+        assert checked.ok
+        assert [f.check for f in checked.findings] == [
+            "credentials",
+            "external account",
+            "scopes",
+            "quota",
+        ]
+        assert checked.findings[1].detail == f"scripted: {store}"  # the normalized account
+    write_source(world.sources, store, contacts_of(1), revoked=True)
+    refused = world.admin.imports.CheckConnection(pb.CheckConnectionRequest(name=auto_import.name))
+    assert not refused.ok
+    assert [f.ok for f in refused.findings] == [False, False, False, False]
+    assert "revoked" in refused.findings[0].detail
+    # A check is an answer: the import is as it was.
+    fetched = world.admin.imports.GetImport(pb.GetImportRequest(name=auto_import.name))
+    assert fetched.state == pb.AutoImport.ACTIVE and fetched.etag == auto_import.etag
+
+
+@pytest.mark.parametrize("method", ["CheckConnection", "PreviewImport"])
+def test_check_and_preview_refuse_bad_requests_with_the_field_to_fix(world: SyncWorld, method: str):
+    account = world.account()
+    auto_import = world.new_import(account, contacts_of(1))
+    call = getattr(world.admin.imports, method)
+    request = getattr(pb, f"{method}Request")
+
+    def refused(**fields: Any) -> grpc.RpcError:
+        return error_of(call, request(**fields))
+
+    error = refused(
+        account_id=account,
+        auto_import=pb.AutoImport(service="gmail", external_account="x"),
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "auto_import.service" in violations(error)
+    error = refused(account_id=account)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "auto_import" in violations(error)
+    error = refused(
+        name=auto_import.name, auto_import=pb.AutoImport(service="shopify", external_account="s")
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    missing = auto_import.name.rsplit("/", 1)[0] + f"/{uuid.uuid4()}"
+    assert refused(name=missing).code() == grpc.StatusCode.NOT_FOUND
+    other = world.account()
+    key = world.admin.accounts.CreateApiKey(apb.CreateApiKeyRequest(account_id=other)).key
+    with world.server.client(key) as foreign:
+        with pytest.raises(grpc.RpcError) as raised:
+            getattr(foreign.imports, method)(request(name=auto_import.name))
+        assert raised.value.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND)
+        with pytest.raises(grpc.RpcError) as raised:
+            getattr(foreign.imports, method)(
+                request(
+                    account_id=account,
+                    auto_import=pb.AutoImport(
+                        service="shopify",
+                        external_account="s",
+                        credentials=pb.Credentials(access_token="t"),
+                    ),
+                )
+            )
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED

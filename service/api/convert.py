@@ -333,7 +333,7 @@ def preview_message(preview: Preview, more: bool) -> imports_pb2.ImportPreview:
                 last_name=r.contact.last_name,
                 outcome=r.outcome.value,
                 unsubscribed=r.contact.opted_out,
-                fields=r.contact.fields,
+                fields=r.fields,
             )
             for r in preview.sample
         ],
