@@ -463,7 +463,7 @@ def test_a_preview_over_grpc_tells_what_the_next_sync_does_and_saves_nothing(wor
         "skipped at the source",
         "added",
     ]
-    assert preview.sample[2].fields == {"total_spent": "9.99"}
+    assert preview.sample[2].fields == {"%SHOPIFY_TOTAL_SPENT%": "9.99"}
     assert world.all_contacts(account) == []
     fetched = world.admin.imports.GetImport(pb.GetImportRequest(name=auto_import.name))
     assert not fetched.HasField("last_sync") and fetched.etag == auto_import.etag
