@@ -578,16 +578,20 @@ class GoogleContactsConnector:
         group (the grant may read them). Google says nothing of the quota left but a 429."""
         if not self._client_id or not self._client_secret:
             raise PermanentError(NO_CLIENT)
+        try:
+            return self._check(criteria, external_account)
+        except AuthError as e:  # on any of its requests (ScopeMissing is read where it can be)
+            return [
+                Finding("credentials", False, self._scrub(str(e))),
+                *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
+            ]
+
+    def _check(self, criteria: Criteria, external_account: str) -> list[Finding]:
         refreshes = self._refreshes
         try:
             me = self._get({"personFields": "emailAddresses"}, ME_PATH, frozenset({429}))
         except ScopeMissing:
             me = None  # accepted, but may read neither the contacts nor the account's profile
-        except AuthError as e:
-            return [
-                Finding("credentials", False, self._scrub(str(e))),
-                *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
-            ]
         if me is not None and me.status_code == 429:
             return [
                 *(Finding(check, False, QUOTA_USED_UP) for check in CONNECTION_CHECKS[:-1]),

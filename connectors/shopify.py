@@ -277,19 +277,18 @@ class ShopifyConnector:
         (access_scopes.json) and the call bucket's level after them."""
         try:
             shop = http.send(self._client, "GET", SHOP_PATH, service="Shopify")
+            scopes = http.send(self._client, "GET", SCOPES_PATH, service="Shopify")
         except AuthError as e:
             return [
                 Finding("credentials", False, str(e)),
                 *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
             ]
-        findings = [
+        return [
             Finding("credentials", True, "Shopify accepted the access token"),
             _shop_finding(shop, external_account),
+            _scopes_finding(scopes),
+            _bucket_finding(scopes.headers.get(CALL_LIMIT, "")),
         ]
-        scopes = http.send(self._client, "GET", SCOPES_PATH, service="Shopify")
-        findings.append(_scopes_finding(scopes))
-        findings.append(_bucket_finding(scopes.headers.get(CALL_LIMIT, "")))
-        return findings
 
     def _decode(self, cursor: str) -> dict[str, Any]:
         if not cursor:
