@@ -59,8 +59,11 @@ from email_validator import EmailNotValidError, validate_email
 
 from connectors import http
 from connectors.base import (
+    CONNECTION_CHECKS,
+    NOT_TRIED,
     AuthError,
     FieldSpec,
+    Finding,
     ImportTarget,
     PermanentError,
     ReauthRequired,
@@ -79,7 +82,10 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "https://people.googleapis.com"
 DEFAULT_OAUTH_URL = "https://oauth2.googleapis.com"
 PATH = "/v1/people/me/connections"
+ME_PATH = "/v1/people/me"  # people.get: the account's own person
 TOKEN_PATH = "/token"
+CONTACTS_SCOPE = "https://www.googleapis.com/auth/contacts.readonly"
+QUOTA_PAGE = "https://console.cloud.google.com/apis/api/people.googleapis.com/quotas"
 SERVICE = "Google"
 PAGE_SIZE = 1000  # Google's maximum
 PERSON_FIELDS = "names,emailAddresses,phoneNumbers,organizations,birthdays,memberships,metadata"
@@ -120,6 +126,11 @@ NO_SCOPE = (
     "Google did not grant this import access to the contacts (insufficient scopes): reconnect "
     "the Google account allowing contacts access, and update the import's credentials"
 )
+NO_QUOTA_SAID = (
+    "Google does not say how much of its quota is left: the People API's read requests per "
+    f"minute are shown on the Google Cloud console's quota page ({QUOTA_PAGE})"
+)
+QUOTA_USED_UP = "not checked: Google's quota of People API requests is used up for now (HTTP 429)"
 NO_CLIENT = (
     f"the server has no Google OAuth client to renew access tokens with: set {CLIENT_ID_ENV} "
     f"and {CLIENT_SECRET_ENV}"
@@ -177,6 +188,10 @@ def read_error(response: httpx.Response, limit: int = 300) -> GoogleError:
     if not message:
         message = response.text.strip()[:limit] or response.reason_phrase
     return GoogleError(status=status, message=message[:limit], reasons=frozenset(reasons))
+
+
+class ScopeMissing(ReauthRequired):
+    """The grant does not allow reading the contacts: the person must reconnect allowing it."""
 
 
 def _rate_limited(response: httpx.Response) -> bool:
@@ -391,6 +406,7 @@ class GoogleContactsConnector:
         )
         self._oauth = http.new_client(oauth_url.rstrip("/") or DEFAULT_OAUTH_URL, {}, timeout)
         self._rotated: Credentials | None = None  # refreshed, not yet handed over with a page
+        self._refreshes = 0  # access tokens renewed by this connector
         # Every secret this connector held: never in a text it passes on.
         self._secrets = {credentials.access_token, credentials.refresh_token, self._client_secret}
 
@@ -505,50 +521,175 @@ class GoogleContactsConnector:
                 f"{self._scrub(error.message)}"
             )
 
-    def _get(self, params: dict[str, str]) -> httpx.Response:
+    def _get(
+        self, params: dict[str, str], path: str = PATH, also: frozenset[int] = frozenset()
+    ) -> httpx.Response:
         """A People request with a fresh access token: refreshed when about to expire, and once
-        on a 401. Returns a 2xx, 400 or 410 response; raises on the rest."""
+        on a 401. Returns a 2xx, 400 or 410 response, or one of `also` (after its retries);
+        raises on the rest."""
         if self._expiring():
             self._refresh("it expires")
         refreshed = False
         while True:
-            response = self._send(params)
+            response = self._send(params, path, also)
             if response.status_code != 401:
                 return response
             if refreshed:
-                log.warning("Google GET %s answered HTTP 401 after a refresh", PATH)
+                log.warning("Google GET %s answered HTTP 401 after a refresh", path)
                 raise AuthError(REJECTED)
             self._refresh("Google rejected it (HTTP 401)")
             refreshed = True
 
-    def _send(self, params: dict[str, str]) -> httpx.Response:
+    def _send(self, params: dict[str, str], path: str, also: frozenset[int]) -> httpx.Response:
         """http.send retries 429, 5xx and a 403 whose reason is a rate limit."""
         response = http.send(
             self._client,
             "GET",
-            PATH,
+            path,
             service=SERVICE,
             params=params,
-            accept={400, 401, 403, 410},
+            accept={400, 401, 403, 410, *also},
             retry_when=_rate_limited,
         )
         if response.status_code == 403:
-            raise self._forbidden(read_error(response))
+            raise self._forbidden(read_error(response), path)
         return response
 
-    def _forbidden(self, error: GoogleError) -> Exception:
-        log.warning("Google GET %s answered HTTP 403 %s", PATH, error.status)
+    def _forbidden(self, error: GoogleError, path: str) -> Exception:
+        log.warning("Google GET %s answered HTTP 403 %s", path, error.status)
         if error.reasons & RATE_LIMIT_REASONS:  # still, after every retry
             return RetryableError(
                 f"{SERVICE} is rate limiting this account: the next sync tries again"
             )
         if error.reasons & SCOPE_REASONS:
-            return ReauthRequired(NO_SCOPE)
+            return ScopeMissing(NO_SCOPE)
         message = self._scrub(error.message)
         if error.reasons & DISABLED_REASONS:  # the People API is off in the client's project
             return PermanentError(f"{SERVICE} refused the request (HTTP 403): {message}")
         return AuthError(
             f"{SERVICE} refused access to the contacts (HTTP 403: {message}): reconnect the account"
+        )
+
+    # -- the connection check ------------------------------------------------------------------
+
+    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+        """Reads the account's own person (people/me: the token works, refreshed if it
+        expires, and whose account it is), then one connection and the criteria's contact
+        group (the grant may read them). Google says nothing of the quota left but a 429."""
+        if not self._client_id or not self._client_secret:
+            raise PermanentError(NO_CLIENT)
+        try:
+            return self._check(criteria, external_account)
+        except AuthError as e:  # on any of its requests (ScopeMissing is read where it can be)
+            return [
+                Finding("credentials", False, self._scrub(str(e))),
+                *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
+            ]
+
+    def _check(self, criteria: Criteria, external_account: str) -> list[Finding]:
+        refreshes = self._refreshes
+        try:
+            me = self._get({"personFields": "emailAddresses"}, ME_PATH, frozenset({429}))
+        except ScopeMissing:
+            me = None  # accepted, but may read neither the contacts nor the account's profile
+        if me is not None and me.status_code == 429:
+            return [
+                *(Finding(check, False, QUOTA_USED_UP) for check in CONNECTION_CHECKS[:-1]),
+                self._used_up(me),
+            ]
+        accepted = "Google accepted the access token" + (
+            " (renewed with the refresh token: the one held had expired)"
+            if self._refreshes > refreshes
+            else ""
+        )
+        findings = [Finding("credentials", True, accepted), self._account(me, external_account)]
+        scopes, exhausted = self._scopes(criteria)
+        findings.append(scopes)
+        findings.append(Finding("quota", True, NO_QUOTA_SAID) if exhausted is None else exhausted)
+        return findings
+
+    def _account(self, me: httpx.Response | None, external_account: str) -> Finding:
+        """Whether people/me's email addresses include `external_account` (by its identity:
+        Gmail's dots and +tags do not count)."""
+        if me is None:
+            return Finding(
+                "external account",
+                False,
+                "Google would not show whose account this is: the grant allows neither the "
+                f"contacts nor the account's profile; reconnect {external_account}",
+            )
+        try:
+            body = me.json()
+        except ValueError:
+            body = None
+        addresses = _items(body, "emailAddresses") if isinstance(body, dict) else []
+        emails = [text_of(item.get("value")) for item in addresses if item.get("value")]
+        wanted = account_identity(external_account)
+        if any(account_identity(email) == wanted for email in emails):
+            return Finding("external account", True, f"the credentials are {external_account}'s")
+        if not emails:
+            return Finding(
+                "external account",
+                True,
+                "Google did not show the account's email address (the grant has no email "
+                f"scope): make sure the account connected is {external_account}",
+            )
+        owner = text_of(primary(addresses).get("value")) or emails[0]
+        return Finding(
+            "external account",
+            False,
+            f"the credentials are those of the Google account {owner}, not {external_account}: "
+            f"reconnect {external_account}, or import from {owner}",
+        )
+
+    def _scopes(self, criteria: Criteria) -> tuple[Finding, Finding | None]:
+        """The scopes finding (one connection read; the criteria's group read), and the quota
+        finding when a 429 said the quota is used up."""
+        group = criteria.contact_group if isinstance(criteria, GoogleContactsCriteria) else ""
+        try:
+            answer = self._get(
+                {"personFields": "metadata", "pageSize": "1"}, PATH, frozenset({429})
+            )
+            if answer.status_code < 400 and group:
+                answer = self._get({"groupFields": "name"}, f"/v1/{group}", frozenset({404, 429}))
+        except ScopeMissing:
+            return Finding(
+                "scopes",
+                False,
+                f"Google did not grant reading the contacts: the import needs the scope "
+                f"{CONTACTS_SCOPE}; reconnect the Google account allowing contacts access",
+            ), None
+        status = answer.status_code
+        if status == 429:
+            return Finding("scopes", False, QUOTA_USED_UP), self._used_up(answer)
+        if status == 404:
+            return Finding(
+                "scopes",
+                False,
+                f"the Google account has no contact group {group}: choose one of its groups",
+            ), None
+        if status >= 400:
+            raise PermanentError(
+                f"{SERVICE} refused the request (HTTP {status}): "
+                f"{self._scrub(read_error(answer).message)}"
+            )
+        if not group:
+            return Finding("scopes", True, "the grant may read the contacts"), None
+        try:
+            name = text_of(answer.json().get("formattedName") or answer.json().get("name"))
+        except (ValueError, AttributeError):
+            name = ""
+        return Finding(
+            "scopes", True, f"the grant may read the contacts and the group {name or group}"
+        ), None
+
+    def _used_up(self, response: httpx.Response) -> Finding:
+        message = self._scrub(read_error(response).message)
+        return Finding(
+            "quota",
+            False,
+            f"Google's quota is used up (HTTP 429: {message}): try again later, or see the "
+            f"quota page ({QUOTA_PAGE})",
         )
 
     # -- OAuth ---------------------------------------------------------------------------------
@@ -598,6 +739,7 @@ class GoogleContactsConnector:
             else "",
         )
         self._credentials = self._rotated = new
+        self._refreshes += 1
         self._secrets |= {new.access_token, new.refresh_token}
         self._client.headers["Authorization"] = f"Bearer {token}"
         log.info("Google Contacts: access token refreshed, valid for %ds", expires_in)

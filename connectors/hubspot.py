@@ -56,7 +56,11 @@ import httpx
 
 from connectors import http
 from connectors.base import (
+    CONNECTION_CHECKS,
+    NOT_TRIED,
+    AuthError,
     FieldSpec,
+    Finding,
     ImportTarget,
     PermanentError,
     RetryableError,
@@ -72,6 +76,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://api.hubapi.com"
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
+DETAILS_PATH = "/account-info/v3/details"
+CONTACTS_SCOPE = "crm.objects.contacts.read"
+DAILY = "X-HubSpot-RateLimit-Daily"
+DAILY_REMAINING = "X-HubSpot-RateLimit-Daily-Remaining"
 PAGE_SIZE = 200  # search's maximum
 PROPERTIES = (
     "email",
@@ -309,6 +317,73 @@ class HubSpotConnector:
             state.since, state.seen, state.tie_after = state.since + 1, [], None
         return ContactPage(contacts=contacts, cursor=state.encode(), has_more=True)
 
+    # -- the connection check --------------------------------------------------------------
+
+    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+        """The account's details (the token works, and whose portal it is, with the daily
+        limit's headers), then a one-contact search with the criteria (the token may read
+        contacts)."""
+        try:
+            return self._check(criteria, external_account)
+        except AuthError as e:  # on any of its requests
+            return [
+                Finding("credentials", False, str(e)),
+                *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
+            ]
+
+    def _check(self, criteria: Criteria, external_account: str) -> list[Finding]:
+        details = self._send("GET", DETAILS_PATH)
+        findings = [
+            Finding("credentials", True, "HubSpot accepted the access token"),
+            _portal_finding(details, external_account),
+        ]
+        stage = criteria.lifecycle_stage if isinstance(criteria, HubSpotCriteria) else ""
+        filters = [{"propertyName": "lifecyclestage", "operator": "EQ", "value": stage}]
+        search = self._send(
+            "POST",
+            SEARCH_PATH,
+            json={
+                "filterGroups": [{"filters": filters}] if stage else [],
+                "properties": ["email"],
+                "limit": 1,
+                "after": "0",
+            },
+        )
+        daily = _daily_finding(details)
+        if search.status_code == 429 and _policy(search) == "DAILY":
+            findings.append(Finding("scopes", False, f"not checked: {DAILY_LIMIT_MESSAGE}"))
+            daily = Finding("quota", False, DAILY_LIMIT_MESSAGE)
+        elif search.status_code == 403 and _category(search) == "MISSING_SCOPES":
+            needed = ", ".join(_required_scopes(search)) or CONTACTS_SCOPE
+            findings.append(
+                Finding(
+                    "scopes",
+                    False,
+                    f"the token may not read contacts: it needs the scope {needed}; add it to "
+                    "the app and use its new token",
+                )
+            )
+        elif search.status_code >= 400:
+            _raise_for(search)
+        else:
+            findings.append(Finding("scopes", True, "the token may read the contacts"))
+        findings.append(daily)
+        return findings
+
+    def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
+        """A check's request: a 2xx, a 403 or a 4xx HubSpot explains (after retries); a 401
+        raises AuthError."""
+        return http.send(
+            self._client,
+            method,
+            path,
+            service="HubSpot",
+            json=json,
+            accept=_READ_HERE | {403},
+            wait_hint=_wait_hint,
+            retry_when=lambda r: r.status_code == MIGRATING,
+        )
+
     # -- HTTP ------------------------------------------------------------------------------
 
     def _search(
@@ -400,6 +475,74 @@ def _policy(response: httpx.Response) -> str:
     except ValueError:
         return ""
     return str(body.get("policyName") or "") if isinstance(body, dict) else ""
+
+
+def _category(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("category") or "") if isinstance(body, dict) else ""
+
+
+def _required_scopes(response: httpx.Response) -> list[str]:
+    """The scopes a MISSING_SCOPES answer names (errors[].context.requiredGranularScopes)."""
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return []
+    scopes: list[str] = []
+    for error in errors if isinstance(errors, list) else ():
+        context = error.get("context") if isinstance(error, dict) else None
+        for key in ("requiredGranularScopes", "requiredScopes"):
+            names = context.get(key) if isinstance(context, dict) else None
+            scopes += [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    return list(dict.fromkeys(scopes))
+
+
+def _portal_finding(details: httpx.Response, external_account: str) -> Finding:
+    """Whose portal the token reaches; not confirmed when the token may not read it."""
+    if details.status_code == 403:
+        return Finding(
+            "external account",
+            True,
+            "not confirmed: the token may not read the account's details "
+            f"({http.error_message(details)}); make sure it is portal {external_account}'s",
+        )
+    if details.status_code >= 400:
+        _raise_for(details)
+    try:
+        portal = text_of(details.json().get("portalId"))
+    except (ValueError, AttributeError):
+        raise RetryableError("HubSpot sent unreadable account details") from None
+    if portal and portal_identity(portal) == portal_identity(external_account):
+        return Finding("external account", True, f"the token is portal {portal}'s")
+    return Finding(
+        "external account",
+        False,
+        f"the token is portal {portal or '(unknown)'}'s, not portal {external_account}'s: use "
+        f"a token of portal {external_account}, or import from portal {portal}",
+    )
+
+
+def _daily_finding(details: httpx.Response) -> Finding:
+    """The daily limit left, from the headers HubSpot sends a private app's token."""
+    try:
+        limit = int(details.headers[DAILY])
+        left = int(details.headers[DAILY_REMAINING])
+    except (KeyError, ValueError):
+        return Finding(
+            "quota",
+            True,
+            "HubSpot does not say how much of the daily limit is left (it sends no daily-limit "
+            "headers to OAuth apps): the account's API usage is shown in its settings",
+        )
+    return Finding(
+        "quota",
+        left > 0,
+        f"{left} of the {limit} API calls a day are left"
+        + ("" if left > 0 else f": {DAILY_LIMIT_MESSAGE}"),
+    )
 
 
 def _wait_hint(response: httpx.Response) -> float | None:

@@ -40,7 +40,11 @@ import httpx
 
 from connectors import http
 from connectors.base import (
+    CONNECTION_CHECKS,
+    NOT_TRIED,
+    AuthError,
     FieldSpec,
+    Finding,
     ImportTarget,
     PermanentError,
     RetryableError,
@@ -56,6 +60,11 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2025-01"
 PATH = f"/admin/api/{API_VERSION}/customers.json"
+SHOP_PATH = f"/admin/api/{API_VERSION}/shop.json"
+SCOPES_PATH = "/admin/oauth/access_scopes.json"  # not versioned
+# What reading customers needs (a write scope includes its read scope).
+CUSTOMER_SCOPES = frozenset({"read_customers", "write_customers"})
+CALL_LIMIT = "X-Shopify-Shop-Api-Call-Limit"
 PAGE_SIZE = 250  # Shopify's maximum
 FIELDS = (
     "id,email,first_name,last_name,phone,tags,orders_count,total_spent,updated_at,"
@@ -263,6 +272,24 @@ class ShopifyConnector:
                 has_more=bool(page_info),
             )
 
+    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+        """The shop the token reaches (shop.json), the scopes granted to it
+        (access_scopes.json) and the call bucket's level after them."""
+        try:
+            shop = http.send(self._client, "GET", SHOP_PATH, service="Shopify")
+            scopes = http.send(self._client, "GET", SCOPES_PATH, service="Shopify")
+        except AuthError as e:
+            return [
+                Finding("credentials", False, str(e)),
+                *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
+            ]
+        return [
+            Finding("credentials", True, "Shopify accepted the access token"),
+            _shop_finding(shop, external_account),
+            _scopes_finding(scopes),
+            _bucket_finding(scopes.headers.get(CALL_LIMIT, "")),
+        ]
+
     def _decode(self, cursor: str) -> dict[str, Any]:
         if not cursor:
             return {}
@@ -284,7 +311,7 @@ class ShopifyConnector:
         response = http.send(
             self._client, "GET", PATH, service="Shopify", params=params, accept={400}
         )
-        self._note_bucket(response.headers.get("X-Shopify-Shop-Api-Call-Limit", ""))
+        self._note_bucket(response.headers.get(CALL_LIMIT, ""))
         if response.status_code == 400:
             log.warning("Shopify GET %s answered HTTP 400", PATH)
         return response
@@ -299,6 +326,59 @@ class ShopifyConnector:
         high = capacity * BUCKET_HIGH_WATER
         if capacity > 0 and level >= high:
             self._pause_until = time.monotonic() + (level - high + 1) / LEAK_PER_SECOND
+
+
+def _json(response: httpx.Response, key: str) -> Any:
+    try:
+        return response.json()[key]
+    except (ValueError, KeyError, TypeError):
+        raise RetryableError(f"Shopify sent an unreadable {key}") from None
+
+
+def _shop_finding(response: httpx.Response, external_account: str) -> Finding:
+    shop = _json(response, "shop")
+    domain = text_of(shop.get("myshopify_domain") if isinstance(shop, dict) else None)
+    if shop_handle(domain) == shop_handle(external_account):
+        return Finding("external account", True, f"the access token is the shop {domain}'s")
+    return Finding(
+        "external account",
+        False,
+        f"the access token is the shop {domain or '(unnamed)'}'s, not "
+        f"{external_account}.myshopify.com's: use the token of {external_account}'s app, or "
+        f"import from {shop_handle(domain)}",
+    )
+
+
+def _scopes_finding(response: httpx.Response) -> Finding:
+    scopes = _json(response, "access_scopes")
+    handles = (
+        {text_of(s.get("handle")) for s in scopes if isinstance(s, dict)}
+        if isinstance(scopes, list)
+        else set()
+    )
+    if handles & CUSTOMER_SCOPES:
+        return Finding("scopes", True, "the app may read the shop's customers (read_customers)")
+    granted = ", ".join(sorted(handles)) or "none"
+    return Finding(
+        "scopes",
+        False,
+        f"the app may not read customers: it needs the access scope read_customers (granted: "
+        f"{granted}); add it to the app's Admin API scopes and install the app again",
+    )
+
+
+def _bucket_finding(header: str) -> Finding:
+    """The leaky bucket's level: ok while a call is left in it."""
+    used, _, size = header.partition("/")
+    try:
+        level, capacity = int(used), int(size)
+    except ValueError:
+        return Finding("quota", True, "Shopify did not say how full its call bucket is")
+    detail = (
+        f"{level} of the {capacity} calls of Shopify's bucket are used (it empties by "
+        f"{LEAK_PER_SECOND:g} a second on a standard plan)"
+    )
+    return Finding("quota", level < capacity, detail)
 
 
 def connect(target: ImportTarget, settings: Mapping[str, str]) -> ShopifyConnector:

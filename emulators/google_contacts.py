@@ -13,7 +13,16 @@ configurable). Errors are google.rpc.Status bodies.
 
 OAuth: `POST /token` (grant_type=refresh_token) checks the client id and secret (401
 invalid_client) and the refresh token (400 invalid_grant once revoked), and issues access tokens
-that expire; People requests with an unknown or expired token get 401 UNAUTHENTICATED.
+that expire, with the scopes of their grant; People requests with an unknown or expired token get
+401 UNAUTHENTICATED, and with a token whose grant lacks the method's scopes 403 PERMISSION_DENIED
+(ErrorInfo reason ACCESS_TOKEN_SCOPE_INSUFFICIENT, the WWW-Authenticate insufficient_scope
+challenge). The scopes each method accepts are those of its reference page.
+
+The connection check's reads: `GET /v1/people/me` (personFields required) answers the account
+owner's person; its emailAddresses are shown only to a grant with an email scope (userinfo.email
+or user.emails.read: an inference, not stated by the reference), `owner_email` as the ACCOUNT
+source's primary one. `GET /v1/contactGroups/{id}` (groupFields optional) answers a group of
+`groups`, else 404 NOT_FOUND.
 
 Rate limits: 429 RESOURCE_EXHAUSTED on demand (`throttle`) or from a per-second / per-minute
 quota (sliding windows). Requests, faults (on People requests unless a fault names /token) and
@@ -41,10 +50,21 @@ from urllib.parse import parse_qs
 from emulators.server import Answer, Fault, LoopbackEmulator, Request, main
 
 PATH = "/v1/people/me/connections"
+ME_PATH = "/v1/people/me"
+GROUPS_PATH = "/v1/contactGroups/"
 TOKEN_PATH = "/token"
 MY_CONTACTS = "contactGroups/myContacts"
 OTHER_GROUP = "contactGroups/5a1b2c3d4e5f6071"
-SCOPE = "https://www.googleapis.com/auth/contacts.readonly"
+_AUTH = "https://www.googleapis.com/auth/"
+SCOPE = _AUTH + "contacts.readonly"
+EMAIL_SCOPE = _AUTH + "userinfo.email"
+# What a person grants the import when connecting the account: the contacts, and whose they are.
+GRANTED = frozenset({SCOPE, EMAIL_SCOPE})
+# The scopes each method accepts (its reference page's "Authorization scopes").
+CONTACT_SCOPES = frozenset({_AUTH + "contacts", SCOPE})
+EMAIL_SCOPES = frozenset({EMAIL_SCOPE, _AUTH + "user.emails.read"})
+PROFILE_SCOPES = CONTACT_SCOPES | EMAIL_SCOPES | {_AUTH + "userinfo.profile"}
+GROUP_FIELDS = frozenset({"clientData", "groupType", "memberCount", "metadata", "name"})
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 PERSON_FIELDS = frozenset(
@@ -94,6 +114,7 @@ def error_info(reason: str, domain: str = "googleapis.com", **metadata: str) -> 
 
 
 INVALID_ARGUMENT = status_body(400, "INVALID_ARGUMENT", "Request contains an invalid argument.")
+NOT_FOUND = status_body(404, "NOT_FOUND", "Requested entity was not found.")
 RESOURCE_EXHAUSTED = status_body(
     429,
     "RESOURCE_EXHAUSTED",
@@ -138,6 +159,19 @@ def unauthenticated(reason: str) -> dict[str, Any]:
             reason,
             service="people.googleapis.com",
             method="google.internal.people.v2.minimal.PeopleServiceMinimal.ListConnections",
+        ),
+    )
+
+
+def scope_insufficient(method: str) -> dict[str, Any]:
+    return status_body(
+        403,
+        "PERMISSION_DENIED",
+        "Request had insufficient authentication scopes.",
+        error_info(
+            "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+            service="people.googleapis.com",
+            method=f"google.people.v1.{method}",
         ),
     )
 
@@ -190,6 +224,11 @@ class GoogleContactsEmulator(LoopbackEmulator):
     quota_per_minute: int | None = None
     # Sent as Retry-After with 429s when set (Google documents none).
     retry_after: float | None = None
+    # The account's own address (people/me), and its contact groups: resource name → name.
+    owner_email: str = "owner@example.com"
+    groups: dict[str, str] = field(
+        default_factory=lambda: {MY_CONTACTS: "myContacts", OTHER_GROUP: "Customers"}
+    )
     entries: dict[str, Entry] = field(default_factory=dict)
     refreshes: int = 0
     access_token: str = ""
@@ -199,6 +238,7 @@ class GoogleContactsEmulator(LoopbackEmulator):
     _page_epoch: int = 0
     _access_tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (time())
     _refresh_tokens: set[str] = field(default_factory=set)
+    _scopes: dict[str, frozenset[str]] = field(default_factory=dict)  # token → its grant's
     _issued: set[str] = field(default_factory=set)  # every token ever issued
     _served: deque[float] = field(default_factory=deque)  # People requests served (quota)
     _next_number: int = 0
@@ -209,19 +249,29 @@ class GoogleContactsEmulator(LoopbackEmulator):
 
     # -- OAuth -------------------------------------------------------------------------------
 
-    def grant(self) -> tuple[str, str]:
-        """A new access token and refresh token, as when a person (re)connects the account."""
+    def grant(self, scopes: frozenset[str] = GRANTED) -> tuple[str, str]:
+        """A new access token and refresh token, as when a person (re)connects the account
+        allowing `scopes`."""
         with self.lock:
             refresh_token = "1//0e" + secrets.token_urlsafe(32)
             self._refresh_tokens.add(refresh_token)
             self._issued.add(refresh_token)
-            return self._issue(), refresh_token
+            self._scopes[refresh_token] = frozenset(scopes)
+            return self._issue(scopes), refresh_token
 
-    def _issue(self) -> str:
+    def _issue(self, scopes: frozenset[str]) -> str:
         token = "ya29.a0" + secrets.token_urlsafe(40)
         self._access_tokens[token] = time.time() + self.access_token_lifetime
         self._issued.add(token)
+        self._scopes[token] = frozenset(scopes)
         return token
+
+    def limit_scopes(self, scopes: frozenset[str]) -> None:
+        """Every grant so far allows only `scopes` (as if the person had unticked the others
+        when connecting): its tokens, and those refreshed from it."""
+        with self.lock:
+            for token in self._scopes:
+                self._scopes[token] = frozenset(scopes)
 
     def expire_access_tokens(self) -> None:
         """Every access token issued so far has expired."""
@@ -507,9 +557,11 @@ class GoogleContactsEmulator(LoopbackEmulator):
                 return fault.answer()
             fields = {k: v[-1] for k, v in parse_qs(request.body, keep_blank_values=True).items()}
             return self._token(fields)
-        if request.method == "GET" and request.path == PATH:
+        if request.method == "GET" and (
+            request.path in (PATH, ME_PATH) or request.path.startswith(GROUPS_PATH)
+        ):
             return self._people(request, request.headers.get("Authorization") or "")
-        return 404, {}, status_body(404, "NOT_FOUND", "Requested entity was not found.")
+        return 404, {}, NOT_FOUND
 
     def _token(self, fields: dict[str, str]) -> Answer:
         if fields.get("grant_type") != "refresh_token":
@@ -542,10 +594,11 @@ class GoogleContactsEmulator(LoopbackEmulator):
                 },
             )
         self.refreshes += 1
+        scopes = self._scopes.get(fields["refresh_token"], GRANTED)
         body: dict[str, Any] = {
-            "access_token": self._issue(),
+            "access_token": self._issue(scopes),
             "expires_in": int(self.access_token_lifetime),
-            "scope": SCOPE,
+            "scope": " ".join(sorted(scopes)),
             "token_type": "Bearer",
         }
         if self.rotate_refresh_tokens:
@@ -553,6 +606,7 @@ class GoogleContactsEmulator(LoopbackEmulator):
             body["refresh_token"] = "1//0e" + secrets.token_urlsafe(32)
             self._refresh_tokens.add(body["refresh_token"])
             self._issued.add(body["refresh_token"])
+            self._scopes[body["refresh_token"]] = scopes
         return 200, {"Cache-Control": "no-cache, no-store, max-age=0, must-revalidate"}, body
 
     def _people(self, request: Request, authorization: str) -> tuple[int, dict[str, str], Any]:
@@ -562,6 +616,15 @@ class GoogleContactsEmulator(LoopbackEmulator):
         expiry = self._access_tokens.get(token)
         if expiry is None or expiry <= time.time():
             return 401, self._challenge(), unauthenticated("ACCESS_TOKEN_EXPIRED")
+        scopes = self._scopes.get(token, GRANTED)
+        if request.path == ME_PATH:
+            needed, method = PROFILE_SCOPES, "PeopleService.GetPerson"
+        elif request.path == PATH:
+            needed, method = CONTACT_SCOPES, "PeopleService.ListConnections"
+        else:
+            needed, method = CONTACT_SCOPES, "ContactGroupService.GetContactGroup"
+        if not scopes & needed:
+            return 403, self._challenge("insufficient_scope"), scope_insufficient(method)
         now = request.monotonic
         if self._over_quota(now):
             return self._throttled(now, 429, {}, RESOURCE_EXHAUSTED)
@@ -572,13 +635,81 @@ class GoogleContactsEmulator(LoopbackEmulator):
             if status == 429 or (status == 403 and "ratelimit" in json.dumps(body).lower()):
                 return self._throttled(now, status, headers, body)
             return status, headers, body
+        if request.path == ME_PATH:
+            return self._me(request.query, scopes)
+        if request.path != PATH:
+            return self._group(request.path.removeprefix("/v1/"), request.query)
         return self._list(request.query)
 
-    @staticmethod
-    def _challenge() -> dict[str, str]:
-        return {
-            "WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'
+    def _me(self, query: dict[str, str], scopes: frozenset[str]) -> Answer:
+        fields = [f for f in query.get("personFields", "").split(",") if f]
+        if not fields:
+            return 400, {}, status_body(400, "INVALID_ARGUMENT", "personFields mask is required.")
+        account_id = "1" + hashlib.sha256(self.owner_email.encode()).hexdigest()[:20]
+        source = {"type": "PROFILE", "id": account_id}
+        me: dict[str, Any] = {
+            "resourceName": f"people/{account_id}",
+            "etag": self._etag(self.owner_email, 0),
         }
+        if "emailAddresses" in fields and scopes & EMAIL_SCOPES:
+            me["emailAddresses"] = [
+                {
+                    "metadata": {
+                        "primary": True,
+                        "verified": True,
+                        "source": {"type": "ACCOUNT", "id": account_id},
+                        "sourcePrimary": True,
+                    },
+                    "value": self.owner_email,
+                }
+            ]
+        if "metadata" in fields:
+            me["metadata"] = {"sources": [source], "objectType": "PERSON"}
+        return 200, {}, me
+
+    def _group(self, resource_name: str, query: dict[str, str]) -> Answer:
+        fields = [f for f in query.get("groupFields", "").split(",") if f]
+        unknown = sorted(set(fields) - GROUP_FIELDS)
+        if unknown:
+            message = f'Invalid groupFields mask path: "{unknown[0]}".'
+            return 400, {}, status_body(400, "INVALID_ARGUMENT", message)
+        name = self.groups.get(resource_name)
+        if name is None:
+            return 404, {}, NOT_FOUND
+        system = resource_name == MY_CONTACTS
+        members = sum(
+            1
+            for e in self.entries.values()
+            if e.person is not None
+            and any(
+                (m.get("contactGroupMembership") or {}).get("contactGroupResourceName")
+                == resource_name
+                for m in e.person.get("memberships", [])
+            )
+        )
+        group = {
+            "resourceName": resource_name,
+            "etag": self._etag(resource_name, 0),
+            "metadata": {"updateTime": google_time(datetime.now(UTC))},
+            "groupType": "SYSTEM_CONTACT_GROUP" if system else "USER_CONTACT_GROUP",
+            "name": name,
+            "formattedName": "My Contacts" if system else name,
+            "memberCount": members,
+        }
+        shown = fields or ["metadata", "groupType", "memberCount", "name"]
+        return (
+            200,
+            {},
+            {
+                k: v
+                for k, v in group.items()
+                if k in ("resourceName", "etag", "formattedName") or k in shown
+            },
+        )
+
+    @staticmethod
+    def _challenge(error: str = "invalid_token") -> dict[str, str]:
+        return {"WWW-Authenticate": f'Bearer realm="https://accounts.google.com/", error="{error}"'}
 
     def _over_quota(self, now: float) -> bool:
         while self._served and self._served[0] <= now - 60:

@@ -11,7 +11,14 @@ contacts never appear in search, and with `index_lag` a change stays invisible t
 that many seconds (search shows the contact as it was). Search answers carry no rate-limit
 headers; more than 5 searches within a second get HubSpot's 429 (policyName SECONDLY).
 `GET /crm/v3/objects/contacts` lists by id (limit up to 100, an `after` cursor, `archived=true`
-for only the archived ones). A wrong token gets 401 (category INVALID_AUTHENTICATION).
+for only the archived ones). A wrong token gets 401 (category INVALID_AUTHENTICATION); a token
+without `crm.objects.contacts.read` in `scopes` gets 403 (category MISSING_SCOPES, the scopes
+needed in errors[].context.requiredGranularScopes) from search and list.
+
+The connection check's read: `GET /account-info/v3/details` ({portalId (a number), accountType,
+timeZone, companyCurrency, additionalCurrencies, utcOffset, utcOffsetMilliseconds, uiDomain,
+dataHostingLocation}). Answers other than search's carry the ten-second limit's headers and, for
+a private app's token (not `oauth`), X-HubSpot-RateLimit-Daily and -Daily-Remaining.
 
 Requests, faults and early retries (after a 429, before its window rolled or its Retry-After
 passed) are recorded as emulators/server.py does for every emulator.
@@ -38,6 +45,8 @@ from urllib.parse import urlencode
 from emulators.server import Answer, LoopbackEmulator, Request, main
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
+DETAILS_PATH = "/account-info/v3/details"
+CONTACTS_READ = "crm.objects.contacts.read"
 LIST_PATH = "/crm/v3/objects/contacts"
 DEFAULT_PROPERTIES = (
     "createdate",
@@ -99,6 +108,21 @@ def error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def missing_scopes(*scopes: str) -> dict[str, Any]:
+    return error_body(
+        "This app hasn't been granted all required scopes to make this call. Read more about "
+        "required scopes here: https://developers.hubspot.com/scopes.",
+        "MISSING_SCOPES",
+        errors=[
+            {
+                "message": "One or more of the following scopes are required.",
+                "context": {"requiredGranularScopes": list(scopes)},
+            }
+        ],
+        links={"scopes": "https://developers.hubspot.com/scopes"},
+    )
+
+
 def rate_limit_body(policy: str) -> dict[str, Any]:
     which = {"SECONDLY": "secondly", "TEN_SECONDLY_ROLLING": "ten second", "DAILY": "daily"}
     return {
@@ -126,6 +150,10 @@ class HubSpotEmulator(LoopbackEmulator):
     # How long ago contacts added or updated without a time were modified: past a connector's
     # lag, so that tests need not wait for it.
     modified_ago: timedelta = timedelta(minutes=2)
+    # The token's scopes; `oauth`: it is an OAuth app's (no daily-limit headers).
+    scopes: set[str] = field(default_factory=lambda: {CONTACTS_READ})
+    oauth: bool = False
+    daily_limit: int = 250_000
     searches_per_second: int = 5
     # How long an injected 429 without Retry-After throttles, by policy.
     secondly_window: float = 1.0
@@ -256,6 +284,8 @@ class HubSpotEmulator(LoopbackEmulator):
     def respond(self, request: Request) -> Answer:
         if request.headers.get("Authorization") != f"Bearer {self.access_token}":
             return 401, {}, self._unauthorized(request.headers.get("Authorization"))
+        if request.path.startswith(LIST_PATH) and CONTACTS_READ not in self.scopes:
+            return 403, {}, missing_scopes(CONTACTS_READ)
         now = request.monotonic
         search = request.method == "POST" and request.path == SEARCH_PATH
         if self.held_off(request):
@@ -278,8 +308,10 @@ class HubSpotEmulator(LoopbackEmulator):
                 if request.size > MAX_BODY:
                     raise BadRequest(f"Request body is longer than {MAX_BODY} characters.")
                 return 200, {}, self._search(request.body)
+            if request.method == "GET" and request.path == DETAILS_PATH:
+                return 200, self._limit_headers(), self._details()
             if request.method == "GET" and request.path == LIST_PATH:
-                return 200, self._list_headers(), self._list(request.params)
+                return 200, self._limit_headers(), self._list(request.params)
         except BadRequest as e:
             return 400, {}, error_body(e.message, "VALIDATION_ERROR")
         return 404, {}, error_body(f"No route for {request.method} {request.path}", "NOT_FOUND")
@@ -509,13 +541,31 @@ class HubSpotEmulator(LoopbackEmulator):
             answer["paging"] = {"next": {"after": following, "link": link}}
         return answer
 
-    @staticmethod
-    def _list_headers() -> dict[str, str]:
-        # Non-search answers carry the ten-second limit's headers (search answers do not).
-        return {
+    def _limit_headers(self) -> dict[str, str]:
+        # Non-search answers carry the ten-second limit's headers (search answers do not), and
+        # the daily limit's for a private app.
+        headers = {
             "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
             "X-HubSpot-RateLimit-Max": "190",
             "X-HubSpot-RateLimit-Remaining": "189",
+        }
+        if not self.oauth:
+            used = len(self.requests)
+            headers["X-HubSpot-RateLimit-Daily"] = str(self.daily_limit)
+            headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(max(0, self.daily_limit - used))
+        return headers
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "portalId": int(self.portal_id),
+            "accountType": "STANDARD",
+            "timeZone": "Europe/Berlin",
+            "companyCurrency": "EUR",
+            "additionalCurrencies": [],
+            "utcOffset": "+01:00",
+            "utcOffsetMilliseconds": 3_600_000,
+            "uiDomain": "app-eu1.hubspot.com",
+            "dataHostingLocation": "eu1",
         }
 
 

@@ -9,6 +9,10 @@ re-sent with page_info; the X-Shopify-Access-Token check
 with 429 and a float Retry-After when full. Timestamps carry the shop's +02:00 offset, and many
 customers share one updated_at.
 
+The connection check's reads: `GET /admin/api/<version>/shop.json` ({"shop": {...,
+"myshopify_domain": "<shop>.myshopify.com"}}) and `GET /admin/oauth/access_scopes.json`
+({"access_scopes": [{"handle": ...}]}, the scopes granted to the token: `scopes`).
+
 Requests, faults and early retries are recorded as emulators/server.py does for every emulator;
 it also counts requests per second.
 
@@ -30,6 +34,7 @@ from urllib.parse import urlencode
 from emulators.server import Answer, LoopbackEmulator, Request, main
 
 SHOP_OFFSET = timezone(timedelta(hours=2))
+SCOPES_PATH = "/admin/oauth/access_scopes.json"
 CONSENT_STATES = ("subscribed", "not_subscribed", "unsubscribed", "pending")
 TAGS = ("vip, newsletter", "", "Wholesale", "newsletter", " VIP ,repeat")
 FILTERS = (
@@ -62,6 +67,8 @@ def parse_time(value: str) -> datetime:
 class ShopifyEmulator(LoopbackEmulator):
     shop: str = "emulated-shop"
     access_token: str = "shpat_emulator_secret_0123456789"
+    # The access scopes granted to the token (the app's installation).
+    scopes: list[str] = field(default_factory=lambda: ["read_customers", "read_orders"])
     bucket_size: int = 40
     leak_per_second: float = 2.0
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -182,10 +189,29 @@ class ShopifyEmulator(LoopbackEmulator):
         if fault is not None:
             status, headers, body = fault.answer()
             return status, self._limit_header(headers), body
+        if request.path == SCOPES_PATH:
+            handles = [{"handle": handle} for handle in self.scopes]
+            return 200, self._limit_header({}), {"access_scopes": handles}
         parts = request.path.strip("/").split("/")
+        if len(parts) == 4 and parts[:2] == ["admin", "api"] and parts[3] == "shop.json":
+            return 200, self._limit_header({}), {"shop": self._shop()}
         if len(parts) != 4 or parts[:2] != ["admin", "api"] or parts[3] != "customers.json":
             return 404, self._limit_header({}), {"errors": "Not Found"}
         return self._customers(request.query, parts[2], request.headers.get("Host") or "127.0.0.1")
+
+    def _shop(self) -> dict[str, Any]:
+        return {
+            "id": 548380009,
+            "name": self.shop.replace("-", " ").title(),
+            "email": f"owner@{self.shop}.example.com",
+            "domain": f"{self.shop}.example.com",
+            "myshopify_domain": f"{self.shop}.myshopify.com",
+            "country_code": "DE",
+            "currency": "EUR",
+            "iana_timezone": "Europe/Berlin",
+            "plan_name": "basic",
+            "created_at": shop_time(datetime(2020, 1, 15, 10, tzinfo=UTC)),
+        }
 
     def _limit_header(self, headers: dict[str, str]) -> dict[str, str]:
         used = min(self.bucket_size, int(self._level + 0.999))

@@ -20,11 +20,20 @@ from google.protobuf import field_mask_pb2
 
 from autoimport.v1 import imports_pb2 as pb
 from connectors import google_contacts, http
-from connectors.base import AuthError, PermanentError, ReauthRequired, RetryableError
+from connectors.base import (
+    CONNECTION_CHECKS,
+    NOT_TRIED,
+    AuthError,
+    Finding,
+    PermanentError,
+    ReauthRequired,
+    RetryableError,
+)
 from connectors.google_contacts import GoogleContactsConnector, GoogleContactsCriteria
 from domain.import_settings import Credentials
 from domain.sync import ExternalContact
 from emulators.google_contacts import (
+    EMAIL_SCOPE,
     MY_CONTACTS,
     OTHER_GROUP,
     PATH,
@@ -909,3 +918,110 @@ def test_a_revoked_google_grant_waits_for_new_credentials(store: str, tmp_path: 
         for secret in emulator.issued_secrets():
             assert secret not in log
         assert emulator.refresh_token not in str(report)
+
+
+# -- the connection check ----------------------------------------------------------------------
+
+
+def checked(
+    emulator: GoogleContactsEmulator,
+    account: str = "owner@example.com",
+    criteria: GoogleContactsCriteria | None = None,
+    credentials: Credentials | None = None,
+) -> dict[str, Finding]:
+    connector = connector_of(emulator, credentials)
+    try:
+        findings = connector.check_connection(criteria or GoogleContactsCriteria(), account)
+    finally:
+        connector.close()
+    assert [f.check for f in findings] == list(CONNECTION_CHECKS)
+    return {f.check: f for f in findings}
+
+
+def test_the_check_fails_the_scopes_for_a_contact_group_the_account_does_not_have(
+    emulator: GoogleContactsEmulator,
+):
+    missing = "contactGroups/0a0b0c0d0e0f"
+
+    findings = checked(emulator, criteria=GoogleContactsCriteria(contact_group=missing))
+
+    assert not findings["scopes"].ok and missing in findings["scopes"].detail
+    assert findings["credentials"].ok and findings["external account"].ok
+    assert [r.status for r in emulator.recorded(f"/v1/{missing}")] == [404]
+
+
+def test_the_check_names_the_contact_group_the_criteria_select(emulator: GoogleContactsEmulator):
+    findings = checked(emulator, criteria=GoogleContactsCriteria(contact_group=OTHER_GROUP))
+
+    assert findings["scopes"].ok and "Customers" in findings["scopes"].detail
+
+
+def test_the_check_names_the_scope_a_grant_without_contacts_lacks(
+    emulator: GoogleContactsEmulator,
+):
+    emulator.limit_scopes(frozenset({EMAIL_SCOPE}))
+
+    findings = checked(emulator)
+
+    assert findings["external account"].ok  # people/me answers to the email scope alone
+    assert not findings["scopes"].ok
+    assert google_contacts.CONTACTS_SCOPE in findings["scopes"].detail
+    assert [r.status for r in emulator.people_requests()] == [403]
+
+
+def test_the_check_renews_an_expired_access_token(emulator: GoogleContactsEmulator):
+    emulator.expire_access_tokens()
+
+    findings = checked(emulator)
+
+    assert all(f.ok for f in findings.values()), findings
+    assert "renewed" in findings["credentials"].detail
+    assert emulator.refreshes == 1
+
+
+def test_the_check_says_a_revoked_grant_needs_the_account_reconnected(
+    emulator: GoogleContactsEmulator,
+):
+    emulator.expire_access_tokens()
+    emulator.revoke_refresh_token()
+
+    findings = checked(emulator)
+
+    assert findings["credentials"] == Finding("credentials", False, google_contacts.REVOKED)
+    assert findings["quota"].detail == NOT_TRIED
+
+
+def test_the_check_compares_gmail_accounts_by_their_identity(emulator: GoogleContactsEmulator):
+    emulator.owner_email = "jane.doe@gmail.com"
+
+    assert checked(emulator, "janedoe+imports@googlemail.com")["external account"].ok
+    other = checked(emulator, "jane.doe@example.com")["external account"]
+    assert not other.ok and "jane.doe@gmail.com" in other.detail
+
+
+def test_the_check_cannot_confirm_the_account_without_an_email_scope(
+    emulator: GoogleContactsEmulator,
+):
+    emulator.limit_scopes(frozenset({google_contacts.CONTACTS_SCOPE}))
+
+    account = checked(emulator, "whoever@example.com")["external account"]
+
+    assert account.ok and "make sure" in account.detail and "whoever@example.com" in account.detail
+
+
+def test_the_check_says_google_reports_no_quota_left_but_a_429(emulator: GoogleContactsEmulator):
+    assert checked(emulator)["quota"].ok
+    emulator.throttle(http.ATTEMPTS)  # every try of the connections read
+
+    findings = checked(emulator)
+
+    assert findings["credentials"].ok
+    assert not findings["quota"].ok and "429" in findings["quota"].detail
+    assert google_contacts.QUOTA_PAGE in findings["quota"].detail
+
+
+def test_the_check_refuses_without_the_server_s_oauth_client(emulator: GoogleContactsEmulator):
+    connector = connector_of(emulator, client_id="", client_secret="")
+
+    with pytest.raises(PermanentError, match="OAuth client"):
+        connector.check_connection(GoogleContactsCriteria(), "owner@example.com")

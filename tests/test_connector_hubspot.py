@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from connectors import http, hubspot
-from connectors.base import PermanentError, RetryableError
+from connectors.base import CONNECTION_CHECKS, Finding, PermanentError, RetryableError
 from connectors.hubspot import HubSpotConnector, HubSpotCriteria
 from domain.sync import ContactPage, ExternalContact
 from emulators.hubspot import (
@@ -26,6 +26,7 @@ from emulators.hubspot import (
     error_body,
     rate_limit_body,
 )
+from emulators.server import Fault
 from tests.connectors.contract import (
     ids_of,
     quick_backoff,  # noqa: F401  (an autouse fixture)
@@ -478,3 +479,60 @@ def test_another_client_error_is_permanent_with_hubspot_s_message(emulator: HubS
     with pytest.raises(PermanentError) as raised:
         connector_of(emulator).fetch_page(ALL, "", bound())
     assert str(raised.value) == f"HubSpot refused the request (HTTP 400): {message}"
+
+
+# -- the connection check ----------------------------------------------------------------------
+
+
+def checked(
+    emulator: HubSpotEmulator, portal: str | None = None, criteria: HubSpotCriteria = ALL
+) -> dict[str, Finding]:
+    connector = connector_of(emulator)
+    try:
+        findings = connector.check_connection(criteria, portal or emulator.portal_id)
+    finally:
+        connector.close()
+    assert [f.check for f in findings] == list(CONNECTION_CHECKS)
+    return {f.check: f for f in findings}
+
+
+def test_the_check_says_an_oauth_token_gets_no_daily_limit_headers(emulator: HubSpotEmulator):
+    emulator.oauth = True
+
+    quota = checked(emulator)["quota"]
+
+    assert quota.ok and "OAuth" in quota.detail
+
+
+def test_the_check_reads_the_daily_limit_left_from_the_account_details(emulator: HubSpotEmulator):
+    quota = checked(emulator)["quota"]
+
+    assert quota.ok and quota.detail == "249999 of the 250000 API calls a day are left"
+
+
+def test_the_check_fails_the_quota_when_the_daily_limit_is_reached(emulator: HubSpotEmulator):
+    emulator.fail(Fault(429, {}, rate_limit_body("DAILY"), path=SEARCH_PATH))
+
+    findings = checked(emulator)
+
+    assert not findings["quota"].ok and findings["quota"].detail == hubspot.DAILY_LIMIT_MESSAGE
+    assert not findings["scopes"].ok and findings["credentials"].ok
+
+
+def test_the_check_names_the_missing_contacts_scope(emulator: HubSpotEmulator):
+    emulator.scopes = set()
+
+    scopes = checked(emulator)["scopes"]
+
+    assert not scopes.ok and "crm.objects.contacts.read" in scopes.detail
+
+
+def test_the_check_compares_portals_as_numbers_and_searches_with_the_criteria(
+    emulator: HubSpotEmulator,
+):
+    findings = checked(emulator, "00" + emulator.portal_id, HubSpotCriteria("customer"))
+
+    assert findings["external account"].ok
+    (search,) = searches(emulator)
+    assert search["limit"] == 1
+    assert search["filterGroups"][0]["filters"][0]["value"] == "customer"

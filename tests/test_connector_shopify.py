@@ -15,7 +15,13 @@ import pytest
 
 from autoimport.v1 import imports_pb2 as pb
 from connectors import shopify
-from connectors.base import DEADLINE_PASSED, PermanentError, RetryableError
+from connectors.base import (
+    CONNECTION_CHECKS,
+    DEADLINE_PASSED,
+    Finding,
+    PermanentError,
+    RetryableError,
+)
 from connectors.shopify import ShopifyConnector, ShopifyCriteria
 from emulators.shopify import ShopifyEmulator
 from tests.connectors.contract import (
@@ -342,3 +348,53 @@ def test_the_emulator_links_back_from_page_two(emulator: ShopifyEmulator):
     back = httpx.get(links['rel="previous"'], headers=headers)
     assert back.json() == first.json()
     assert shopify.next_page_info(second.headers["Link"]) == links['rel="next"'].params["page_info"]
+
+
+# -- the connection check ----------------------------------------------------------------------
+
+
+def checked(emulator: ShopifyEmulator, shop: str | None = None) -> dict[str, Finding]:
+    connector = connector_of(emulator)
+    try:
+        findings = connector.check_connection(ALL, shop or emulator.shop)
+    finally:
+        connector.close()
+    assert [f.check for f in findings] == list(CONNECTION_CHECKS)
+    return {f.check: f for f in findings}
+
+
+def test_the_check_reads_the_granted_scopes_and_names_the_one_missing(emulator: ShopifyEmulator):
+    emulator.scopes = ["read_orders", "write_products"]
+
+    scopes = checked(emulator)["scopes"]
+
+    assert not scopes.ok
+    assert "read_customers" in scopes.detail and "read_orders, write_products" in scopes.detail
+    assert [r.path for r in emulator.recorded()] == [shopify.SHOP_PATH, shopify.SCOPES_PATH]
+
+
+def test_the_check_takes_write_customers_for_reading_them(emulator: ShopifyEmulator):
+    emulator.scopes = ["write_customers"]
+
+    assert checked(emulator)["scopes"].ok
+
+
+def test_the_check_compares_the_shop_by_its_handle(emulator: ShopifyEmulator):
+    assert checked(emulator, "Emulated-Shop.myshopify.com")["external account"].ok
+
+
+def test_the_check_reports_the_call_bucket_s_level(emulator: ShopifyEmulator):
+    emulator.leak_per_second = 0.0  # the level stays where the check left it
+
+    quota = checked(emulator)["quota"]
+
+    assert quota.ok and quota.detail.startswith("2 of the 40 calls")
+
+
+def test_the_check_says_when_the_bucket_is_full(emulator: ShopifyEmulator):
+    emulator.leak_per_second = 0.0
+    emulator.bucket_size = 2
+
+    quota = checked(emulator)["quota"]
+
+    assert not quota.ok and quota.detail.startswith("2 of the 2 calls")

@@ -129,6 +129,21 @@ class Harness(ABC):
     def secrets(self) -> set[str]:
         """Every credential issued: none may appear in a log or an error."""
 
+    # -- the connection check (Connector.check_connection) ----------------------------------
+
+    @abstractmethod
+    def external_account(self) -> str:
+        """The emulated account, as an import names it (normalized by the source)."""
+
+    @abstractmethod
+    def other_account(self) -> str:
+        """Another account of the service (normalized), not the one the credentials reach."""
+
+    @abstractmethod
+    def limit_scopes(self) -> None:
+        """The credentials held stay valid but may no longer read the contacts (the person
+        connected the account without that permission)."""
+
     # -- failures, in the service's own words -------------------------------------------------
 
     @abstractmethod

@@ -7,6 +7,7 @@ from connectors.base import Connector, ReauthRequired
 from connectors.google_contacts import GoogleContactsConnector, GoogleContactsCriteria
 from domain.auto_import import Credentials
 from emulators.google_contacts import (
+    EMAIL_SCOPE,
     RESOURCE_EXHAUSTED,
     GoogleContactsEmulator,
     status_body,
@@ -32,7 +33,7 @@ def import_in(admin: Client, emulator: GoogleContactsEmulator, contact_limit: in
     return import_of(
         admin,
         "google_contacts",
-        "owner@example.com",
+        emulator.owner_email,
         contact_limit,
         access_token=emulator.access_token,
         refresh_token=emulator.refresh_token,
@@ -105,6 +106,15 @@ class GoogleContactsHarness(Harness):
     def secrets(self) -> set[str]:
         unknown = {"ya29.unknown-access-token-42", "1//0e-unknown-refresh-token-42"}
         return self.emulator.issued_secrets() | unknown
+
+    def external_account(self) -> str:
+        return self.emulator.owner_email
+
+    def other_account(self) -> str:
+        return "someone.else@gmail.com"
+
+    def limit_scopes(self) -> None:
+        self.emulator.limit_scopes(frozenset({EMAIL_SCOPE}))  # whose account, not its contacts
 
     def rate_limited(self, retry_after: float | None) -> Fault:
         headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}

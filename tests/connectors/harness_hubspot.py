@@ -78,6 +78,15 @@ class HubSpotHarness(Harness):
     def secrets(self) -> set[str]:
         return {self.emulator.access_token, "pat-na1-unknown-token-never-logged-42"}
 
+    def external_account(self) -> str:
+        return self.emulator.portal_id
+
+    def other_account(self) -> str:
+        return "87654321"
+
+    def limit_scopes(self) -> None:
+        self.emulator.scopes = {"crm.objects.companies.read"}
+
     def rate_limited(self, retry_after: float | None) -> Fault:
         headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
         return Fault(429, headers, rate_limit_body("SECONDLY"))

@@ -80,6 +80,15 @@ class ShopifyHarness(Harness):
     def secrets(self) -> set[str]:
         return {self.emulator.access_token, "shpat_unknown_token_never_logged_42"}
 
+    def external_account(self) -> str:
+        return self.emulator.shop
+
+    def other_account(self) -> str:
+        return "another-shop"
+
+    def limit_scopes(self) -> None:
+        self.emulator.scopes = ["read_orders", "read_products"]
+
     def rate_limited(self, retry_after: float | None) -> Fault:
         headers = {} if retry_after is None else {"Retry-After": f"{retry_after:.1f}"}
         return Fault(429, headers, THROTTLED)

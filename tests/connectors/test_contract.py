@@ -16,7 +16,7 @@ import connectors
 from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import imports_pb2 as pb
 from connectors import http
-from connectors.base import AuthError, RetryableError
+from connectors.base import CONNECTION_CHECKS, NOT_TRIED, AuthError, Finding, RetryableError
 from domain.sync import ContactPage, ExternalContact
 from emulators.server import DROP, Fault
 from tests.conftest import STORES
@@ -330,6 +330,101 @@ def test_no_secret_reaches_a_log_record_or_an_error(
 
     assert len(errors) >= 3
     texts = caplog.text + "".join(f"{e}{e!r}{e.__cause__!r}" for e in errors)
+    for secret in secrets | harness.secrets():
+        assert secret not in texts
+
+
+# -- the connection check ----------------------------------------------------------------------
+
+
+def check(harness: Harness, account: str | None = None, *, valid: bool = True) -> list[Finding]:
+    """A new connector's check of `account` (default: the emulated one)."""
+    connector = harness.connector(valid=valid)
+    try:
+        return connector.check_connection(harness.criteria, account or harness.external_account())
+    finally:
+        connector.close()
+
+
+def by_check(findings: list[Finding]) -> dict[str, Finding]:
+    assert [f.check for f in findings] == list(CONNECTION_CHECKS)
+    return {f.check: f for f in findings}
+
+
+def test_valid_credentials_pass_every_check_in_order(harness: Harness):
+    harness.seed(3)
+
+    findings = check(harness)
+
+    assert [f.check for f in findings] == list(CONNECTION_CHECKS)
+    assert all(f.ok and f.detail for f in findings), findings
+    assert all(r.status < 400 for r in harness.emulator.recorded())
+
+
+def test_unknown_credentials_fail_the_first_check_and_the_rest_is_not_tried(harness: Harness):
+    findings = by_check(check(harness, valid=False))
+
+    assert not findings["credentials"].ok and findings["credentials"].detail
+    for name in CONNECTION_CHECKS[1:]:
+        assert findings[name] == Finding(name, False, NOT_TRIED)
+
+
+def test_revoked_access_fails_the_credentials_check(harness: Harness):
+    connector = harness.connector()
+    harness.revoke()
+
+    findings = by_check(connector.check_connection(harness.criteria, harness.external_account()))
+
+    assert not findings["credentials"].ok
+    assert findings["scopes"].detail == NOT_TRIED
+
+
+def test_another_external_account_is_named_with_the_one_the_credentials_reach(harness: Harness):
+    other = harness.other_account()
+
+    findings = by_check(check(harness, other))
+
+    account = findings["external account"]
+    assert not account.ok
+    assert other in account.detail and harness.external_account() in account.detail
+    assert findings["credentials"].ok and findings["scopes"].ok
+
+
+def test_credentials_that_may_not_read_the_contacts_fail_the_scopes_check(harness: Harness):
+    harness.limit_scopes()
+
+    findings = by_check(check(harness))
+
+    assert findings["credentials"].ok
+    assert not findings["scopes"].ok and findings["scopes"].detail
+
+
+def test_an_unreachable_service_is_retryable_for_the_check(harness: Harness):
+    connector = harness.connector()
+    harness.emulator.stop()
+    try:
+        with pytest.raises(RetryableError):
+            connector.check_connection(harness.criteria, harness.external_account())
+    finally:
+        connector.close()
+
+
+def test_no_secret_reaches_a_finding_or_a_log_record_of_the_check(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    findings = (
+        check(harness) + check(harness, valid=False) + check(harness, harness.other_account())
+    )
+    harness.emulator.fail(harness.unauthorized())
+    findings += check(harness)
+    harness.limit_scopes()
+    findings += check(harness)
+    secrets = harness.secrets()
+    harness.revoke()
+    findings += check(harness)
+
+    texts = caplog.text + "".join(f.detail for f in findings)
     for secret in secrets | harness.secrets():
         assert secret not in texts
 
