@@ -151,6 +151,14 @@ CONNECTION_CHECKS = ("credentials", "external account", "scopes", "quota")
 NOT_TRIED = "not checked: the credentials were rejected"
 
 
+def credentials_rejected(detail: str) -> list[Finding]:
+    """The findings of a check whose credentials the service refused: the rest not tried."""
+    return [
+        Finding("credentials", False, detail),
+        *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
+    ]
+
+
 class ConnectorError(Exception):
     """A failure talking to the external service; the message says what a person can do."""
 

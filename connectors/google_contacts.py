@@ -60,7 +60,6 @@ from email_validator import EmailNotValidError, validate_email
 from connectors import http
 from connectors.base import (
     CONNECTION_CHECKS,
-    NOT_TRIED,
     AuthError,
     FieldSpec,
     Finding,
@@ -70,6 +69,7 @@ from connectors.base import (
     RetryableError,
     Setting,
     Source,
+    credentials_rejected,
     text_of,
 )
 from domain.errors import Violations
@@ -581,10 +581,7 @@ class GoogleContactsConnector:
         try:
             return self._check(criteria, external_account)
         except AuthError as e:  # on any of its requests (ScopeMissing is read where it can be)
-            return [
-                Finding("credentials", False, self._scrub(str(e))),
-                *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
-            ]
+            return credentials_rejected(self._scrub(str(e)))
 
     def _check(self, criteria: Criteria, external_account: str) -> list[Finding]:
         refreshes = self._refreshes

@@ -56,8 +56,6 @@ import httpx
 
 from connectors import http
 from connectors.base import (
-    CONNECTION_CHECKS,
-    NOT_TRIED,
     AuthError,
     FieldSpec,
     Finding,
@@ -66,6 +64,7 @@ from connectors.base import (
     RetryableError,
     Setting,
     Source,
+    credentials_rejected,
     text_of,
 )
 from domain.errors import Violations
@@ -326,10 +325,7 @@ class HubSpotConnector:
         try:
             return self._check(criteria, external_account)
         except AuthError as e:  # on any of its requests
-            return [
-                Finding("credentials", False, str(e)),
-                *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
-            ]
+            return credentials_rejected(str(e))
 
     def _check(self, criteria: Criteria, external_account: str) -> list[Finding]:
         details = self._send("GET", DETAILS_PATH)

@@ -40,8 +40,6 @@ import httpx
 
 from connectors import http
 from connectors.base import (
-    CONNECTION_CHECKS,
-    NOT_TRIED,
     AuthError,
     FieldSpec,
     Finding,
@@ -50,6 +48,7 @@ from connectors.base import (
     RetryableError,
     Setting,
     Source,
+    credentials_rejected,
     text_of,
 )
 from domain.errors import Violations
@@ -279,10 +278,7 @@ class ShopifyConnector:
             shop = http.send(self._client, "GET", SHOP_PATH, service="Shopify")
             scopes = http.send(self._client, "GET", SCOPES_PATH, service="Shopify")
         except AuthError as e:
-            return [
-                Finding("credentials", False, str(e)),
-                *(Finding(check, False, NOT_TRIED) for check in CONNECTION_CHECKS[1:]),
-            ]
+            return credentials_rejected(str(e))
         return [
             Finding("credentials", True, "Shopify accepted the access token"),
             _shop_finding(shop, external_account),

@@ -20,7 +20,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.base import CONNECTION_CHECKS, NOT_TRIED, Connector, Finding, ReauthRequired
+from connectors.base import (
+    CONNECTION_CHECKS,
+    Connector,
+    Finding,
+    ReauthRequired,
+    credentials_rejected,
+)
 from domain.auto_import import AutoImport
 from domain.sources import Criteria
 from domain.sync import ContactPage
@@ -77,8 +83,7 @@ class FileConnector:
     def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
         """Every check passes, unless the file says the grant is `revoked`."""
         if self._read().get("revoked"):
-            rejected = Finding("credentials", False, "the scripted source revoked the grant")
-            return [rejected, *(Finding(c, False, NOT_TRIED) for c in CONNECTION_CHECKS[1:])]
+            return credentials_rejected("the scripted source revoked the grant")
         return [Finding(c, True, f"scripted: {external_account}") for c in CONNECTION_CHECKS]
 
 
