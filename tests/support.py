@@ -286,6 +286,25 @@ def new_import(
     contact_limit: int = 100_000,
 ) -> imports_pb2.AutoImport:
     """An import of `service` in a fresh account of its own."""
+    auto_import = imports_pb2.AutoImport(
+        service=service, external_account=external_account, credentials=credentials
+    )
+    return create_in_new_account(admin, auto_import, contact_limit)
+
+
+def create_in_new_account(
+    admin: Client, auto_import: imports_pb2.AutoImport, contact_limit: int = 100_000
+) -> imports_pb2.AutoImport:
+    """Creates `auto_import` in a fresh account of its own."""
+    created: imports_pb2.AutoImport = admin.imports.CreateImport(
+        imports_pb2.CreateImportRequest(
+            account_id=new_account(admin, contact_limit), auto_import=auto_import
+        )
+    )
+    return created
+
+
+def new_account(admin: Client, contact_limit: int = 100_000) -> str:
     account_id = f"acct-{uuid.uuid4().hex[:8]}"
     admin.accounts.UpsertAccount(
         accounts_pb2.UpsertAccountRequest(
@@ -294,14 +313,7 @@ def new_import(
             )
         )
     )
-    return admin.imports.CreateImport(
-        imports_pb2.CreateImportRequest(
-            account_id=account_id,
-            auto_import=imports_pb2.AutoImport(
-                service=service, external_account=external_account, credentials=credentials
-            ),
-        )
-    )
+    return account_id
 
 
 def account_of(import_name: str) -> str:

@@ -102,11 +102,12 @@ def closed_port() -> int:
 
 
 def connector_urls(url: str) -> dict[str, str]:
+    """Every base URL setting of every source, at `url` (the tests reach no real service)."""
     return {
-        "AUTOIMPORT_GOOGLE_CONTACTS_URL": url,
-        "AUTOIMPORT_GOOGLE_OAUTH_URL": url,
-        "AUTOIMPORT_SHOPIFY_URL": url,
-        "AUTOIMPORT_HUBSPOT_URL": url,
+        setting.env: url
+        for source in SOURCES.values()
+        for setting in source.settings
+        if setting.url
     }
 
 

@@ -12,7 +12,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import pytest
 
@@ -23,7 +23,7 @@ from connectors.base import AuthError, Connector
 from domain.sources import Criteria
 from domain.sync import ContactPage, ExternalContact
 from emulators.server import Fault, LoopbackEmulator
-from tests.support import Client, new_import
+from tests.support import Client, create_in_new_account
 
 
 def registered_services() -> list[str]:
@@ -165,8 +165,14 @@ class Harness(ABC):
         """The server's settings that point its connector at the emulator."""
 
     @abstractmethod
+    def import_message(self) -> pb.AutoImport:
+        """The emulated account as a new import names it (service, external account,
+        credentials, and criteria when the service needs one), for CreateImport, CheckConnection
+        and PreviewImport."""
+
     def create_import(self, admin: Client, contact_limit: int) -> pb.AutoImport:
         """An import of the emulated account, in a fresh account."""
+        return create_in_new_account(admin, self.import_message(), contact_limit)
 
     def check_traffic(self) -> None:
         """After a server's syncs: the service's own rules of use held (e.g. its pacing)."""
@@ -213,11 +219,3 @@ def read_chain(
 
 def ids_of(contacts: list[ExternalContact]) -> list[str]:
     return [c.external_id for c in contacts]
-
-
-def import_of(
-    admin: Client, service: str, account: str, contact_limit: int, **credentials: Any
-) -> pb.AutoImport:
-    return new_import(
-        admin, service, account, pb.Credentials(**credentials), contact_limit=contact_limit
-    )

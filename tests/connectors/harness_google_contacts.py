@@ -14,8 +14,8 @@ from emulators.google_contacts import (
     unauthenticated,
 )
 from emulators.server import Fault
-from tests.connectors.contract import Harness, import_of
-from tests.support import Client
+from tests.connectors.contract import Harness
+from tests.support import Client, create_in_new_account
 
 
 def settings_of(emulator: GoogleContactsEmulator) -> dict[str, str]:
@@ -30,13 +30,16 @@ def settings_of(emulator: GoogleContactsEmulator) -> dict[str, str]:
 
 def import_in(admin: Client, emulator: GoogleContactsEmulator, contact_limit: int) -> pb.AutoImport:
     """An import of the emulated owner's contacts, in a fresh account."""
-    return import_of(
-        admin,
-        "google_contacts",
-        emulator.owner_email,
-        contact_limit,
-        access_token=emulator.access_token,
-        refresh_token=emulator.refresh_token,
+    return create_in_new_account(admin, import_message_of(emulator), contact_limit)
+
+
+def import_message_of(emulator: GoogleContactsEmulator) -> pb.AutoImport:
+    return pb.AutoImport(
+        service="google_contacts",
+        external_account=emulator.owner_email,
+        credentials=pb.Credentials(
+            access_token=emulator.access_token, refresh_token=emulator.refresh_token
+        ),
     )
 
 
@@ -129,8 +132,8 @@ class GoogleContactsHarness(Harness):
     def server_env(self) -> dict[str, str]:
         return settings_of(self.emulator)
 
-    def create_import(self, admin: Client, contact_limit: int) -> pb.AutoImport:
-        return import_in(admin, self.emulator, contact_limit)
+    def import_message(self) -> pb.AutoImport:
+        return import_message_of(self.emulator)
 
 
 HARNESS = GoogleContactsHarness

@@ -10,8 +10,7 @@ from connectors.base import Connector
 from connectors.hubspot import HubSpotConnector, HubSpotCriteria
 from emulators.hubspot import SEARCH_PATH, HubSpotEmulator, error_body, rate_limit_body
 from emulators.server import Fault
-from tests.connectors.contract import Harness, import_of
-from tests.support import Client
+from tests.connectors.contract import Harness
 
 # Seeded contacts' timestamps are further apart than the connector's look-back, so that an
 # incremental read reads again only the last timestamp's contacts.
@@ -101,13 +100,11 @@ class HubSpotHarness(Harness):
     def server_env(self) -> dict[str, str]:
         return {"AUTOIMPORT_HUBSPOT_URL": self.emulator.url}
 
-    def create_import(self, admin: Client, contact_limit: int) -> pb.AutoImport:
-        return import_of(
-            admin,
-            self.service,
-            self.emulator.portal_id,
-            contact_limit,
-            access_token=self.emulator.access_token,
+    def import_message(self) -> pb.AutoImport:
+        return pb.AutoImport(
+            service=self.service,
+            external_account=self.emulator.portal_id,
+            credentials=pb.Credentials(access_token=self.emulator.access_token),
         )
 
     def check_traffic(self) -> None:

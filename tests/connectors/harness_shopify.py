@@ -10,8 +10,7 @@ from connectors.base import Connector
 from connectors.shopify import ShopifyConnector, ShopifyCriteria
 from emulators.server import Fault
 from emulators.shopify import THROTTLED, UNAUTHORIZED, ShopifyEmulator
-from tests.connectors.contract import Harness, import_of
-from tests.support import Client
+from tests.connectors.contract import Harness
 
 
 class ShopifyHarness(Harness):
@@ -102,13 +101,11 @@ class ShopifyHarness(Harness):
     def server_env(self) -> dict[str, str]:
         return {"AUTOIMPORT_SHOPIFY_URL": self.emulator.url}
 
-    def create_import(self, admin: Client, contact_limit: int) -> pb.AutoImport:
-        return import_of(
-            admin,
-            self.service,
-            self.emulator.shop,
-            contact_limit,
-            access_token=self.emulator.access_token,
+    def import_message(self) -> pb.AutoImport:
+        return pb.AutoImport(
+            service=self.service,
+            external_account=self.emulator.shop,
+            credentials=pb.Credentials(access_token=self.emulator.access_token),
         )
 
     def check_traffic(self) -> None:
