@@ -9,6 +9,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from autoimport.v1 import imports_pb2 as pb
+from connectors import SOURCES
 from tests.support import Client, rich_status
 
 SECRET = "shpat_TOPSECRET_d41d8cd98f00"
@@ -489,7 +490,12 @@ def test_counts_by_service_follow_creates_and_deletes(account_client: Client, ac
     listed = account_client.imports.ListImports(pb.ListImportsRequest(account_id=account))
     services = account_client.imports.ListServices(pb.ListServicesRequest(account_id=account))
 
-    assert dict(listed.counts_by_service) == {"google_contacts": 1, "shopify": 1, "hubspot": 1}
+    assert dict(listed.counts_by_service) == {
+        **{service: 0 for service in SOURCES},  # every registered service, even without imports
+        "google_contacts": 1,
+        "shopify": 1,
+        "hubspot": 1,
+    }
     assert {s.id: s.import_count for s in services.services} == dict(listed.counts_by_service)
     only_shopify = account_client.imports.ListImports(
         pb.ListImportsRequest(account_id=account, service="shopify")
@@ -563,7 +569,7 @@ def test_list_services_describes_fields_and_tags(account_client: Client, account
     ).services
 
     by_id = {s.id: s for s in services}
-    assert set(by_id) == {"google_contacts", "shopify", "hubspot"}
+    assert set(by_id) == set(SOURCES)
     company = next(f for f in by_id["google_contacts"].fields if f.key == "company")
     assert company.title == "Google Contacts Company"
     assert company.personalization_tag == "%GOOGLE_CONTACTS_COMPANY%"
