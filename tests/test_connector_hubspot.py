@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from connectors import http, hubspot
-from connectors.base import CONNECTION_CHECKS, Finding, PermanentError, RetryableError
+from connectors.base import Finding, PermanentError, RetryableError
 from connectors.hubspot import HubSpotConnector, HubSpotCriteria
 from domain.sync import ContactPage, ExternalContact
 from emulators.hubspot import (
@@ -28,6 +28,7 @@ from emulators.hubspot import (
 )
 from emulators.server import Fault
 from tests.connectors.contract import (
+    findings_of,
     ids_of,
     quick_backoff,  # noqa: F401  (an autouse fixture)
     read_chain,
@@ -487,13 +488,7 @@ def test_another_client_error_is_permanent_with_hubspot_s_message(emulator: HubS
 def checked(
     emulator: HubSpotEmulator, portal: str | None = None, criteria: HubSpotCriteria = ALL
 ) -> dict[str, Finding]:
-    connector = connector_of(emulator)
-    try:
-        findings = connector.check_connection(criteria, portal or emulator.portal_id)
-    finally:
-        connector.close()
-    assert [f.check for f in findings] == list(CONNECTION_CHECKS)
-    return {f.check: f for f in findings}
+    return findings_of(connector_of(emulator), criteria, portal or emulator.portal_id)
 
 
 def test_the_check_says_an_oauth_token_gets_no_daily_limit_headers(emulator: HubSpotEmulator):

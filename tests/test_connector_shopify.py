@@ -16,7 +16,6 @@ import pytest
 from autoimport.v1 import imports_pb2 as pb
 from connectors import shopify
 from connectors.base import (
-    CONNECTION_CHECKS,
     DEADLINE_PASSED,
     Finding,
     PermanentError,
@@ -25,6 +24,7 @@ from connectors.base import (
 from connectors.shopify import ShopifyConnector, ShopifyCriteria
 from emulators.shopify import ShopifyEmulator
 from tests.connectors.contract import (
+    findings_of,
     later,
     quick_backoff,  # noqa: F401  (an autouse fixture)
     read_chain,
@@ -354,13 +354,7 @@ def test_the_emulator_links_back_from_page_two(emulator: ShopifyEmulator):
 
 
 def checked(emulator: ShopifyEmulator, shop: str | None = None) -> dict[str, Finding]:
-    connector = connector_of(emulator)
-    try:
-        findings = connector.check_connection(ALL, shop or emulator.shop)
-    finally:
-        connector.close()
-    assert [f.check for f in findings] == list(CONNECTION_CHECKS)
-    return {f.check: f for f in findings}
+    return findings_of(connector_of(emulator), ALL, shop or emulator.shop)
 
 
 def test_the_check_reads_the_granted_scopes_and_names_the_one_missing(emulator: ShopifyEmulator):

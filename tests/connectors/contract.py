@@ -19,7 +19,7 @@ import pytest
 import connectors
 from autoimport.v1 import imports_pb2 as pb
 from connectors import http
-from connectors.base import AuthError, Connector
+from connectors.base import CONNECTION_CHECKS, AuthError, Connector, Finding
 from domain.sources import Criteria
 from domain.sync import ContactPage, ExternalContact
 from emulators.server import Fault, LoopbackEmulator
@@ -219,3 +219,19 @@ def read_chain(
 
 def ids_of(contacts: list[ExternalContact]) -> list[str]:
     return [c.external_id for c in contacts]
+
+
+def by_check(findings: list[Finding]) -> dict[str, Finding]:
+    """A check's findings by name, asserting there is one of each, in order."""
+    assert [f.check for f in findings] == list(CONNECTION_CHECKS)
+    return {f.check: f for f in findings}
+
+
+def findings_of(
+    connector: Connector, criteria: Criteria, external_account: str
+) -> dict[str, Finding]:
+    """`connector`'s check of `external_account`, by name; the connector closed after it."""
+    try:
+        return by_check(connector.check_connection(criteria, external_account))
+    finally:
+        connector.close()

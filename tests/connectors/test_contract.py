@@ -22,6 +22,7 @@ from emulators.server import DROP, Fault
 from tests.conftest import STORES
 from tests.connectors.contract import (
     Harness,
+    by_check,
     harness_of,
     ids_of,
     later,
@@ -344,11 +345,6 @@ def check(harness: Harness, account: str | None = None, *, valid: bool = True) -
         return connector.check_connection(harness.criteria, account or harness.external_account())
     finally:
         connector.close()
-
-
-def by_check(findings: list[Finding]) -> dict[str, Finding]:
-    assert [f.check for f in findings] == list(CONNECTION_CHECKS)
-    return {f.check: f for f in findings}
 
 
 def test_valid_credentials_pass_every_check_in_order(harness: Harness):
