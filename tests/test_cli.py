@@ -192,8 +192,9 @@ def test_create_each_service_with_criteria_then_list(run: Cli, account: str) -> 
             [hubspot["name"], "hubspot", "12345", "ACTIVE"],
         ]
     )
+    counts = {**dict.fromkeys(SOURCES, 0), "google_contacts": 1, "hubspot": 1, "shopify": 1}
     assert listed.out.rstrip().endswith(
-        "imports per service: google_contacts 1, hubspot 1, shopify 1"
+        "imports per service: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
     )
     only_shopify = run.ok("imports", "list", "--account", account, "--service", "shopify")
     assert [row[0] for row in only_shopify.table()] == [shopify["name"]]

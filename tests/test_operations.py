@@ -206,6 +206,7 @@ def test_metrics_count_syncs_contacts_and_calls(deployment: Deployment):
         "updated": 1,
         "skipped_missing_email": 1,
         "skipped_invalid_email": 1,
+        "skipped_at_source": 0,
         "deferred": 0,
         "blocked": 2,
     }
