@@ -9,7 +9,7 @@ domain's rules, the sync engine) reads the Source.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from connectors import google_contacts, hubspot, shopify
+from connectors import google_contacts, hubspot, mailchimp, shopify
 from connectors.base import Connector, ConnectorFactory, ImportTarget, Source
 
 SOURCES: dict[str, Source] = {
@@ -18,6 +18,7 @@ SOURCES: dict[str, Source] = {
         google_contacts.SOURCE,
         shopify.SOURCE,
         hubspot.SOURCE,
+        mailchimp.SOURCE,
     )
 }
 

@@ -41,8 +41,20 @@ class HubSpotCriteria(_message.Message):
     lifecycle_stage: str
     def __init__(self, lifecycle_stage: _Optional[str] = ...) -> None: ...
 
+class MailchimpCriteria(_message.Message):
+    __slots__ = ("audience_id", "member_status", "member_tag", "segment_id")
+    AUDIENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_STATUS_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_TAG_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    audience_id: str
+    member_status: str
+    member_tag: str
+    segment_id: str
+    def __init__(self, audience_id: _Optional[str] = ..., member_status: _Optional[str] = ..., member_tag: _Optional[str] = ..., segment_id: _Optional[str] = ...) -> None: ...
+
 class AutoImport(_message.Message):
-    __slots__ = ("name", "service", "display_name", "external_account", "credentials", "google_contacts", "shopify", "hubspot", "list_ids", "tags", "state", "state_reason", "create_time", "update_time", "last_sync", "next_sync_time", "etag")
+    __slots__ = ("name", "service", "display_name", "external_account", "credentials", "google_contacts", "shopify", "hubspot", "mailchimp", "list_ids", "tags", "state", "state_reason", "create_time", "update_time", "last_sync", "next_sync_time", "etag")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[AutoImport.State]
@@ -63,6 +75,7 @@ class AutoImport(_message.Message):
     GOOGLE_CONTACTS_FIELD_NUMBER: _ClassVar[int]
     SHOPIFY_FIELD_NUMBER: _ClassVar[int]
     HUBSPOT_FIELD_NUMBER: _ClassVar[int]
+    MAILCHIMP_FIELD_NUMBER: _ClassVar[int]
     LIST_IDS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +93,7 @@ class AutoImport(_message.Message):
     google_contacts: GoogleContactsCriteria
     shopify: ShopifyCriteria
     hubspot: HubSpotCriteria
+    mailchimp: MailchimpCriteria
     list_ids: _containers.RepeatedScalarFieldContainer[str]
     tags: _containers.RepeatedScalarFieldContainer[str]
     state: AutoImport.State
@@ -89,7 +103,7 @@ class AutoImport(_message.Message):
     last_sync: SyncReport
     next_sync_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., display_name: _Optional[str] = ..., external_account: _Optional[str] = ..., credentials: _Optional[_Union[Credentials, _Mapping]] = ..., google_contacts: _Optional[_Union[GoogleContactsCriteria, _Mapping]] = ..., shopify: _Optional[_Union[ShopifyCriteria, _Mapping]] = ..., hubspot: _Optional[_Union[HubSpotCriteria, _Mapping]] = ..., list_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[AutoImport.State, str]] = ..., state_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sync: _Optional[_Union[SyncReport, _Mapping]] = ..., next_sync_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., display_name: _Optional[str] = ..., external_account: _Optional[str] = ..., credentials: _Optional[_Union[Credentials, _Mapping]] = ..., google_contacts: _Optional[_Union[GoogleContactsCriteria, _Mapping]] = ..., shopify: _Optional[_Union[ShopifyCriteria, _Mapping]] = ..., hubspot: _Optional[_Union[HubSpotCriteria, _Mapping]] = ..., mailchimp: _Optional[_Union[MailchimpCriteria, _Mapping]] = ..., list_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[AutoImport.State, str]] = ..., state_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sync: _Optional[_Union[SyncReport, _Mapping]] = ..., next_sync_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class SyncReport(_message.Message):
     __slots__ = ("sync_id", "import_name", "outcome", "start_time", "end_time", "fetched", "added", "updated", "unchanged", "skipped_missing_email", "skipped_invalid_email", "deferred", "blocked_by_limit", "fields_created", "skipped", "error", "deleted_at_source", "skipped_at_source", "not_started", "next_sync_time")
