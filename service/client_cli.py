@@ -86,7 +86,8 @@ class Api:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs the verb the arguments name: 0 when it succeeds, 1 when the server says no."""
+    """Runs the verb the arguments name: 0 when it succeeds, 1 when the server says no (or
+    answers that something is wrong, as a failed connection check does)."""
     try:
         with connect(args) as api:
             view = args.verb(args, api)
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(error_lines(error)), file=sys.stderr)
         return 1
     emit(view, args.json)
-    return 0
+    return view.exit_code
 
 
 @contextmanager
@@ -306,7 +307,7 @@ def _add_import_verbs(verbs: Any) -> None:
             check_connection,
             "check the credentials, the external account, the scopes and the quota of an "
             "existing import (NAME) or of one about to be created (the create options); saves "
-            "nothing",
+            "nothing; exits 1 when a check fails",
         ),
         (
             "preview",
@@ -584,7 +585,8 @@ def check_connection(args: argparse.Namespace, api: Api) -> View:
     checked = api.call(api.imports.CheckConnection, request)
     rows = [(f.check, "ok" if f.ok else "FAIL", cell(f.detail)) for f in checked.findings]
     verdict = "everything looks right" if checked.ok else "the import would not sync as it is"
-    return View(as_dict(checked), sections(table(("CHECK", "", "DETAIL"), rows), verdict))
+    text = sections(table(("CHECK", "", "DETAIL"), rows), verdict)
+    return View(as_dict(checked), text, exit_code=0 if checked.ok else 1)
 
 
 def preview_import(args: argparse.Namespace, api: Api) -> View:

@@ -25,6 +25,8 @@ class View:
     data: Any
     text: str
     note: str = ""
+    # The command's exit status: 1 for an answer that says something is wrong (a failed check).
+    exit_code: int = 0
 
 
 def emit(view: View, as_json: bool) -> None:

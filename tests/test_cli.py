@@ -581,6 +581,59 @@ def test_csv_import_end_to_end(run: Cli, account: str, tmp_path: Path) -> None:
     assert shown.out.rstrip().endswith("\nfields:\n  %COMPANY%: Acme")
 
 
+@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+def test_check_and_preview_before_creating_an_import_and_after(
+    store_env: dict[str, str],
+    client_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The create options describe the import to check or preview; NAME, an existing one. A
+    failed check exits 1, with its findings; nothing is created by either."""
+    day = "2026-01-01"
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    contacts = [
+        {"external_id": "c1", "email": "ann@example.com", "updated_at": f"{day}T00:00:01+00:00"},
+        {"external_id": "c2", "email": "", "updated_at": f"{day}T00:00:02+00:00"},
+    ]
+    write_source(sources, "cli-store", contacts)
+    env = {**store_env, "AUTOIMPORT_TEST_SOURCES": str(sources)}
+    with ServerProcess(env, "tests.scripted_server") as server:
+        run = Cli(server, capsys)
+        run.ok("accounts", "upsert", "scripted", "--plan", "lite", "--contact-limit", "100")
+        new = ["--account", "scripted", "--service", "shopify", "--external-account", "cli-store"]
+
+        checked = run.ok("imports", "check", *new, "--access-token", "t")
+        previewed = run.ok("imports", "preview", *new, "--access-token", "t")
+
+        assert [row[:2] for row in checked.table()] == [
+            ["credentials", "ok"],
+            ["external account", "ok"],
+            ["scopes", "ok"],
+            ["quota", "ok"],
+        ]
+        assert checked.out.rstrip().endswith("everything looks right")
+        fields = previewed.fields()
+        assert (fields["records"], fields["would_add"], fields["skipped_missing_email"]) == (
+            "2",
+            "1",
+            "1",
+        )
+        assert "ann@example.com" in previewed.out and "WOULD BE SKIPPED FOR" in previewed.out
+        assert run.json("imports", "list", "--account", "scripted")["auto_imports"] == []
+
+        name = run.json("imports", "create", *new, "--access-token", "t")["name"]
+        assert run.ok("imports", "preview", name).fields()["would_add"] == "1"
+        write_source(sources, "cli-store", contacts, revoked=True)
+        refused = run.run("imports", "check", name)
+        assert refused.code == 1
+        assert refused.table()[0][:2] == ["credentials", "FAIL"]
+        assert refused.out.rstrip().endswith("the import would not sync as it is")
+        usage = run.run("imports", "check", name, "--service", "shopify")
+        assert usage.code == 2 and "give either NAME" in usage.err
+
+
 @pytest.mark.parametrize("store_env", STORES, indirect=True)
 def test_sync_syncs_contacts_and_fields_on_scripted_sources(
     store_env: dict[str, str],
