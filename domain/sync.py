@@ -59,6 +59,10 @@ class ContactPage:
     # one Mailchimp audience): created like them when a contact first has a value.
     declared_fields: tuple[DeclaredField, ...] = ()
 
+    def fields_beside(self, fixed: dict[str, DeclaredField]) -> dict[str, DeclaredField]:
+        """The fields its contacts may fill: the source's `fixed` ones, and those it declares."""
+        return fixed | {spec.key: spec for spec in self.declared_fields}
+
 
 @dataclass(frozen=True)
 class DeclaredField:

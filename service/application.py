@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -22,6 +22,7 @@ from domain.account import Account, ApiKey
 from domain.auto_import import AutoImport
 from domain.contact import Contact
 from domain.csv_import import CsvImport
+from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount
 from domain.import_settings import ImportChanges, NewImport
 from service.errors import EtagMismatch, NotFound
@@ -238,6 +239,33 @@ class AutoImports(Application[UUID]):
             return auto_import
 
         return retry_on_conflict(attempt, import_name(account_id, import_id))
+
+    # -- what a sync (or a preview of one) decides on ---------------------------------------
+    def find(self, aggregate_id: UUID) -> Any:
+        """The aggregate at `aggregate_id`, or None when there is none."""
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+    def external_account_of(self, auto_import: AutoImport) -> ExternalAccount:
+        """The budget the import's external account shares (by its identity, however the
+        import spells it): loaded, or opened (not saved) when none exists yet."""
+        account_id, service = auto_import.account_id, auto_import.service
+        identity = SOURCES[service].external_account_identity(auto_import.external_account)
+        external = self.find(ExternalAccount.create_id(account_id, service, identity))
+        if external is None:
+            external = ExternalAccount(
+                account_id=account_id, service=service, external_account=identity
+            )
+        assert isinstance(external, ExternalAccount)
+        return external
+
+    def fields_of(
+        self, account_id: str, service: str, keys: Iterable[str]
+    ) -> dict[str, CustomField | None]:
+        """The account's custom field of the service for each key, or None where none exists."""
+        return {key: self.find(CustomField.create_id(account_id, service, key)) for key in keys}
 
     # -- contacts ---------------------------------------------------------------------------
     def unsubscribe_contact(self, account_id: str, email: str, *, actor: str) -> Contact:

@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from domain.csv_file import CSV_SERVICE, CsvColumns, MalformedCsv, read_contacts
@@ -106,9 +105,7 @@ class CsvImporter:
             fields: dict[str, CustomField | None] = {}
             for key in columns.declared:
                 known = known_fields.get(key)
-                fields[key] = known or self._get(
-                    CustomField.create_id(account_id, CSV_SERVICE, key)
-                )
+                fields[key] = known or app.find(CustomField.create_id(account_id, CSV_SERVICE, key))
             result = apply_batch(
                 csv_import=csv_import,
                 account=account,
@@ -147,12 +144,6 @@ class CsvImporter:
         csv_import: object = self._app.repository.get(import_id)
         assert isinstance(csv_import, CsvImport)
         return csv_import
-
-    def _get(self, aggregate_id: UUID) -> Any:
-        try:
-            return self._app.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
 
 
 def _malformed(csv_import: CsvImport) -> ValidationError:

@@ -12,16 +12,12 @@ import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
-
-from eventsourcing.application import AggregateNotFoundError
 
 from connectors import SOURCES
 from connectors.base import ConnectorFactory, Finding
 from domain.auto_import import AutoImport
-from domain.custom_field import CustomField
-from domain.external_account import CONTACTS_PER_WINDOW, ExternalAccount, window_of
+from domain.external_account import window_of
 from domain.import_settings import NewImport
 from domain.sync import Preview, preview_page
 from service.application import AutoImports, default_display_name
@@ -82,37 +78,22 @@ class Previewer:
                 deadline=deadline if deadline is not None else time.monotonic() + 60,
             )
         account_id = target.account_id
-        declared = source.declared_fields() | {spec.key: spec for spec in page.declared_fields}
+        declared = page.fields_beside(source.declared_fields())
         preview = preview_page(
             service=target.service,
             account=self._app.get_account(account_id),
-            budget=self._budget(target, now),
+            # What is left of the window's 500 for the target's external account.
+            budget=self._app.external_account_of(target).remaining(
+                window_of(now.timestamp(), self._interval)
+            ),
             page=page,
             list_ids=target.list_ids,
             tags=target.tags,
             contacts=contacts_by_email(
                 self._app, account_id, (c.email for c in page.contacts if not c.deleted)
             ),
-            fields={
-                key: self._get(CustomField.create_id(account_id, target.service, key))
-                for key in declared
-            },
+            fields=self._app.fields_of(account_id, target.service, declared),
             declared=declared,
             sample_size=max(0, min(sample_size or DEFAULT_SAMPLE, MAX_SAMPLE)),
         )
         return preview, page.has_more
-
-    def _budget(self, target: AutoImport, now: datetime) -> int:
-        """What is left of the window's 500 for the target's external account."""
-        identity = SOURCES[target.service].external_account_identity(target.external_account)
-        external = self._get(ExternalAccount.create_id(target.account_id, target.service, identity))
-        if external is None:
-            return CONTACTS_PER_WINDOW
-        assert isinstance(external, ExternalAccount)
-        return external.remaining(window_of(now.timestamp(), self._interval))
-
-    def _get(self, aggregate_id: UUID) -> Any:
-        try:
-            return self._app.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None

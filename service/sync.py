@@ -17,8 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError
-
 from connectors import SOURCES
 from connectors.base import (
     AuthError,
@@ -29,8 +27,7 @@ from connectors.base import (
     check_deadline,
 )
 from domain.auto_import import AutoImport, ImportState
-from domain.custom_field import CustomField
-from domain.external_account import ExternalAccount, window_of
+from domain.external_account import window_of
 from domain.import_settings import Credentials
 from domain.sync import ContactPage, DeclaredField, sync_page
 from domain.sync_report import SyncReport
@@ -198,8 +195,7 @@ class SyncEngine:
                     sync_id,
                     criteria,
                     page,
-                    # the source's fixed fields, and those it declares as it reads
-                    declared | {spec.key: spec for spec in page.declared_fields},
+                    page.fields_beside(declared),
                     grant,
                 )
                 if outcome is None:  # paused or deleted meanwhile: stop here
@@ -297,7 +293,7 @@ class SyncEngine:
             if page.credentials is not None:
                 auto_import.refresh_access_token(page.credentials, replacing=grant)
             account = app.get_account(account_id)
-            external = self._external_account(auto_import)
+            external = app.external_account_of(auto_import)
             # The window in force now, when the page is saved, not when the sync began.
             window = window_of(self._clock().timestamp(), self._interval)
             result = sync_page(
@@ -309,10 +305,7 @@ class SyncEngine:
                 contacts=contacts_by_email(
                     app, account_id, (c.email for c in page.contacts if not c.deleted)
                 ),
-                fields={
-                    key: self._get(CustomField.create_id(account_id, auto_import.service, key))
-                    for key in declared
-                },
+                fields=app.fields_of(account_id, auto_import.service, declared),
                 declared=declared,
             )
             app.save(
@@ -358,21 +351,3 @@ class SyncEngine:
                 except Exception:  # logs and metrics never fail a sync
                     log.exception("a listener of sync %s failed", sync_id)
         return report
-
-    def _external_account(self, auto_import: AutoImport) -> ExternalAccount:
-        account_id, service = auto_import.account_id, auto_import.service
-        identity = SOURCES[service].external_account_identity(auto_import.external_account)
-        external_id = ExternalAccount.create_id(account_id, service, identity)
-        external = self._get(external_id)
-        if external is None:
-            external = ExternalAccount(
-                account_id=account_id, service=service, external_account=identity
-            )
-        assert isinstance(external, ExternalAccount)
-        return external
-
-    def _get(self, aggregate_id: UUID) -> Any:
-        try:
-            return self._app.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
