@@ -507,6 +507,12 @@ def test_check_connection_of_a_new_or_an_existing_import(world: SyncWorld):
     assert not refused.ok
     assert [f.ok for f in refused.findings] == [False, False, False, False]
     assert "revoked" in refused.findings[0].detail
+    # A preview cannot read with refused credentials: the connector's words, as a precondition.
+    error = error_of(
+        world.admin.imports.PreviewImport, pb.PreviewImportRequest(name=auto_import.name)
+    )
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "revoked the grant" in error.details()
     # A check is an answer: the import is as it was.
     fetched = world.admin.imports.GetImport(pb.GetImportRequest(name=auto_import.name))
     assert fetched.state == pb.AutoImport.ACTIVE and fetched.etag == auto_import.etag
