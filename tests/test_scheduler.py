@@ -614,7 +614,9 @@ def test_two_schedulers_sync_every_import_once_per_interval(store: str, tmp_path
         world.admin.channel.close()
 
     for name, times in starts.items():
-        assert all(interval <= gap < 2 * interval for gap in gaps(times)), (name, gaps(times))
+        # Never twice in one interval. How soon after the interval each sync starts depends on
+        # the machine's load; that each import goes on being synced is the wait above.
+        assert all(gap >= interval for gap in gaps(times)), (name, gaps(times))
     assert all(r.outcome == pb.SyncReport.COMPLETED for r in reports)
     assert [r.added for r in reports][-1] == 3  # the first sync added them, later ones nothing
 
@@ -645,7 +647,9 @@ def test_two_schedulers_on_two_replicas_of_one_database_sync_each_import_once_pe
             world.admin.channel.close()
 
     for name, times in starts.items():
-        assert all(interval <= gap < 2 * interval for gap in gaps(times)), (name, gaps(times))
+        # Never twice in one interval. How soon after the interval each sync starts depends on
+        # the machine's load; that each import goes on being synced is the wait above.
+        assert all(gap >= interval for gap in gaps(times)), (name, gaps(times))
     assert len(contacts) == 10 * 3 == len({c.email for c in contacts})
 
 
