@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Recording
 
 from connectors import SOURCES
@@ -87,7 +87,18 @@ class AutoImports(Application[UUID]):
         self._save_listeners.append(listener)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
-        recordings = super().save(*objs, **kwargs)
+        """Application.save for aggregates (this application saves no bare event), without
+        its runtime-protocol isinstance checks: they cost 35 us an aggregate, a fifth of a CSV
+        import's time (README, Performance)."""
+        processing_event = ProcessingEvent[UUID]()
+        aggregate: Aggregate | None
+        for aggregate in objs:
+            if aggregate is not None:
+                processing_event.events.extend(aggregate.collect_events())
+                processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
         for listener in self._save_listeners:
             listener(recordings)
         return recordings

@@ -111,7 +111,7 @@ class Settings:
         env = {
             "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
             "CIPHER_KEY": self.cipher_key,
-            "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+            "COMPRESSOR_TOPIC": "service.compression:EventCompressor",
         }
         if self.uses_postgres:
             env.update(postgres_env(self.database_url))

@@ -6,6 +6,7 @@ one transaction per event (or per batch), and the tables always agree with each 
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, ClassVar
 
@@ -55,14 +56,18 @@ def _upsert(table: str, columns: tuple[str, ...], values: dict[str, Any]) -> Sta
     """Inserts a row, or replaces the one with its key: applying an event twice, or two events
     about one key (a sync recorded as failed, then completed by a retried write), leaves one row
     and never stops the projection."""
+    return _upsert_text(table, columns), values
+
+
+@functools.lru_cache(maxsize=64)  # a few tables and column sets, met once per event
+def _upsert_text(table: str, columns: tuple[str, ...]) -> str:
     key = AccountViews.tables[table]
     names = ", ".join(columns)
     placeholders = ", ".join(f":{c}" for c in columns)
     assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
     return (
         f"INSERT INTO {{t}}{table} ({names}) VALUES ({placeholders})"
-        f" ON CONFLICT ({key}) DO UPDATE SET {assignments}",
-        values,
+        f" ON CONFLICT ({key}) DO UPDATE SET {assignments}"
     )
 
 
