@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from eventsourcing.application import project_aggregate
 
 from connectors import base
 from connectors.base import AuthError, ReauthRequired
@@ -736,3 +737,28 @@ def test_a_sync_stops_at_its_callers_deadline_and_the_next_one_resumes(
     )
     assert (resumed.outcome, resumed.added) == ("COMPLETED", 150)
     assert len(world.contacts()) == 350
+
+
+# -- snapshots -----------------------------------------------------------------------------------
+
+
+def test_an_import_snapshotted_within_a_page_loads_as_its_events_replayed(
+    world: World, store_env: dict[str, str]
+):
+    """A page saves hundreds of events at once; the snapshot is taken of the import in hand, at
+    the page's last version, not at the multiple of the interval inside it."""
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(450)
+    world.sync(auto_import)
+
+    fresh = open_application(Settings.from_env(store_env))  # nothing cached: from the snapshot
+    try:
+        snapshots = list(fresh.snapshots.get(auto_import.id)) if fresh.snapshots else []
+        loaded = fresh.get_import("acme", auto_import.id)
+        replayed = project_aggregate(None, fresh.events.get(auto_import.id))  # no snapshot
+    finally:
+        fresh.close()
+
+    assert snapshots and all(s.originator_version % 200 != 0 for s in snapshots)
+    assert vars(loaded) == vars(replayed)
