@@ -7,6 +7,7 @@ either reloads and decides again or, when the caller sent an etag, reports the c
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +29,8 @@ from domain.import_settings import ImportChanges, NewImport
 from service.errors import EtagMismatch, NotFound
 
 HISTORY_PAGE = 500
+# What every sync page or CSV batch loads again after saving it (not the many contacts).
+RELOADED_OFTEN = (AutoImport, Account, ExternalAccount, CsvImport)
 # How many times a use case decides again after its save met a concurrent write.
 MAX_ATTEMPTS = 20
 T = TypeVar("T")
@@ -123,14 +126,29 @@ class AutoImports(Application[UUID]):
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         try:
-            return super()._record(processing_event)
+            recordings = super()._record(processing_event)
         except IntegrityError:
             if not self._were_recorded(processing_event.events):
                 raise
             # The write committed but its acknowledgement was lost: eventsourcing's PostgreSQL
             # recorder retries an insert after an OperationalError, and the retry meets the
             # rows its first attempt committed. Ours: not a concurrent write.
-            return []
+            recordings = []
+        self._cache_saved(processing_event)
+        return recordings
+
+    def _cache_saved(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Puts a copy of each saved aggregate that use cases load again and again in the
+        cache, as it is now stored. With fast-forward on, eventsourcing caches only what it
+        loads: the next load of an import read back and decoded every event of the page just
+        saved (a hundred per page). A copy, because the caller may go on changing its object
+        without saving it. Another replica's later writes are still read by the fast-forward."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for aggregate_id, aggregate in processing_event.aggregates.items():
+            if isinstance(aggregate, RELOADED_OFTEN):
+                cache.put(aggregate_id, copy.deepcopy(aggregate))
 
     def _were_recorded(self, events: list[DomainEventProtocol[UUID]]) -> bool:
         """Whether the store holds exactly these events (same ids, versions and contents)."""
