@@ -211,10 +211,10 @@ def catch_up(
     try:
         with view.batch():  # one commit for the batch: a sync page is hundreds of events
             _fence(view, app.name, position)
+            # Bound once: each lookup of a singledispatchmethod builds a new wrapper.
+            process_event, to_domain_event = projection.process_event, app.mapper.to_domain_event
             for notification in notifications:
-                projection.process_event(
-                    app.mapper.to_domain_event(notification), Tracking(app.name, notification.id)
-                )
+                process_event(to_domain_event(notification), Tracking(app.name, notification.id))
     except LeaseLost:
         raise
     except Exception as e:

@@ -71,6 +71,12 @@ def _upsert_text(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
+def _json(value: list[str] | dict[str, str]) -> str:
+    """A column's JSON; most contacts have no lists, tags or fields (a third of the time of
+    projecting a contact was json.dumps)."""
+    return json.dumps(value) if value else ("[]" if isinstance(value, list) else "{}")
+
+
 def _update(table: str, key: str, key_value: str, values: dict[str, Any]) -> Statement:
     assignments = ", ".join(f"{column} = :{column}" for column in values)
     return (
@@ -208,6 +214,7 @@ class AccountViewsProjection(Projection[AccountViews]):
     # -- contacts and fields ------------------------------------------------------------------
     @process_event.register
     def _contact_created(self, e: Contact.Created, tracking: Tracking) -> None:
+        created = iso(e.timestamp)
         row = {
             "contact_id": str(e.originator_id),
             "account_id": e.account_id,
@@ -216,12 +223,12 @@ class AccountViewsProjection(Projection[AccountViews]):
             "last_name": e.last_name,
             "phone": e.phone,
             "status": e.status,
-            "fields": json.dumps(e.fields),
-            "list_ids": json.dumps(e.list_ids),
-            "tags": json.dumps(e.tags),
-            "sources": json.dumps([e.source]),
-            "create_time": iso(e.timestamp),
-            "update_time": iso(e.timestamp),
+            "fields": _json(e.fields),
+            "list_ids": _json(e.list_ids),
+            "tags": _json(e.tags),
+            "sources": _json([e.source]),
+            "create_time": created,
+            "update_time": created,
         }
         self.view.record(tracking, [_upsert("contacts", CONTACT_COLUMNS, row)])
 
