@@ -135,6 +135,8 @@ class SqlView(TrackingRecorder):
 
         Polls with short sleeps first: an in-process projector usually catches up in milliseconds.
         """
+        if notification_id is None or notification_id <= self._reached.get(application_name, 0):
+            return  # seen processed already: a view never goes back
         deadline = time.monotonic() + timeout
         pause = 0.002
         while not self.has_tracking_id(application_name, notification_id):
@@ -144,6 +146,17 @@ class SqlView(TrackingRecorder):
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
+        # Races between readers can only lower the mark: then a query more, never a stale read.
+        reached = self._reached.get(application_name, 0)
+        self._reached[application_name] = max(reached, notification_id)
+
+    @property
+    def _reached(self) -> dict[str, int]:
+        """The highest notification id seen processed, per application: one query fewer per
+        read while nothing new was saved."""
+        if not hasattr(self, "_reached_ids"):
+            self._reached_ids: dict[str, int] = {}
+        return self._reached_ids
 
 
 class InvalidPageToken(ValueError):
