@@ -1,35 +1,45 @@
-"""Which of many aggregates exist, in one query rather than one load each.
+"""The contacts of many emails, in one query rather than two per contact.
 
-A batch of a CSV import checks hundreds of contacts, most of them new on a first import; loading
-each (a snapshot query and an events query per id) would cost two round trips per row. This asks
-the event store's table once for the ids that have events. Only ids are read (they are stored in
-clear; the events' state is encrypted), and only to skip loading what does not exist: a contact
-created meanwhile makes the batch's save fail on its id, and the batch is decided again.
+A sync page or a CSV batch checks hundreds of contacts. Loading each through the repository
+costs a snapshot query and an events query per contact (and most do not exist on a first
+import). This reads the events of all of them from the event store's table in one query, and
+builds each contact from its events, as the repository would: those with no events do not
+exist. Snapshots are skipped (a contact has a few events; every event is kept). A contact
+created or changed after the query makes the batch's save fail on its version, and the batch is
+decided again.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Iterable
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import Application
-from eventsourcing.persistence import Recorder
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from psycopg.sql import SQL, Identifier
 
 from domain.contact import Contact, InvalidEmail, normalize_email
 
+_SQLITE_PARAMETERS = 500  # ids per query, well under SQLite's limit on parameters
 
-def existing_ids(recorder: Recorder, ids: Collection[UUID]) -> set[UUID]:
-    """The ids among `ids` that have stored events. With a recorder it does not know, every id
-    (the caller then loads each, as it would without this)."""
+
+def stored_events_of(
+    app: Application[UUID], ids: Collection[UUID]
+) -> dict[UUID, list[StoredEvent]] | None:
+    """The stored events of each id that has any, in version order; None with a recorder this
+    does not know (the caller then loads each through the repository)."""
+    recorder = app.recorder
+    found: dict[UUID, list[StoredEvent]] = defaultdict(list)
     if not ids:
-        return set()
+        return found
     if isinstance(recorder, PostgresAggregateRecorder):
         statement = SQL(
-            "SELECT DISTINCT originator_id FROM {schema}.{table} WHERE originator_id = ANY(%s)"
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table}"
+            " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
         ).format(
             schema=Identifier(recorder.datastore.schema),
             table=Identifier(recorder.events_table_name),
@@ -38,28 +48,40 @@ def existing_ids(recorder: Recorder, ids: Collection[UUID]) -> set[UUID]:
         values = [str(i) for i in ids] if as_text else list(ids)
         with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(statement, [values])
-            return {UUID(str(row["originator_id"])) for row in cursor.fetchall()}
-    if isinstance(recorder, SQLiteAggregateRecorder):
+            rows = cursor.fetchall()
+    elif isinstance(recorder, SQLiteAggregateRecorder):
         wanted = list(ids)
-        found: set[UUID] = set()
-        for start in range(0, len(wanted), 500):  # well under SQLite's limit on parameters
-            part = wanted[start : start + 500]
+        rows = []
+        for start in range(0, len(wanted), _SQLITE_PARAMETERS):
+            part = wanted[start : start + _SQLITE_PARAMETERS]
             query = (
-                f"SELECT DISTINCT originator_id FROM {recorder.events_table_name}"
+                "SELECT originator_id, originator_version, topic, state"
+                f" FROM {recorder.events_table_name}"
                 f" WHERE originator_id IN ({', '.join('?' * len(part))})"
+                " ORDER BY originator_id, originator_version"
             )
             with recorder.datastore.transaction(commit=False) as cursor:
                 cursor.execute(query, [i.hex for i in part])  # as the recorder stores them
-                found.update(UUID(str(row["originator_id"])) for row in cursor.fetchall())
-        return found
-    return set(ids)
+                rows += cursor.fetchall()
+    else:
+        return None
+    for row in rows:
+        originator_id = UUID(str(row["originator_id"]))
+        found[originator_id].append(
+            StoredEvent(
+                originator_id=originator_id,
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+        )
+    return found
 
 
 def contacts_by_email(
     app: Application[UUID], account_id: str, emails: Iterable[str]
 ) -> dict[str, Contact | None]:
-    """The account's contact, or None, for each valid email given (normalized): one query for
-    which exist, then a load of each that does."""
+    """The account's contact, or None, for each valid email given (normalized)."""
     ids: dict[str, UUID] = {}
     for raw in emails:
         try:
@@ -68,9 +90,22 @@ def contacts_by_email(
             continue
         if email:
             ids[email] = Contact.create_id(account_id, email)
-    found = existing_ids(app.recorder, ids.values())
-    loaded: dict[str, Any] = {
-        email: app.repository.get(contact_id) if contact_id in found else None
-        for email, contact_id in ids.items()
-    }
+    stored = stored_events_of(app, ids.values())
+    if stored is None:
+        return {email: _load(app, contact_id) for email, contact_id in ids.items()}
+    to_domain_event = app.mapper.to_domain_event
+    loaded: dict[str, Any] = {}
+    for email, contact_id in ids.items():
+        events = stored.get(contact_id)
+        loaded[email] = (
+            project_aggregate(None, [to_domain_event(e) for e in events]) if events else None
+        )
     return loaded
+
+
+def _load(app: Application[UUID], contact_id: UUID) -> Contact | None:
+    try:
+        contact: Contact = app.repository.get(contact_id)
+    except AggregateNotFoundError:
+        return None
+    return contact
