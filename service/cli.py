@@ -47,10 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     client_cli.add_client_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the gRPC server (configured by AUTOIMPORT_* variables)")
-    commands.add_parser(
+    projector = commands.add_parser(
         "projector",
         help="keep the read models up to date, as a process of its own "
         "(then run servers with AUTOIMPORT_RUN_PROJECTIONS=no)",
+    )
+    projector.add_argument(
+        "--supervised",
+        action="store_true",
+        help="run as a server's child (what a server with AUTOIMPORT_RUN_PROJECTIONS=process "
+        "starts): woken by lines on stdin, stopped by its end, health as JSON lines on stdout",
     )
     replay = commands.add_parser(
         "replay", help="rebuild the read model from every event (on the configured store)"
@@ -90,6 +96,10 @@ def run_server_command(args: argparse.Namespace) -> int:
             from service.server import serve
 
             serve(settings)
+        elif args.command == "projector" and args.supervised:
+            from service.projector_process import run_child
+
+            run_child(settings)
         elif args.command == "projector":
             from service.projector import run_projector
 

@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -28,6 +29,14 @@ class ConfigError(Exception):
     """A setting that cannot work; the message names the variable and what it should be."""
 
 
+class RunProjections(StrEnum):
+    """AUTOIMPORT_RUN_PROJECTIONS: where a server runs the read-model projector (server.py)."""
+
+    PROCESS = "process"  # a child process: projecting gets a core of its own (the default)
+    THREAD = "thread"  # a thread of the server, sharing its GIL
+    NO = "no"  # not at all: `autoimport projector` runs it, or another replica does
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -40,7 +49,7 @@ class Settings:
     tls_key: str
     tls_client_ca: str
     sync_interval: float
-    run_projections: bool
+    run_projections: RunProjections
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     # How long a PostgreSQL lease outlives its holder's last heartbeat (service/leases.py).
     lease_timeout: float = LEASE_TIMEOUT
@@ -88,7 +97,7 @@ class Settings:
             tls_key=tls_key,
             tls_client_ca=get("TLS_CLIENT_CA"),
             sync_interval=interval,
-            run_projections=get("RUN_PROJECTIONS", "yes").lower() not in ("0", "no", "false"),
+            run_projections=run_projections(get("RUN_PROJECTIONS")),
             connectors=_connector_settings(get),
             lease_timeout=lease_timeout(env),
             max_syncs=max_syncs(env),
@@ -98,6 +107,19 @@ class Settings:
     @property
     def uses_postgres(self) -> bool:
         return bool(self.database_url)
+
+    def projector_env(self) -> dict[str, str]:
+        """The variables from which `autoimport projector` reads the store, the keys and the
+        lease of these settings: a server gives its child projector exactly these, whatever its
+        own environment says (tests and benchmarks build a server's settings from a dict)."""
+        return {
+            PREFIX + "DATA_DIR": str(self.data_dir),
+            PREFIX + "DATABASE_URL": self.database_url,
+            PREFIX + "DATABASE_SCHEMA": self.database_schema,
+            PREFIX + "CIPHER_KEY": self.cipher_key,
+            PREFIX + "ADMIN_TOKEN": self.admin_token,  # else it would generate a token file
+            PREFIX + "LEASE_TIMEOUT": repr(self.lease_timeout),
+        }
 
     def store_env(self, store: str, *, create_tables: bool = False) -> dict[str, str]:
         """The eventsourcing environment of one store: the application's events, or a read model.
@@ -122,6 +144,22 @@ class Settings:
             env["SQLITE_LOCK_TIMEOUT"] = "30"
             env["SQLITE_DBNAME"] = str(self.data_dir / f"{store}.sqlite")
         return env
+
+
+def run_projections(text: str) -> RunProjections:
+    """`process` (or `yes`, what it meant before `thread` existed: this server runs them),
+    `thread` or `no`."""
+    value = text.strip().lower()
+    if value in ("", "process", "yes", "true", "1"):
+        return RunProjections.PROCESS
+    if value in ("no", "false", "0", "off"):
+        return RunProjections.NO
+    if value == RunProjections.THREAD:
+        return RunProjections.THREAD
+    raise ConfigError(
+        f"{PREFIX}RUN_PROJECTIONS must be process (the default; yes means the same), thread or "
+        f"no, not {text!r}"
+    )
 
 
 def lease_timeout(environ: dict[str, str] | None = None) -> float:

@@ -248,9 +248,9 @@ def _lag(app: AutoImports, views: AccountViews, wait: float) -> Finding:
         "read model",
         False,
         f"{behind} events behind (at event {position} of {latest}) and not advancing for "
-        f"{wait:g} s: no projector is running (a server with AUTOIMPORT_RUN_PROJECTIONS=yes, or "
-        "`autoimport projector`), or it is stuck on an event (its log says which; gRPC health "
-        "`autoimport.projector` is NOT_SERVING)",
+        f"{wait:g} s: no projector is running (every server has AUTOIMPORT_RUN_PROJECTIONS=no "
+        "and no `autoimport projector` runs), or it is stuck on an event (its log says which; "
+        "gRPC health `autoimport.projector` is NOT_SERVING)",
     )
 
 

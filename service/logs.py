@@ -145,6 +145,13 @@ def configure(stream: IO[str] | None = None, log_format: str | None = None) -> N
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
+def current_format() -> str:
+    """`text` or `json`: what `configure` chose for this process (json when it did not run), so
+    that a child process writing to the same stderr writes the same."""
+    handlers = logging.getLogger().handlers
+    return "text" if any(isinstance(h.formatter, TextFormatter) for h in handlers) else "json"
+
+
 def _is_terminal(stream: IO[str]) -> bool:
     try:
         return stream.isatty()

@@ -11,8 +11,9 @@ The projector reads `select_notifications` from the view's last tracking id and 
 in batches, one transaction per batch. eventsourcing's ProjectionRunner (which cannot follow an
 SQLite store in 9.5) commits once per event: on PostgreSQL that kept up with about 1,400 events
 a second, and left the read model a minute behind a 100,000-row CSV import. Between batches it
-waits for PostgreSQL's NOTIFY of new events, or on SQLite for a save in the same process (and
-polls, for saves by other processes).
+waits for PostgreSQL's NOTIFY of new events, or on SQLite for a nudge after a save (from the
+same process, or from the server whose child it is: service/projector_process.py), and polls,
+for saves by other processes.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class Projector:
             self._threads.append(thread)
 
     def nudge(self, *_: Any) -> None:
-        """New events were saved in this process: process them now rather than at the next poll."""
+        """New events were saved (in this process, or in the server whose child this process
+        is): process them now rather than at the next poll."""
         for wake in self._wakes:
             wake.set()
 

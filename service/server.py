@@ -34,11 +34,12 @@ from service.api.contacts import ContactServicer, FieldServicer
 from service.api.imports import AutoImportServicer
 from service.api.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
 from service.application import AutoImports
-from service.config import Settings
+from service.config import RunProjections, Settings
 from service.leases import Leases, LocalLeases, PostgresLeases
 from service.logs import log_sync
 from service.preview import Previewer
 from service.projector import Projector
+from service.projector_process import ProjectorProcess
 from service.read_models import ReadModels
 from service.read_models.views import AccountViewsProjection
 from service.stores import open_application
@@ -52,7 +53,8 @@ SERVICE_NAMES = (
     contacts_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
     fields_pb2.DESCRIPTOR.services_by_name["FieldService"].full_name,
 )
-# Health of the in-process projector: NOT_SERVING while the read model cannot advance.
+# Health of this server's projector (its thread or its child process): NOT_SERVING while the
+# read model cannot advance.
 PROJECTOR_HEALTH = "autoimport.projector"
 GRACE_SECONDS = 10.0
 # Threads for calls other than syncs; the pool has AUTOIMPORT_MAX_SYNCS more, and TriggerSync
@@ -66,7 +68,7 @@ class Server:
     health: health.HealthServicer
     app: AutoImports
     read_models: ReadModels
-    projector: Projector | None
+    projector: Projector | ProjectorProcess | None
     address: str
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
@@ -84,14 +86,14 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
     """A server whose syncs read the real services, or what `connector_for` gives (tests)."""
     app = open_application(settings)
     health_servicer = health.HealthServicer()
-    projector = None
-    if settings.run_projections:
-        projector = Projector(settings, app, on_health=_projector_health(health_servicer))
+    on_health = _projector_health(health_servicer)
+    projector: Projector | ProjectorProcess | None = None
+    if settings.run_projections is RunProjections.PROCESS:
+        projector = ProjectorProcess(settings, on_health=on_health)
+    elif settings.run_projections is RunProjections.THREAD:
+        projector = Projector(settings, app, on_health=on_health)
     # Creates the views' tables, so before the projector starts.
     read_models = ReadModels(app, settings.store_env, explain=lambda: _stuck(projector))
-    if projector is not None:
-        app.on_saved(projector.nudge)
-        projector.start()
 
     server = grpc.server(
         futures.ThreadPoolExecutor(
@@ -132,7 +134,7 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    if projector is not None and projector.failure is None:
+    if projector is not None:  # before it starts: it may report a failure at once
         health_servicer.set(PROJECTOR_HEALTH, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -140,14 +142,19 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
 
     port = _add_port(server, settings)
     host = settings.listen.rpartition(":")[0]
+    if projector is not None:  # once nothing can fail: a child would outlive a failed start
+        app.on_saved(projector.nudge)
+        projector.start()
     server.start()
     return Server(server, health_servicer, app, read_models, projector, f"{host}:{port}")
 
 
-def _stuck(projector: Projector | None) -> str | None:
+def _stuck(projector: Projector | ProjectorProcess | None) -> str | None:
     # The failure itself (which may quote any account's data) is for the log, not for callers.
     if projector is None or projector.failure is None:
         return None
+    if isinstance(projector, ProjectorProcess) and projector.restarting:
+        return "its projector process exited and is restarting: the server log says why"
     return "its projection fails on an event: the server log says which and why"
 
 

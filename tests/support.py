@@ -201,6 +201,26 @@ class ServerProcess:
             self.terminate()
 
 
+def projector_pid(server: ServerProcess) -> int:
+    """The pid of the server's projector process: the last one its log says it started."""
+    pids = re.findall(r"started the projector process \(pid (\d+)\)", "".join(server.output))
+    assert pids, "the server started no projector process"
+    return int(pids[-1])
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` runs; a zombie (exited, not yet reaped by its new parent) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def rich_status(error: grpc.RpcError) -> dict[str, Any]:
     """The error's google.rpc.Status details by type name: {"ErrorInfo": msg, ...}."""
     from google.rpc import error_details_pb2

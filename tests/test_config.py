@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors import SOURCES
-from service.config import ConfigError, Settings
+from service.config import ConfigError, RunProjections, Settings
 
 
 def settings(tmp_path: Path, **variables: str) -> Settings:
@@ -71,3 +71,42 @@ def test_a_base_url_that_is_not_http_is_refused_by_name(tmp_path: Path):
 def test_half_an_oauth_client_is_refused(tmp_path: Path, given: str):
     with pytest.raises(ConfigError, match="GOOGLE_CLIENT_ID and AUTOIMPORT_GOOGLE_CLIENT_SECRET"):
         settings(tmp_path, **{given: "x"})
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        ("", RunProjections.PROCESS),
+        ("process", RunProjections.PROCESS),
+        ("yes", RunProjections.PROCESS),  # what it meant before: this server runs them
+        ("Thread", RunProjections.THREAD),
+        ("no", RunProjections.NO),
+        ("0", RunProjections.NO),
+    ],
+)
+def test_run_projections_says_where_the_server_runs_the_projector(
+    tmp_path: Path, value: str, mode: RunProjections
+):
+    assert settings(tmp_path, RUN_PROJECTIONS=value).run_projections is mode
+
+
+def test_an_unknown_run_projections_value_is_refused_with_the_ones_it_takes(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"RUN_PROJECTIONS must be process .* thread or no"):
+        settings(tmp_path, RUN_PROJECTIONS="sometimes")
+
+
+def test_a_child_projector_reads_the_same_store_keys_and_lease_as_its_server(tmp_path: Path):
+    server = settings(
+        tmp_path,
+        DATABASE_URL="postgresql://u:pw@db.internal:5433/contacts",
+        DATABASE_SCHEMA="tenant_7",
+        CIPHER_KEY="k" * 44,
+        ADMIN_TOKEN="adm_given",
+        LEASE_TIMEOUT="2.5",
+    )
+
+    child = Settings.from_env(server.projector_env())
+
+    same = ("data_dir", "database_url", "database_schema", "cipher_key", "admin_token")
+    assert [getattr(child, name) for name in same] == [getattr(server, name) for name in same]
+    assert child.lease_timeout == 2.5

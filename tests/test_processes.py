@@ -29,6 +29,7 @@ from tests.support import (
     ROOT,
     Client,
     ServerProcess,
+    projector_pid,
     self_signed_certificate,
     wait_for,
 )
@@ -217,21 +218,29 @@ def test_two_replicas_on_one_database_let_exactly_one_of_two_concurrent_updates_
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("projections", ["process", "thread"])
 @pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
 def test_when_the_projecting_replica_dies_another_takes_over(
-    store_env: dict[str, str], tmp_path: Path
+    store_env: dict[str, str], tmp_path: Path, projections: str
 ):
+    store_env = {**store_env, "AUTOIMPORT_RUN_PROJECTIONS": projections}
+
+    def projector_of(server: ServerProcess) -> int:
+        assert server.process is not None
+        return projector_pid(server) if projections == "process" else server.process.pid
+
     one = ServerProcess(store_env).start()
     try:
+        # The replica about to die is the one projecting: it holds the lease before two starts.
+        wait_for(lambda: projector_lease_holder(store_env), _of_process(projector_of(one)))
         with ServerProcess({**store_env, "AUTOIMPORT_DATA_DIR": str(tmp_path / "2")}) as two:
-            assert one.process is not None and two.process is not None
             with one.client(one.admin_token) as admin:
                 set_up_account(admin)
                 create(admin, "acme")
-            # The replica about to die is the one projecting (it started first).
-            wait_for(lambda: projector_lease_holder(store_env), _of_process(one.process.pid))
-            one.kill()  # SIGKILL: its advisory lock goes with its database session
-            wait_for(lambda: projector_lease_holder(store_env), _of_process(two.process.pid))
+            # SIGKILL: its advisory lock goes with its database session (a projector process
+            # sees its stdin end, and exits)
+            one.kill()
+            wait_for(lambda: projector_lease_holder(store_env), _of_process(projector_of(two)))
             with two.client(two.admin_token) as admin:
                 created = create(admin, "acme")
                 listed = admin.imports.ListImports(pb.ListImportsRequest(account_id="acme"))
@@ -302,9 +311,15 @@ def test_two_replicas_triggering_one_import_at_the_same_moment_run_one_sync(tmp_
     assert [s.sync_id for s in listed.syncs] == [done.sync_id] and done.added == 120
 
 
+@pytest.mark.parametrize("projections", ["process", "thread"])
 @pytest.mark.parametrize("store_env", STORES, indirect=True)
-def test_create_followed_at_once_by_list_shows_the_import(store_env: dict[str, str]):
-    """Read-your-writes, many times over, with the projector in the same process."""
+def test_create_followed_at_once_by_list_shows_the_import(
+    store_env: dict[str, str], projections: str
+):
+    """Read-your-writes, many times over, with the server's projector in a child process (the
+    default, woken by each save) or in a thread of the server."""
+    if projections != "process":
+        store_env = {**store_env, "AUTOIMPORT_RUN_PROJECTIONS": projections}
     with (
         ServerProcess(store_env) as server,
         server.client(server.admin_token) as admin,

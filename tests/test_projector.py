@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from domain.auto_import import AutoImport
 from domain.import_settings import Credentials, ImportChanges, NewImport
 from service import projector as projector_module
 from service.application import AutoImports
-from service.config import Settings
+from service.config import RunProjections, Settings
 from service.projector import Projector, catch_up
 from service.read_models import open_view
 from service.read_models.views import VIEW_CLASSES, AccountViewsProjection
@@ -203,7 +204,8 @@ def test_a_server_whose_projection_is_stuck_says_so_in_health_and_in_its_answers
     monkeypatch.setattr(projector_module, "MAX_PAUSE", 0.1)
     monkeypatch.setattr(read_models, "READ_TIMEOUT", 0.2)  # reads give up after 0.2 s
     fault = _Fault(monkeypatch)
-    server = build_server(settings)
+    # The fault is patched into this process: the projector must run in it (in a thread).
+    server = build_server(replace(settings, run_projections=RunProjections.THREAD))
     try:
         _finished_sync(server.app)
         with grpc.insecure_channel(server.address) as channel:
