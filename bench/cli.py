@@ -57,9 +57,11 @@ def run(benchmarks: Sequence[ModuleType], args: argparse.Namespace, argv: Sequen
     notes: list[str] = []
     if "postgres" in args.stores and (error := postgres_error()):
         notes.append(f"PostgreSQL skipped: not reachable at {PG_URL} ({error})")
-        args.stores = [s for s in args.stores if s != "postgres"] or ["sqlite"]
+        args.stores = [s for s in args.stores if s != "postgres"]
     for note in notes:
         log(f"note: {note}")
+    if not args.stores:
+        return 2
     env = environment()
     started = datetime.now(UTC)
     start = time.perf_counter()

@@ -14,7 +14,7 @@ so the read model is empty: what `autoimport replay` rebuilds into (service/repl
 - Baseline, just before on the same store: the same events read with
   `app.recorder.select_notifications` in batches of the same size, nothing decoded.
 Default sizes: 1,000,000 events on SQLite (the main store), 100,000 on PostgreSQL (a million
-takes it some five minutes to write and as long to rebuild: too long for `make bench`);
+would add some three minutes of writing and as many of rebuilding: too long for `make bench`);
 --replay-events sets both. Target (issue 11): a rebuild at most 3 x the bare read.
 """
 
