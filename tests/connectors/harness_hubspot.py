@@ -22,7 +22,7 @@ class HubSpotHarness(Harness):
     criteria = HubSpotCriteria()
     page_size = 200
     overlap = staticmethod(lambda ties: ties)  # the look-back reads the last timestamp again
-    # Searches are paced at 4 a second: a capped sync takes ~3 s alone, and was seen to take
+    # Searches are paced at 4 in 1.25 s: a capped sync took ~3 s alone, and was seen to take
     # over 6 s on a busy 2-CPU machine (a sync must end in the window it began in).
     interval = 10.0
 
