@@ -43,7 +43,7 @@ from pathlib import Path
 from autoimport.v1 import accounts_pb2, contacts_pb2, contacts_pb2_grpc, imports_pb2
 from bench import cli
 from bench.echo_server import PATH as ECHO_PATH
-from bench.report import ROOT, Figure, Target, log
+from bench.report import ROOT, Figure, Target, log, stop_child
 from tests.support import Client, ServerProcess, store_env
 
 NAME = "latency"
@@ -80,12 +80,7 @@ def echo_server() -> Iterator[str]:
             raise RuntimeError(f"the echo server did not start (it printed {port!r})")
         yield f"127.0.0.1:{port}"
     finally:
-        process.stdin.close()  # tells it to stop
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process)
 
 
 # -- the account, its imports and contacts, and the calls --------------------------------------

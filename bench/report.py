@@ -186,3 +186,15 @@ def write_json(document: Mapping[str, Any], folder: Path = RESULTS_DIR) -> Path:
 def log(message: str) -> None:
     """Progress, on stderr: stdout is the table."""
     print(message, file=sys.stderr, flush=True)
+
+
+def stop_child(process: subprocess.Popen[Any]) -> None:
+    """Stops a helper process that runs until its stdin closes (an emulator, the echo server);
+    killed if it has not exited 10 s later."""
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

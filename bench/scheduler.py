@@ -58,7 +58,7 @@ from uuid import UUID
 import connectors
 from autoimport.v1 import accounts_pb2, imports_pb2
 from bench import cli
-from bench.report import Figure, Target, log
+from bench.report import Figure, Target, log, stop_child
 from connectors.base import Connector, ConnectorFactory
 from domain.auto_import import AutoImport
 from domain.sources import Criteria
@@ -201,13 +201,7 @@ def emulators(imports: int, contacts: int) -> Iterator[Emulators]:
         started = json.loads(line)
         yield Emulators(process, started["env"], started["accounts"])
     finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process)
 
 
 # -- timing the syncs -----------------------------------------------------------------------

@@ -45,7 +45,7 @@ import httpx
 
 from autoimport.v1 import imports_pb2
 from bench import cli
-from bench.report import ROOT, Figure, Target, log
+from bench.report import ROOT, Figure, Target, log, stop_child
 from connectors import SOURCES, google_contacts, hubspot, shopify
 from tests.connectors.contract import harness_of
 from tests.support import Client, ServerProcess, create_in_new_account, store_env
@@ -165,13 +165,7 @@ def source(service: str, contacts: int) -> Iterator[Source]:
         with httpx.Client(base_url=hello["url"]) as client:
             yield Source(service, process, hello["url"], hello["server_env"], message, client)
     finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process)
 
 
 # -- the floor ----------------------------------------------------------------------------------

@@ -6,11 +6,14 @@ import contextlib
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -236,6 +239,34 @@ def rich_status(error: grpc.RpcError) -> dict[str, Any]:
                 detail.Unpack(message)
                 decoded[name] = message
     return decoded
+
+
+@contextlib.contextmanager
+def web_server(status: int = 404, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """A loopback HTTP server that answers `status` to every GET (a reachable connector URL);
+    over TLS with `tls` (certificate and key files, e.g. self_signed_certificate's)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:

@@ -3,7 +3,6 @@ secrets, and `autoimport doctor` on healthy and broken deployments (issue 9, par
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -11,11 +10,9 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +33,7 @@ from service.config import ConfigError, metrics_listen
 from tests.conftest import STORES
 from tests.scripted import T0
 from tests.scripted_server import write_source
-from tests.support import ROOT, Client, ServerProcess, store_env, wait_for
+from tests.support import ROOT, Client, ServerProcess, store_env, wait_for, web_server
 from tests.test_api_sync import SCRIPTED
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -69,29 +66,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
-
-
-@contextlib.contextmanager
-def web_server(status: int = 404) -> Iterator[str]:
-    """A loopback HTTP server that answers `status` to everything: a reachable connector URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def closed_port() -> int:
