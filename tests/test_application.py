@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors import SOURCES
 from domain.auto_import import AutoImport, ImportState
 from domain.import_settings import Credentials, ImportChanges, NewImport
 from service.application import AutoImports
@@ -50,6 +51,21 @@ def test_a_long_lived_import_loads_from_its_snapshot_with_the_same_state(app: Au
     assert vars(replayed) == vars(loaded)
     app.resume_import("acme", created.id, actor="admin")
     assert app.get_import("acme", created.id).state is ImportState.ACTIVE
+
+
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_a_saved_import_loads_as_stored_whatever_its_saver_does_to_it_next(app: AutoImports):
+    """Saved aggregates are cached as stored: a copy, so that changing the saved object
+    afterwards, without saving, changes nothing another load sees."""
+    created = new_import(app)
+    saved = app.update_import(
+        "acme", created.id, ImportChanges(tags=["kept"]), etag="", actor="admin"
+    )
+    saved.update(ImportChanges(tags=["never saved"]), SOURCES["shopify"], actor="admin")
+
+    loaded = app.get_import("acme", created.id)
+
+    assert loaded.tags == ["kept"] and loaded.version == saved.version - 1
 
 
 @pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
