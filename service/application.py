@@ -27,6 +27,7 @@ from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount
 from domain.import_settings import ImportChanges, NewImport
 from service.errors import EtagMismatch, NotFound
+from service.existing import aggregates_of
 
 HISTORY_PAGE = 500
 # What every sync page or CSV batch loads again after saving it (not the many contacts).
@@ -311,8 +312,11 @@ class AutoImports(Application[UUID]):
     def fields_of(
         self, account_id: str, service: str, keys: Iterable[str]
     ) -> dict[str, CustomField | None]:
-        """The account's custom field of the service for each key, or None where none exists."""
-        return {key: self.find(CustomField.create_id(account_id, service, key)) for key in keys}
+        """The account's custom field of the service for each key, or None where none exists
+        (in one query: a page checks every field its source declares)."""
+        ids = {key: CustomField.create_id(account_id, service, key) for key in keys}
+        found = aggregates_of(self, ids.values())
+        return {key: found[field_id] for key, field_id in ids.items()}
 
     # -- contacts ---------------------------------------------------------------------------
     def unsubscribe_contact(self, account_id: str, email: str, *, actor: str) -> Contact:

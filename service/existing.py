@@ -1,12 +1,13 @@
-"""The contacts of many emails, in one query rather than two per contact.
+"""Many small aggregates (a page's contacts, its custom fields) in one query rather than one or
+two each.
 
-A sync page or a CSV batch checks hundreds of contacts. Loading each through the repository
-costs a snapshot query and an events query per contact (and most do not exist on a first
-import). This reads the events of all of them from the event store's table in one query, and
-builds each contact from its events, as the repository would: those with no events do not
-exist. Snapshots are skipped (a contact has a few events; every event is kept). A contact
-created or changed after the query makes the batch's save fail on its version, and the batch is
-decided again.
+A sync page or a CSV batch checks hundreds of contacts and a few fields. Loading each through
+the repository costs a snapshot query and an events query per aggregate (most contacts do not
+exist on a first import, and a cached one still costs a query to fast-forward). This reads the
+events of all of them from the event store's table in one query, and builds each aggregate from
+its events, as the repository would: those with no events do not exist. Snapshots are skipped
+(a contact or a field has a few events; every event is kept). One created or changed after the
+query makes the batch's save fail on its version, and the batch is decided again.
 """
 
 from __future__ import annotations
@@ -78,6 +79,18 @@ def stored_events_of(
     return found
 
 
+def aggregates_of(app: Application[UUID], ids: Collection[UUID]) -> dict[UUID, Any]:
+    """The aggregate at each id, or None where there is none."""
+    stored = stored_events_of(app, ids)
+    if stored is None:
+        return {i: _load(app, i) for i in ids}
+    to_domain_event = app.mapper.to_domain_event
+    return {
+        i: project_aggregate(None, [to_domain_event(e) for e in stored[i]]) if i in stored else None
+        for i in ids
+    }
+
+
 def contacts_by_email(
     app: Application[UUID], account_id: str, emails: Iterable[str]
 ) -> dict[str, Contact | None]:
@@ -90,22 +103,12 @@ def contacts_by_email(
             continue
         if email:
             ids[email] = Contact.create_id(account_id, email)
-    stored = stored_events_of(app, ids.values())
-    if stored is None:
-        return {email: _load(app, contact_id) for email, contact_id in ids.items()}
-    to_domain_event = app.mapper.to_domain_event
-    loaded: dict[str, Any] = {}
-    for email, contact_id in ids.items():
-        events = stored.get(contact_id)
-        loaded[email] = (
-            project_aggregate(None, [to_domain_event(e) for e in events]) if events else None
-        )
-    return loaded
+    found = aggregates_of(app, ids.values())
+    return {email: found[contact_id] for email, contact_id in ids.items()}
 
 
-def _load(app: Application[UUID], contact_id: UUID) -> Contact | None:
+def _load(app: Application[UUID], aggregate_id: UUID) -> Any:
     try:
-        contact: Contact = app.repository.get(contact_id)
+        return app.repository.get(aggregate_id)
     except AggregateNotFoundError:
         return None
-    return contact

@@ -10,6 +10,7 @@ import pytest
 
 from connectors import SOURCES
 from domain.auto_import import AutoImport, ImportState
+from domain.custom_field import CustomField
 from domain.import_settings import Credentials, ImportChanges, NewImport
 from service.application import AutoImports
 from service.config import Settings
@@ -66,6 +67,34 @@ def test_a_saved_import_loads_as_stored_whatever_its_saver_does_to_it_next(app: 
     loaded = app.get_import("acme", created.id)
 
     assert loaded.tags == ["kept"] and loaded.version == saved.version - 1
+
+
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_fields_of_gives_each_existing_field_as_stored_and_none_for_the_others(app: AutoImports):
+    """A page's fields are read in one query of their events: the result must be what the
+    repository loads, field by field, and None for fields never created (or another account's)."""
+    company = CustomField(
+        account_id="acme",
+        service="google",
+        key="company",
+        title="Google Contacts Company",
+        personalization_tag="%GOOGLE_CONTACTS_COMPANY%",
+    )
+    elsewhere = CustomField(
+        account_id="other",
+        service="google",
+        key="job_title",
+        title="Google Contacts Job Title",
+        personalization_tag="%GOOGLE_CONTACTS_JOB_TITLE%",
+    )
+    app.save(company, elsewhere)
+
+    found = app.fields_of("acme", "google", ["company", "job_title"])
+
+    assert found["job_title"] is None
+    assert found["company"] is not None
+    assert vars(found["company"]) == vars(app.repository.get(company.id))
+    assert app.fields_of("acme", "google", []) == {}
 
 
 @pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
