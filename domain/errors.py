@@ -5,6 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def shown(value: str, limit: int = 60) -> str:
+    """The caller's input quoted in an error: a short prefix, as errors travel in trailers that
+    clients cap at 8 KiB."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}..."
+
+
+def cut(text: str, limit_bytes: int) -> str:
+    """`text` in at most `limit_bytes` of UTF-8, marked where it was cut."""
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit_bytes:
+        return text
+    return encoded[: limit_bytes - 3].decode("utf-8", "ignore") + "..."
+
+
 class DomainError(Exception):
     """A request that the rules of the domain refuse."""
 

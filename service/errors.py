@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from domain.errors import cut
+
+MAX_RESOURCE_NAME = 200  # bytes of a resource name quoted back (ResourceInfo and the message)
+
 
 class ServiceError(Exception):
     reason = "ERROR"
@@ -12,8 +16,8 @@ class NotFound(ServiceError):
 
     def __init__(self, resource_type: str, resource_name: str, hint: str = ""):
         self.resource_type = resource_type
-        self.resource_name = resource_name
-        super().__init__(f"{resource_type} {resource_name} does not exist{hint}")
+        self.resource_name = cut(resource_name, MAX_RESOURCE_NAME)
+        super().__init__(f"{resource_type} {self.resource_name} does not exist{hint}")
 
 
 class EtagMismatch(ServiceError):

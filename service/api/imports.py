@@ -15,7 +15,7 @@ from google.protobuf import empty_pb2
 from autoimport.v1 import imports_pb2, imports_pb2_grpc
 from connectors import SOURCES
 from domain.auto_import import AutoImport
-from domain.errors import ValidationError
+from domain.errors import ValidationError, shown
 from domain.import_settings import ImportChanges
 from service.api.convert import (
     auto_import_message,
@@ -354,7 +354,7 @@ def _changes_from(message: imports_pb2.AutoImport, paths: list[str]) -> ImportCh
             raise ValidationError.single("update_mask", f"{top} is output only")
         else:
             raise ValidationError.single(
-                "update_mask", f"unknown field {path!r}; updatable: {', '.join(UPDATABLE)}"
+                "update_mask", f"unknown field {shown(path)}; updatable: {', '.join(UPDATABLE)}"
             )
     criteria = criteria_from(message) if "criteria" in fields else None
     return ImportChanges(

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from domain.errors import shown
 from service import metrics
 from service.api.status import status_for
 from service.errors import PermissionDenied, Unauthenticated
@@ -40,7 +41,7 @@ class Principal:
 
     def require_account(self, account_id: str) -> None:
         if not self.is_admin and account_id != self.account_id:
-            raise PermissionDenied(f"this API key cannot access account {account_id!r}")
+            raise PermissionDenied(f"this API key cannot access account {shown(account_id)}")
 
     def require_admin(self) -> None:
         if not self.is_admin:

@@ -10,7 +10,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from connectors.base import AuthError, ConnectorError, RetryableError
-from domain.errors import InvalidTransition, ValidationError
+from domain.errors import InvalidTransition, ValidationError, cut
 from service.errors import (
     EtagMismatch,
     NotFound,
@@ -23,6 +23,12 @@ from service.errors import (
 
 ERROR_DOMAIN = "autoimport.v1"
 
+# A status travels in trailers, which clients cap at 8 KiB (gRPC's default metadata limit): past
+# that the caller sees RESOURCE_EXHAUSTED instead. Whatever input an error quotes, it stays under.
+MAX_MESSAGE = 512  # bytes
+MAX_VIOLATIONS = 10
+MAX_VIOLATION_TEXT = 160  # bytes of a violation's field path, and of its description
+
 
 def status_for(error: Exception) -> grpc.Status:
     details: list[object] = []
@@ -31,16 +37,17 @@ def status_for(error: Exception) -> grpc.Status:
     reason = getattr(error, "reason", "")
     if isinstance(error, ValidationError):
         code, reason = code_pb2.INVALID_ARGUMENT, "INVALID_ARGUMENT"
-        details.append(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in error.violations
-                ]
+        listed = [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=cut(v.field, MAX_VIOLATION_TEXT),
+                description=cut(v.description, MAX_VIOLATION_TEXT),
             )
-        )
+            for v in error.violations[:MAX_VIOLATIONS]
+        ]
+        message = "; ".join(f"{v.field}: {v.description}" for v in listed)
+        if len(error.violations) > MAX_VIOLATIONS:  # the count first: the rest may be cut
+            message = f"{len(error.violations)} invalid fields, the first {len(listed)}: {message}"
+        details.append(error_details_pb2.BadRequest(field_violations=listed))
     elif isinstance(error, InvalidTransition):
         code = code_pb2.FAILED_PRECONDITION
     elif isinstance(error, NotFound):
@@ -81,6 +88,7 @@ def status_for(error: Exception) -> grpc.Status:
     else:
         code, reason = code_pb2.INTERNAL, "INTERNAL"
         message = "internal error: the server log has the details"
+    message = cut(message, MAX_MESSAGE)
     details.insert(
         0, error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
     )
