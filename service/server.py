@@ -93,7 +93,9 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
     elif settings.run_projections is RunProjections.THREAD:
         projector = Projector(settings, app, on_health=on_health)
     # Creates the views' tables, so before the projector starts.
-    read_models = ReadModels(app, settings.store_env, explain=lambda: _stuck(projector))
+    read_models = ReadModels(
+        app, settings.store_env, explain=lambda: _stuck(projector), secret=settings.cipher_key
+    )
 
     server = grpc.server(
         futures.ThreadPoolExecutor(

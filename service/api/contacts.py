@@ -49,13 +49,16 @@ class ContactServicer(contacts_pb2_grpc.ContactServiceServicer):
     ) -> contacts_pb2.ListContactsResponse:
         account_id = _authorized_account(request.account_id)
         page_size = page_size_of(request.page_size, default=50, maximum=1000)
+        tokens = self._read.page_tokens
         try:
-            page = self._read.caught_up().list_contacts(account_id, page_size, request.page_token)
+            page = self._read.caught_up().list_contacts(
+                account_id, page_size, tokens.verify(request.page_token)
+            )
         except InvalidPageToken as e:
             raise ValidationError.single("page_token", str(e)) from None
         return contacts_pb2.ListContactsResponse(
             contacts=[contact_message(row) for row in page.rows],
-            next_page_token=page.next_page_token,
+            next_page_token=tokens.sign(page.next_page_token),
             total_size=page.total_size,
         )
 

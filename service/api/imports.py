@@ -118,15 +118,17 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
                 "service", f"must be one of {', '.join(SOURCES)}, or empty"
             )
         page_size = page_size_of(request.page_size, default=50, maximum=1000)
-        view = self._read.caught_up()
+        view, tokens = self._read.caught_up(), self._read.page_tokens
         try:
-            page = view.list_imports(account_id, request.service, page_size, request.page_token)
+            page = view.list_imports(
+                account_id, request.service, page_size, tokens.verify(request.page_token)
+            )
         except InvalidPageToken as e:
             raise ValidationError.single("page_token", str(e)) from None
         counts = view.count_by_service(account_id)
         return imports_pb2.ListImportsResponse(
             auto_imports=[self._message(row) for row in page.rows],
-            next_page_token=page.next_page_token,
+            next_page_token=tokens.sign(page.next_page_token),
             counts_by_service={service: counts.get(service, 0) for service in SOURCES},
         )
 
@@ -277,13 +279,16 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
             due_before = datetime.now(UTC)
         # Due at `due_before`: its last sync began at least one interval earlier.
         cutoff = None if due_before is None else due_before - timedelta(seconds=self._interval)
+        tokens = self._read.page_tokens
         try:
-            page = self._read.caught_up().list_due(cutoff, page_size, request.page_token)
+            page = self._read.caught_up().list_due(
+                cutoff, page_size, tokens.verify(request.page_token)
+            )
         except InvalidPageToken as e:
             raise ValidationError.single("page_token", str(e)) from None
         return imports_pb2.ListDueImportsResponse(
             due_imports=[due_import_message(due, self._interval) for due in page.rows],
-            next_page_token=page.next_page_token,
+            next_page_token=tokens.sign(page.next_page_token),
         )
 
     def ListSyncs(
@@ -292,8 +297,11 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         account_id, import_id = self._authorized_import(request.name)
         page_size = page_size_of(request.page_size, default=20, maximum=100)
         auto_import = self._app.get_import(account_id, import_id, include_deleted=True)
+        tokens = self._read.page_tokens
         try:
-            page = self._read.caught_up().list_syncs(str(import_id), page_size, request.page_token)
+            page = self._read.caught_up().list_syncs(
+                str(import_id), page_size, tokens.verify(request.page_token)
+            )
         except InvalidPageToken as e:
             raise ValidationError.single("page_token", str(e)) from None
         reports = page.reports
@@ -301,7 +309,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
             reports = [auto_import.running_sync, *reports][:page_size]
         return imports_pb2.ListSyncsResponse(
             syncs=[sync_report_message(r, request.name) for r in reports],
-            next_page_token=page.next_page_token,
+            next_page_token=tokens.sign(page.next_page_token),
         )
 
     @staticmethod

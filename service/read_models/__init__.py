@@ -10,6 +10,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
 from service.errors import Unavailable
+from service.read_models.sql import PageTokens
 from service.read_models.views import VIEW_CLASSES, AccountViews, AccountViewsProjection
 
 # Every projection with its view class per persistence module. One runner per view (projector.py).
@@ -33,7 +34,8 @@ READ_TIMEOUT = 10.0  # seconds a read waits for the views to catch up before UNA
 
 
 class ReadModels:
-    """The views a server reads, and the wait that gives a caller read-your-writes."""
+    """The views a server reads, the wait that gives a caller read-your-writes, and the page
+    tokens of their lists."""
 
     def __init__(
         self,
@@ -41,10 +43,14 @@ class ReadModels:
         store_env: Callable[[str], dict[str, str]],
         timeout: float | None = None,
         explain: Callable[[], str | None] = lambda: None,
+        *,
+        secret: str,
     ):
         """`explain()`: why the views are not advancing, when that is known (the projector in
-        this process is failing), to tell callers instead of "catching up"."""
+        this process is failing), to tell callers instead of "catching up". `secret` signs the
+        page tokens handed to callers."""
         self._app = app
+        self.page_tokens = PageTokens(secret)
         self._timeout = READ_TIMEOUT if timeout is None else timeout
         self._explain = explain
         name = AccountViewsProjection.name

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import hmac
 import itertools
 import json
 import re
@@ -163,23 +164,66 @@ class InvalidPageToken(ValueError):
     pass
 
 
-def encode_page_token(after: list[Any], query: str) -> str:
-    """An opaque, URL-safe token: the sort key of the last row given, and which query it is for."""
+MAX_PAGE_TOKEN = 2048  # characters: a cursor holds a few ids and times
+
+
+def encode_page_token(after: list[str], query: str) -> str:
+    """A URL-safe cursor: the sort key of the last row given, and which query it is for. Callers
+    get it signed (PageTokens); the views read it back only after its signature is checked."""
     raw = json.dumps({"after": after, "query": query}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_page_token(token: str, query: str, size: int) -> list[Any]:
+def decode_page_token(token: str, query: str, size: int) -> list[str]:
+    """The sort key in a cursor; any other text (whatever its shape) is InvalidPageToken, never
+    a value of another type reaching the SQL driver."""
     try:
+        if len(token) > MAX_PAGE_TOKEN:
+            raise ValueError("too long")
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         after, key = data["after"], data["query"]
         if not isinstance(after, list) or len(after) != size:
             raise ValueError("wrong sort key")
-    except (ValueError, KeyError, TypeError):
+        if not all(isinstance(value, str) for value in after) or not isinstance(key, str):
+            raise ValueError("wrong types")
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise InvalidPageToken("is not a page token this service issued") from None
     if key != query:
         raise InvalidPageToken("belongs to a list with other filters: start again without it")
     return after
+
+
+class PageTokens:
+    """The page tokens callers get: a view's cursor and an HMAC of it under a key derived from
+    the server's secret (shared by every replica), so that a caller cannot write a cursor of its
+    own: the cursor's query key is a plain hash anyone could compute."""
+
+    _CONTEXT = b"autoimport page tokens v1"
+
+    def __init__(self, secret: str):
+        self._key = hmac.new(secret.encode(), self._CONTEXT, hashlib.sha256).digest()
+
+    def sign(self, cursor: str) -> str:
+        return f"{cursor}.{self._mac(cursor)}" if cursor else ""
+
+    def verify(self, token: str) -> str:
+        """The cursor of a token this service signed ("" for none), else InvalidPageToken."""
+        if not token:
+            return ""
+        cursor, _, mac = token[:MAX_PAGE_TOKEN].rpartition(".")
+        if len(token) > MAX_PAGE_TOKEN or not hmac.compare_digest(
+            mac.encode("utf-8", "surrogatepass"), self._mac(cursor).encode()
+        ):
+            raise InvalidPageToken(
+                "is not a page token this service issued: start again without it"
+            )
+        return cursor
+
+    def _mac(self, cursor: str) -> str:
+        digest = hmac.new(
+            self._key, cursor.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).digest()[:16]
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def query_key(*parts: str) -> str:
