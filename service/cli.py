@@ -1,6 +1,6 @@
 """`autoimport`: the server (`serve`), the projector (`projector`), the scheduler (`scheduler`),
 `run` (server and scheduler supervised, with a demo: what `make run` runs), a client for people
-(`accounts`, `imports`, ...), `replay --verify` and `doctor`."""
+(`accounts`, `imports`, ...), `replay --verify`, `doctor` and `rotate-key`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from service import client_cli, logs
 from service.config import ConfigError, Settings
 from service.scheduler import add_scheduler_command, run_scheduler
 
-SERVER_COMMANDS = ("serve", "projector", "replay", "doctor")
+SERVER_COMMANDS = ("serve", "projector", "replay", "doctor", "rotate-key")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "when they differ",
     )
     commands.add_parser(
+        "rotate-key",
+        help="re-encrypt every stored event under a new cipher key (AUTOIMPORT_NEW_CIPHER_KEY, "
+        "or one generated into the data directory); stop every server and projector first",
+    )
+    commands.add_parser(
         "doctor",
         help="check the configuration, the store, the read model's lag, the scheduling and the "
         "connectors' URLs; exit 1 when something is wrong",
@@ -108,6 +113,10 @@ def run_server_command(args: argparse.Namespace) -> int:
             from service.replay import verify
 
             return verify(settings, sys.stdout)
+        elif args.command == "rotate-key":
+            from service import rotate_key
+
+            return rotate_key.run(settings, dict(os.environ), sys.stdout)
     except ConfigError as e:
         print(f"autoimport: {e}", file=sys.stderr)
         return 2
