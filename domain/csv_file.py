@@ -25,6 +25,7 @@ from domain.sync import DeclaredField, ExternalContact
 # The service of the custom fields that CSV columns create.
 CSV_SERVICE = "csv"
 MAX_LINE = 1 << 20  # characters in one line
+MAX_FIELD = 131_072  # characters in one field (a quoted one may span lines): the csv module's limit
 MAX_COLUMNS = 200
 MAX_TITLE = 255
 
@@ -112,7 +113,10 @@ def _lines(texts: Iterable[str]) -> Iterator[str]:
 
 def _delimiter(header_line: str) -> str:
     def width(delimiter: str) -> int:
-        return len(next(csv.reader([header_line], delimiter=delimiter), []))
+        try:
+            return len(next(csv.reader([header_line], delimiter=delimiter), []))
+        except csv.Error:  # a field over MAX_FIELD: not this delimiter, or the reader says so
+            return 0
 
     return ";" if width(";") > width(",") else ","
 
@@ -139,12 +143,18 @@ def read_records(chunks: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
         except _Unreadable as e:
             raise MalformedCsv(row + 1, str(e)) from None
         except csv.Error as e:
-            reason = str(e)
-            if reason == "unexpected end of data":
-                reason = "a quoted field is not closed before the end of the file"
-            raise MalformedCsv(row + 1, f"is not valid CSV ({reason})") from None
+            raise MalformedCsv(row + 1, _csv_complaint(str(e))) from None
         row += 1
         yield row, cells
+
+
+def _csv_complaint(reason: str) -> str:
+    """What the csv module's error means to whoever wrote the file."""
+    if reason.startswith("field larger than field limit"):
+        return f"has a field longer than {MAX_FIELD:,} characters"
+    if reason == "unexpected end of data":
+        reason = "a quoted field is not closed before the end of the file"
+    return f"is not valid CSV ({reason})"
 
 
 @dataclass(frozen=True)

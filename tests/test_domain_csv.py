@@ -3,6 +3,7 @@ domain.csv_import's first-row-wins rule across uploads applied batch by batch.""
 
 from __future__ import annotations
 
+import csv
 import random
 import tracemalloc
 from collections.abc import Iterator
@@ -13,7 +14,14 @@ from hypothesis import strategies as st
 
 from domain.account import Account
 from domain.contact import Contact, normalize_email
-from domain.csv_file import MAX_LINE, CsvColumns, MalformedCsv, read_contacts, read_records
+from domain.csv_file import (
+    MAX_FIELD,
+    MAX_LINE,
+    CsvColumns,
+    MalformedCsv,
+    read_contacts,
+    read_records,
+)
 from domain.csv_import import CsvImport, CsvOptions, apply_batch
 from domain.sources import personalization_tag, personalization_tag_of
 from domain.sync import ExternalContact
@@ -310,3 +318,85 @@ def test_each_file_s_first_row_of_an_email_is_applied_once_however_batches_inter
             expected
         )
     assert {email: c.first_name for email, c in contacts.items()} == names
+
+
+# -- what the csv module refuses, and limits ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        (",".join(f"c{n}" for n in range(100_000)), "has 100001 columns, at most 200"),
+        ("x" * (MAX_FIELD + 1), f"longer than {MAX_FIELD:,} characters"),
+        (",".join("y" * 1000 for _ in range(150)), "over 255 characters"),
+        (";".join("z" * 1000 for _ in range(150)), "over 255 characters"),
+    ],
+)
+def test_a_wide_header_is_refused_naming_the_limit(header: str, words: str):
+    error = malformed(f"email,{header}\na@example.com\n".encode())
+
+    assert (error.row, words in error.reason) == (1, True), error.reason
+
+
+def test_the_field_limit_is_the_csv_module_s():
+    assert csv.field_size_limit() == MAX_FIELD
+
+
+def test_a_field_over_the_limit_in_a_data_row_names_the_limit():
+    over_lines = b'email,note\na@example.com,"' + b"0123456789\n" * 1_000_000 + b'"\n'
+    one_line = b'email,note\na@example.com,"' + b"x" * 10_000_000 + b'"\n'
+
+    assert malformed(over_lines).reason == f"has a field longer than {MAX_FIELD:,} characters"
+    assert malformed(one_line).reason == f"has a line longer than {MAX_LINE:,} characters"
+
+
+# Pieces that make the csv module's every complaint likely: quotes in odd places, both
+# delimiters, every line ending, NUL, bytes that are not UTF-8, and fields over the limit.
+PIECES = st.sampled_from(
+    [
+        *(b"email", b"a@example.com", b",", b";", b'"', b'""', b"\n", b"\r", b"\r\n", b"\x00"),
+        *(b"x", b" ", b"\xff", b"\xc3", b"y" * (MAX_FIELD // 2 + 1)),
+    ]
+)
+
+
+@given(st.lists(PIECES, max_size=40), st.integers(min_value=1, max_value=50))
+def test_any_file_is_rows_then_at_most_one_malformed_row_never_another_error(
+    pieces: list[bytes], size: int
+):
+    _, rows = read_contacts_or_malformed(chunked(b"".join(pieces), size * 997))
+
+    assert all(row >= 2 for row in rows)
+
+
+def read_contacts_or_malformed(chunks: list[bytes]) -> tuple[MalformedCsv | None, list[int]]:
+    """The rows read, and the error that ended the file (None when it was read to its end)."""
+    seen: list[int] = []
+    try:
+        for row, _ in read_contacts(chunks)[1]:
+            seen.append(row)
+    except MalformedCsv as e:
+        return e, seen
+    return None, seen
+
+
+@given(
+    st.lists(st.text(st.characters(blacklist_categories=["Cs"]), max_size=6), min_size=1),
+    st.data(),
+)
+def test_a_file_cut_inside_a_quoted_field_never_yields_the_cut_row(
+    names: list[str], data: st.DataObject
+):
+    quoted = ['"' + name.replace('"', '""') + '"' for name in names]
+    text = "email,name\n" + "".join(f"u{n}@example.com,{q}\n" for n, q in enumerate(quoted))
+    cut_row = data.draw(st.integers(min_value=0, max_value=len(names) - 1))
+    line = f"u{cut_row}@example.com,{quoted[cut_row]}"
+    start = text.index(line) + len(f"u{cut_row}@example.com,") + 1  # after the opening quote
+    cut = data.draw(st.integers(min_value=start, max_value=start + len(quoted[cut_row]) - 2))
+    if text[start:cut].count('"') % 2:
+        cut -= 1  # between the two quotes of an escaped one: still inside the field
+
+    error, seen = read_contacts_or_malformed([text[:cut].encode()])
+
+    assert error is not None and (error.row, "not closed" in error.reason) == (cut_row + 2, True)
+    assert seen == list(range(2, cut_row + 2))
