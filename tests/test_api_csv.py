@@ -338,3 +338,24 @@ def test_a_stream_that_ends_inside_a_quoted_field_applies_no_row_of_it(
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "a quoted field is not closed before the end of the file" in violations(error)["chunk"]
     assert contact_count(client, account_id) == 0
+
+
+def test_the_report_flags_formulas_and_counts_cleaned_values(admin: Client, key_of: KeyOf):
+    account_id = new_account(admin, limit=100)
+    client = key_of(account_id)
+    data = (
+        b"email,first name,phone\n"
+        b'a@example.com,=HYPERLINK("http://evil.example"),+1 555\n'
+        b"b@example.com,Bob\x1b[31m,\n"
+        b"c@example.com,Cy,+1+1\n"
+    )
+
+    report = upload(client, account_id, [data])
+
+    assert (report.rows_with_formulas, list(report.formula_rows)) == (2, [2, 4])
+    assert report.cells_cleaned == 1
+    contacts = contacts_pb2_grpc.ContactServiceStub(client.channel)
+    a = caught_up(
+        contacts.GetContact, cpb.GetContactRequest(account_id=account_id, email="a@example.com")
+    )
+    assert a.first_name == '=HYPERLINK("http://evil.example")'

@@ -19,8 +19,10 @@ from domain.csv_file import (
     MAX_LINE,
     CsvColumns,
     MalformedCsv,
+    holds_formula,
     read_contacts,
     read_records,
+    without_controls,
 )
 from domain.csv_import import CsvImport, CsvOptions, apply_batch
 from domain.sources import personalization_tag, personalization_tag_of
@@ -400,3 +402,98 @@ def test_a_file_cut_inside_a_quoted_field_never_yields_the_cut_row(
 
     assert error is not None and (error.row, "not closed" in error.reason) == (cut_row + 2, True)
     assert seen == list(range(2, cut_row + 2))
+
+
+# -- control characters and formulas ------------------------------------------------------------
+
+CONTROL_CHARACTERS = frozenset(
+    chr(code)
+    for code in (
+        *range(0x00, 0x20),
+        *range(0x7F, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+    if chr(code) not in "\t\n\r"
+)
+CONTROLS = st.sampled_from(sorted(CONTROL_CHARACTERS))
+TEXT = st.text(st.one_of(st.characters(blacklist_categories=["Cs"]), CONTROLS), max_size=12)
+
+
+@given(st.text("abc XYZ_-", min_size=1, max_size=10), CONTROLS, st.data())
+def test_a_header_with_a_control_character_is_refused_naming_its_column(
+    title: str, control: str, data: st.DataObject
+):
+    cells = ["email", "First name", "Notes", "Plan"]
+    column = data.draw(st.integers(min_value=0, max_value=len(cells) - 1))
+    at = data.draw(st.integers(min_value=0, max_value=len(title)))
+    cells[column] = title[:at] + control + title[at:]
+
+    with pytest.raises(MalformedCsv) as caught:
+        CsvColumns.from_header(cells)
+
+    assert caught.value.reason == (
+        f"column {column + 1}'s name holds a control character (U+{ord(control):04X})"
+    )
+
+
+def test_tabs_and_line_breaks_in_a_header_are_spaces():
+    columns = CsvColumns.from_header(["email", "Company\tname", "Shoe\r\nsize"])
+
+    assert [f.title for f in columns.declared.values()] == ["Company name", "Shoe size"]
+
+
+@given(st.lists(TEXT, min_size=4, max_size=4), st.text(max_size=5))
+def test_values_lose_their_control_characters_and_keep_every_other_one(
+    values: list[str], email: str
+):
+    notes = {"notes": values[3]} if values[3].strip() else {}  # as a file's row holds them
+    contact = ExternalContact("2", email, *values[:3], fields=notes)
+
+    cleaned, count = without_controls(contact)
+
+    expected = ["".join(c for c in value if c not in CONTROL_CHARACTERS) for value in values]
+    assert [cleaned.first_name, cleaned.last_name, cleaned.phone] == expected[:3]
+    assert cleaned.fields == ({"notes": expected[3]} if expected[3].strip() else {})
+    assert cleaned.email == email  # an address is not guessed at: it is refused as invalid
+    kept = values if notes else values[:3]
+    assert count == sum(value != clean for value, clean in zip(kept, expected, strict=False))
+
+
+@pytest.mark.parametrize(
+    ("value", "formula"),
+    [
+        ('=HYPERLINK("http://evil.example","click")', True),
+        ("=cmd|' /C calc'!A0", True),
+        ("+1+1", True),
+        ("-1+1", True),
+        ("@SUM(1+1)*cmd|' /C calc'!A0", True),
+        ("  =1+1", True),
+        ("\t=1+1", True),
+        ("\t@SUM(A1)", True),
+        ("+1 (555) 010-0100", False),
+        ("-12.50", False),
+        ("Ann", False),
+        ("a=b", False),
+        ("", False),
+    ],
+)
+def test_a_value_a_spreadsheet_would_run_is_a_formula(value: str, formula: bool):
+    in_a_field = ExternalContact("2", "a@example.com", fields={"notes": value})
+    as_a_name = ExternalContact("2", "a@example.com", first_name=value)
+
+    assert holds_formula(in_a_field) is holds_formula(as_a_name) is formula
+
+
+def test_a_batch_saved_before_formula_rows_were_recorded_replays_with_none():
+    csv_import = CsvImport.start("acme", CsvOptions(), actor="key:test")
+    csv_import.record_row_read(2, cells_cleaned=1, formula=True)
+    csv_import.record_batch(first_row=2, last_row=2, rows=1, unchanged=0)
+    started, batch = csv_import.collect_events()
+    object.__delattr__(batch, "formula_rows")  # as an event stored by the earlier version
+    del batch.counts["cells_cleaned"], batch.counts["rows_with_formulas"]
+
+    replayed = batch.mutate(started.mutate(None))
+
+    assert replayed is not None
+    assert (replayed.report["rows"], replayed.report["formula_rows"]) == (1, [])
