@@ -8,6 +8,10 @@ The first record is the header. The delimiter is a comma or a semicolon: whichev
 header line into more fields. Columns are recognized by name, ignoring case, spaces and
 punctuation ("E-mail", "email address", "First_Name"...): email (required), first name, last
 name, phone. Every other named column is a custom field titled by its header.
+
+Control characters: a header holding one is refused (it would become a field's title, shown
+everywhere), a value holding one is cleaned (`without_controls`). Formulas: a value a
+spreadsheet would run is kept as written, and flagged (`holds_formula`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import csv
 import itertools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from domain.sources import personalization_tag_of
 from domain.sync import DeclaredField, ExternalContact
@@ -25,6 +29,7 @@ from domain.sync import DeclaredField, ExternalContact
 # The service of the custom fields that CSV columns create.
 CSV_SERVICE = "csv"
 MAX_LINE = 1 << 20  # characters in one line
+MAX_FIELD = 131_072  # characters in one field (a quoted one may span lines): the csv module's limit
 MAX_COLUMNS = 200
 MAX_TITLE = 255
 
@@ -37,6 +42,16 @@ _ALIASES = {
     "phonenumber": "phone",
 }
 _EMAIL_NAMES = '"email", "e-mail" or "email address"'
+
+# Characters no one means in a name or a value, that a display obeys instead of showing: the C0
+# and C1 controls and DEL (NUL, BEL, ESC sequences that drive a terminal), and the bidi
+# embeddings, overrides and isolates that reorder the text around them (a name shown as
+# another). Tabs and line breaks are text: a quoted field may hold lines.
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# What a spreadsheet runs rather than shows (OWASP's CSV injection): a cell starting, after any
+# spaces or tabs, with "=" or "@", or with "+" or "-" followed by more than a number or a phone
+# number ("+1 (555) 010-0100" and "-12.50" are values; "+1+1" and "-2+3+cmd|..." are formulas).
+_FORMULA = re.compile(r"\s*(?:[=@]|[+-](?![\d\s().\-/]*$))")
 
 
 class MalformedCsv(ValueError):
@@ -112,7 +127,10 @@ def _lines(texts: Iterable[str]) -> Iterator[str]:
 
 def _delimiter(header_line: str) -> str:
     def width(delimiter: str) -> int:
-        return len(next(csv.reader([header_line], delimiter=delimiter), []))
+        try:
+            return len(next(csv.reader([header_line], delimiter=delimiter), []))
+        except csv.Error:  # a field over MAX_FIELD: not this delimiter, or the reader says so
+            return 0
 
     return ";" if width(";") > width(",") else ","
 
@@ -139,12 +157,18 @@ def read_records(chunks: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
         except _Unreadable as e:
             raise MalformedCsv(row + 1, str(e)) from None
         except csv.Error as e:
-            reason = str(e)
-            if reason == "unexpected end of data":
-                reason = "a quoted field is not closed before the end of the file"
-            raise MalformedCsv(row + 1, f"is not valid CSV ({reason})") from None
+            raise MalformedCsv(row + 1, _csv_complaint(str(e))) from None
         row += 1
         yield row, cells
+
+
+def _csv_complaint(reason: str) -> str:
+    """What the csv module's error means to whoever wrote the file."""
+    if reason.startswith("field larger than field limit"):
+        return f"has a field longer than {MAX_FIELD:,} characters"
+    if reason == "unexpected end of data":
+        reason = "a quoted field is not closed before the end of the file"
+    return f"is not valid CSV ({reason})"
 
 
 @dataclass(frozen=True)
@@ -168,6 +192,10 @@ class CsvColumns:
         declared: dict[str, DeclaredField] = {}
         titles: dict[str, str] = {}
         for i, raw in enumerate(cells):
+            control = _CONTROLS.search(raw)
+            if control is not None:
+                code = f"U+{ord(control.group()):04X}"
+                raise MalformedCsv(1, f"column {i + 1}'s name holds a control character ({code})")
             title = " ".join(raw.split())
             if not title:
                 continue  # an unnamed column: its values are ignored
@@ -223,6 +251,39 @@ class CsvColumns:
             phone=cell(self.phone),
             fields={key: cell(i) for i, key in self.custom if cell(i).strip()},
         )
+
+
+def without_controls(contact: ExternalContact) -> tuple[ExternalContact, int]:
+    """The contact with the control characters taken out of its values, and how many values
+    held any. A stray control character is an accident of copying or exporting, not meant, so
+    the row is kept rather than refused; the email is left as written, since guessing what an
+    address should have been is worse than skipping it as invalid (it is: email_validator
+    refuses control characters)."""
+    cleaned = 0
+
+    def clean(value: str) -> str:
+        nonlocal cleaned
+        result, count = _CONTROLS.subn("", value)
+        if count:
+            cleaned += 1
+        return result
+
+    first_name, last_name, phone = (
+        clean(v) for v in (contact.first_name, contact.last_name, contact.phone)
+    )
+    fields = {key: clean(value) for key, value in contact.fields.items()}
+    if not cleaned:
+        return contact, 0
+    fields = {key: value for key, value in fields.items() if value.strip()}  # none left: empty
+    return replace(
+        contact, first_name=first_name, last_name=last_name, phone=phone, fields=fields
+    ), cleaned
+
+
+def holds_formula(contact: ExternalContact) -> bool:
+    """Whether a value of the contact would run as a formula in a spreadsheet it is exported to."""
+    values = (contact.email, contact.first_name, contact.last_name, contact.phone)
+    return any(_FORMULA.match(value) for value in (*values, *contact.fields.values()))
 
 
 def read_contacts(

@@ -28,7 +28,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.account import Account
 from domain.auto_import import SkipReason
 from domain.contact import CSV_SOURCE_PREFIX, Contact
-from domain.csv_file import CSV_SERVICE
+from domain.csv_file import CSV_SERVICE, holds_formula, without_controls
 from domain.custom_field import CustomField
 from domain.errors import Violations
 from domain.ids import ID_NAMESPACE
@@ -36,6 +36,7 @@ from domain.import_settings import normalize_list_ids, normalize_tags
 from domain.sync import ContactIntake, DeclaredField, ExternalContact, Outcome
 
 MAX_ERRORS_IN_REPORT = 1000
+MAX_FORMULA_ROWS_IN_REPORT = 100
 BATCH_ROWS = 500  # rows per atomic save
 _MAX_EMAIL_IN_REASON = 100
 
@@ -49,6 +50,8 @@ COUNTERS = (
     "skipped_invalid_email",
     "blocked_by_limit",
     "fields_created",
+    "cells_cleaned",  # values whose control characters were taken out
+    "rows_with_formulas",  # rows with a value a spreadsheet would run, applied as written
 )
 _SKIP_COUNTERS = {
     SkipReason.MISSING_EMAIL: "skipped_missing_email",
@@ -73,13 +76,13 @@ class CsvOptions:
 
 
 def new_csv_report() -> dict[str, Any]:
-    return {**dict.fromkeys(COUNTERS, 0), "errors": []}
+    return {**dict.fromkeys(COUNTERS, 0), "errors": [], "formula_rows": []}
 
 
 def _new_tally() -> dict[str, Any]:
     """What the batch under way did so far. Plain JSON (snapshots hold it, empty); not state:
     the batch's event records it."""
-    return {"counts": dict.fromkeys(COUNTERS, 0), "errors": [], "fields": []}
+    return {"counts": dict.fromkeys(COUNTERS, 0), "errors": [], "fields": [], "formula_rows": []}
 
 
 class CsvImport(Aggregate):
@@ -99,6 +102,7 @@ class CsvImport(Aggregate):
         counts: dict[str, int]
         errors: list[dict[str, Any]]  # {row, reason} of every row of the batch not applied
         fields_created: list[dict[str, str]]  # {field_id, key, title, personalization_tag}
+        formula_rows: list[int]  # the first rows of the batch holding a formula
 
     class Completed(Aggregate.Event):
         pass
@@ -186,6 +190,13 @@ class CsvImport(Aggregate):
             {"row": row, "reason": f"duplicate: {shown} is on an earlier row (the first one wins)"}
         )
 
+    def record_row_read(self, row: int, *, cells_cleaned: int, formula: bool) -> None:
+        self._tally["counts"]["cells_cleaned"] += cells_cleaned
+        if formula:
+            self._tally["counts"]["rows_with_formulas"] += 1
+            if len(self._tally["formula_rows"]) < MAX_FORMULA_ROWS_IN_REPORT:
+                self._tally["formula_rows"].append(row)
+
     # -- commands ---------------------------------------------------------------------------
     def record_batch(self, *, first_row: int, last_row: int, rows: int, unchanged: int) -> None:
         """Records the batch under way: rows `first_row` to `last_row`, `rows` of them with
@@ -198,6 +209,7 @@ class CsvImport(Aggregate):
             counts=counts,
             errors=tally["errors"],
             fields_created=tally["fields"],
+            formula_rows=tally["formula_rows"],
         )
 
     @event(BatchApplied)
@@ -208,11 +220,15 @@ class CsvImport(Aggregate):
         counts: dict[str, int],
         errors: list[dict[str, Any]],
         fields_created: list[dict[str, str]],
+        formula_rows: list[int] | None = None,  # None in the events saved before it was
     ) -> None:
         for name, count in counts.items():
-            self.report[name] += count
+            # .get: a snapshot taken before a counter was added has none
+            self.report[name] = self.report.get(name, 0) + count
         room = MAX_ERRORS_IN_REPORT - len(self.report["errors"])
         self.report["errors"].extend(errors[: max(0, room)])
+        shown = self.report.setdefault("formula_rows", [])
+        shown.extend((formula_rows or [])[: max(0, MAX_FORMULA_ROWS_IN_REPORT - len(shown))])
         self.last_row = last_row
         self._tally = _new_tally()
 
@@ -269,7 +285,9 @@ def apply_batch(
         budget=None,  # CSV imports are the uncapped way in: only the contact limit applies
         once_per_source=True,
     )
-    for row, contact in todo:
+    for row, raw in todo:
+        contact, cells_cleaned = without_controls(raw)
+        csv_import.record_row_read(row, cells_cleaned=cells_cleaned, formula=holds_formula(contact))
         if intake.take(contact) is Outcome.DUPLICATE:
             csv_import.record_duplicate(row, contact.email.strip())
     intake.finish()

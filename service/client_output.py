@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 EMPTY = "-"
+# What a terminal obeys rather than shows: C0 and C1 controls and DEL (ESC sequences move the
+# cursor, clear the screen, recolour), and the bidi embeddings, overrides and isolates that
+# reorder a line. A stored value may hold any (a sync, an older import), so the text shows them
+# escaped, as Python writes them; line breaks too, which would break a table's alignment.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,14 @@ def aligned(pairs: Iterable[tuple[str, str]]) -> str:
     return "\n".join(f"{name + ':':<{width}} {value}" for name, value in pairs)
 
 
+def visible(text: str) -> str:
+    """The text with every control character escaped (ESC as \\x1b, a line break as \\n)."""
+    return _CONTROLS.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """Columns aligned on their widest cell, two spaces apart."""
-    lines = [list(headers), *([str(cell) for cell in row] for row in rows)]
+    lines = [list(headers), *([visible(str(cell)) for cell in row] for row in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
@@ -88,8 +99,8 @@ def compact_json(value: Any) -> str:
 def error_lines(error: grpc.RpcError) -> list[str]:
     """`error: <CODE>: <details>`, then one indented line per field violation."""
     call = cast(grpc.Call, error)
-    lines = [f"error: {call.code().name}: {call.details()}"]
-    lines += [f"  {v.field}: {v.description}" for v in _field_violations(call)]
+    lines = [f"error: {call.code().name}: {visible(call.details() or '')}"]
+    lines += [f"  {v.field}: {visible(v.description)}" for v in _field_violations(call)]
     return lines
 
 
@@ -132,7 +143,7 @@ def _is_plain(descriptor: Descriptor) -> bool:
 def cell(value: Any) -> str:
     """A value on one line: a string as is, a list comma-separated, "-" when empty, else JSON."""
     if isinstance(value, str):
-        return value or EMPTY
+        return visible(value) or EMPTY
     if isinstance(value, list):
         return ", ".join(cell(item) for item in value) or EMPTY
     return compact_json(value)

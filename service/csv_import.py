@@ -10,7 +10,7 @@ CSV import that applied a row to it), not through a set of every email seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +25,7 @@ from domain.csv_import import (
     apply_batch,
 )
 from domain.custom_field import CustomField
-from domain.errors import ValidationError
+from domain.errors import FieldViolation, ValidationError
 from domain.sync import ExternalContact
 from service.application import AutoImports, retry_on_conflict
 from service.existing import contacts_by_email
@@ -44,7 +44,9 @@ class CsvImporter:
         """Imports the file and returns the import's report (CsvImport.report).
 
         Raises NotFound for an unknown account, and ValidationError for invalid options or a
-        malformed file (naming the row, and how many rows were applied before it). A retried
+        malformed file (naming the row, and how many rows were applied before it). `chunks` may
+        raise ValidationError to refuse the stream itself (e.g. a message that is not a chunk):
+        it reaches the caller saying how many rows were applied before it. A retried
         upload (same request_id) returns the first one's report, or its error; one that was
         interrupted carries on after the last batch it saved.
         """
@@ -69,7 +71,7 @@ class CsvImporter:
     def _read(self, csv_import: CsvImport, chunks: Iterable[bytes]) -> CsvImport:
         fields: dict[str, CustomField] = {}  # the fields known to exist: they always will
         try:
-            columns, contacts = read_contacts(chunks)
+            columns, contacts = read_contacts(_refusable(chunks))
             batch: Rows = []
             for row, contact in contacts:
                 batch.append((row, contact))
@@ -81,6 +83,13 @@ class CsvImporter:
             return self._save_batch(csv_import, columns, fields, batch, final=True)
         except MalformedCsv as e:
             return self._fail(csv_import, e)
+        except _StreamRefused as e:
+            # The batches saved stay saved: the import is left running, as when an upload is
+            # cut off, so that a retry with the same request_id carries on after them.
+            applied = _applied(self._get_import(csv_import.id))
+            raise ValidationError(
+                [FieldViolation(v.field, f"{v.description}; {applied}") for v in e.error.violations]
+            ) from None
 
     def _save_batch(
         self,
@@ -146,13 +155,29 @@ class CsvImporter:
         return csv_import
 
 
+class _StreamRefused(Exception):
+    def __init__(self, error: ValidationError):
+        self.error = error
+
+
+def _refusable(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The chunks; the stream's own refusal told apart from every other ValidationError."""
+    try:
+        yield from chunks
+    except ValidationError as e:
+        raise _StreamRefused(e) from None
+
+
 def _malformed(csv_import: CsvImport) -> ValidationError:
     """The failure of a CSV import as the caller sees it: the row, why, and what was applied."""
     assert csv_import.failure is not None
     row, reason = csv_import.failure["row"], csv_import.failure["reason"]
+    return ValidationError.single("chunk", f"row {row}: {reason}; {_applied(csv_import)}")
+
+
+def _applied(csv_import: CsvImport) -> str:
+    """What the import applied so far: rows in a stream cannot be taken back."""
     applied = csv_import.report["rows"]
     if applied:
-        done = f"the {applied} rows up to row {csv_import.last_row} were applied, none after"
-    else:
-        done = "no row was applied"
-    return ValidationError.single("chunk", f"row {row}: {reason}; {done}")
+        return f"the {applied} rows up to row {csv_import.last_row} were applied, none after"
+    return "no row was applied"

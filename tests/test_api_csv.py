@@ -247,3 +247,115 @@ def test_a_retried_upload_with_the_same_request_id_returns_the_same_report(
 
     assert first.added == 2 and again == first
     assert "options.request_id" in violations(bad_id)
+
+
+def contact_count(client: Client, account_id: str) -> int:
+    return client.accounts.GetAccount(apb.GetAccountRequest(account_id=account_id)).contact_count
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        (b",".join(b"c%d" % n for n in range(100_000)), "at most 200 are allowed"),
+        (b"x" * 131_073, "a field longer than 131,072 characters"),
+        (b",".join(b"y" * 1000 for _ in range(150)), "over 255 characters"),
+    ],
+)
+def test_a_wide_header_is_invalid_argument_naming_the_limit(
+    admin: Client, key_of: KeyOf, header: bytes, words: str
+):
+    account_id = new_account(admin, limit=100)
+    client = key_of(account_id)
+
+    data = b"email," + header + b"\na@example.com\n"
+
+    error = error_of(upload, client, account_id, chunked(data, CHUNK))
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(error)["chunk"].startswith("row 1: ")
+    assert words in violations(error)["chunk"]
+    assert contact_count(client, account_id) == 0
+
+
+def test_a_10_mb_field_in_a_data_row_is_invalid_argument_naming_the_limit(
+    admin: Client, key_of: KeyOf
+):
+    account_id = new_account(admin, limit=100)
+    client = key_of(account_id)
+    data = b'email,note\na@example.com,"' + b"0123456789\n" * 1_000_000 + b'"\n'
+
+    error = error_of(upload, client, account_id, chunked(data, CHUNK))
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(error)["chunk"] == (
+        "row 2: has a field longer than 131,072 characters; no row was applied"
+    )
+
+
+def test_options_again_after_a_saved_batch_say_how_many_rows_were_applied(
+    admin: Client, key_of: KeyOf
+):
+    account_id = new_account(admin, limit=1000)
+    client = key_of(account_id)
+    request_id = str(uuid.uuid4())
+    rows = [b"email\n", *(b"u%d@example.com\n" % n for n in range(600))]
+    options = cpb.CsvImportOptions(account_id=account_id, request_id=request_id)
+    stub = contacts_pb2_grpc.ContactServiceStub(client.channel)
+
+    def requests(again_after: int) -> Iterator[cpb.ImportCsvRequest]:
+        yield cpb.ImportCsvRequest(options=options)
+        for n, row in enumerate(rows):
+            yield cpb.ImportCsvRequest(chunk=row)
+            if n == again_after:
+                yield cpb.ImportCsvRequest(options=options)
+
+    error = error_of(stub.ImportCsv, requests(again_after=550), timeout=60)
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(error)["options"] == (
+        "must be sent once, in the first message; "
+        "the 500 rows up to row 501 were applied, none after"
+    )
+    assert contact_count(client, account_id) == 500
+    # What was applied is real, and a retry without the mistake carries on after it.
+    report = stub.ImportCsv(requests(again_after=-1), timeout=60)
+    assert (report.rows, report.added) == (600, 600)
+    assert contact_count(client, account_id) == 600
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'email,name\na@x.com,"Smith', b'email,name\nb@x.com,ok\na@x.com,"Smith', b'email\n"a@x.com'],
+)
+def test_a_stream_that_ends_inside_a_quoted_field_applies_no_row_of_it(
+    admin: Client, key_of: KeyOf, data: bytes
+):
+    account_id = new_account(admin, limit=100)
+    client = key_of(account_id)
+
+    error = error_of(upload, client, account_id, chunked(data, 3))
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "a quoted field is not closed before the end of the file" in violations(error)["chunk"]
+    assert contact_count(client, account_id) == 0
+
+
+def test_the_report_flags_formulas_and_counts_cleaned_values(admin: Client, key_of: KeyOf):
+    account_id = new_account(admin, limit=100)
+    client = key_of(account_id)
+    data = (
+        b"email,first name,phone\n"
+        b'a@example.com,=HYPERLINK("http://evil.example"),+1 555\n'
+        b"b@example.com,Bob\x1b[31m,\n"
+        b"c@example.com,Cy,+1+1\n"
+    )
+
+    report = upload(client, account_id, [data])
+
+    assert (report.rows_with_formulas, list(report.formula_rows)) == (2, [2, 4])
+    assert report.cells_cleaned == 1
+    contacts = contacts_pb2_grpc.ContactServiceStub(client.channel)
+    a = caught_up(
+        contacts.GetContact, cpb.GetContactRequest(account_id=account_id, email="a@example.com")
+    )
+    assert a.first_name == '=HYPERLINK("http://evil.example")'

@@ -984,6 +984,27 @@ def test_contacts_list_follows_every_page(fake_run: Cli, fake: FakeServer) -> No
     assert ([c["email"] for c in got["contacts"]], got["total_size"]) == (["bob@example.com"], "1")
 
 
+def test_control_characters_in_values_are_shown_escaped_not_obeyed(
+    fake_run: Cli, fake: FakeServer
+) -> None:
+    mallory = contacts_pb2.Contact(
+        email="mallory@example.com",
+        first_name="Mal\x1b[2J\x1b[31mlory",  # clear the screen, then red
+        last_name="\u202eyrollam",  # shown right to left
+        fields={"%NOTES%": "two\nlines\x07"},
+    )
+    fake.contacts.pages, fake.contacts.total_size = [[mallory]], 1
+    fake.contacts.contact = mallory
+
+    listed = fake_run.ok("contacts", "list", "--account", "a").out
+    shown = fake_run.ok("contacts", "get", "--account", "a", "mallory@example.com").out
+
+    for out in (listed, shown):
+        assert not any(c in out for c in "\x1b\x07\u202e")
+        assert "Mal\\x1b[2J\\x1b[31mlory" in out and "\\u202eyrollam" in out
+    assert "two\\nlines\\x07" in shown
+
+
 def test_contact_get_and_unsubscribe_show_custom_fields(fake_run: Cli, fake: FakeServer) -> None:
     fake.contacts.contact = ANN
     shown = fake_run.ok("contacts", "get", "--account", "a", "ann@example.com")

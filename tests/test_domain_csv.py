@@ -3,6 +3,7 @@ domain.csv_import's first-row-wins rule across uploads applied batch by batch.""
 
 from __future__ import annotations
 
+import csv
 import random
 import tracemalloc
 from collections.abc import Iterator
@@ -13,7 +14,16 @@ from hypothesis import strategies as st
 
 from domain.account import Account
 from domain.contact import Contact, normalize_email
-from domain.csv_file import MAX_LINE, CsvColumns, MalformedCsv, read_contacts, read_records
+from domain.csv_file import (
+    MAX_FIELD,
+    MAX_LINE,
+    CsvColumns,
+    MalformedCsv,
+    holds_formula,
+    read_contacts,
+    read_records,
+    without_controls,
+)
 from domain.csv_import import CsvImport, CsvOptions, apply_batch
 from domain.sources import personalization_tag, personalization_tag_of
 from domain.sync import ExternalContact
@@ -310,3 +320,180 @@ def test_each_file_s_first_row_of_an_email_is_applied_once_however_batches_inter
             expected
         )
     assert {email: c.first_name for email, c in contacts.items()} == names
+
+
+# -- what the csv module refuses, and limits ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        (",".join(f"c{n}" for n in range(100_000)), "has 100001 columns, at most 200"),
+        ("x" * (MAX_FIELD + 1), f"longer than {MAX_FIELD:,} characters"),
+        (",".join("y" * 1000 for _ in range(150)), "over 255 characters"),
+        (";".join("z" * 1000 for _ in range(150)), "over 255 characters"),
+    ],
+)
+def test_a_wide_header_is_refused_naming_the_limit(header: str, words: str):
+    error = malformed(f"email,{header}\na@example.com\n".encode())
+
+    assert (error.row, words in error.reason) == (1, True), error.reason
+
+
+def test_the_field_limit_is_the_csv_module_s():
+    assert csv.field_size_limit() == MAX_FIELD
+
+
+def test_a_field_over_the_limit_in_a_data_row_names_the_limit():
+    over_lines = b'email,note\na@example.com,"' + b"0123456789\n" * 1_000_000 + b'"\n'
+    one_line = b'email,note\na@example.com,"' + b"x" * 10_000_000 + b'"\n'
+
+    assert malformed(over_lines).reason == f"has a field longer than {MAX_FIELD:,} characters"
+    assert malformed(one_line).reason == f"has a line longer than {MAX_LINE:,} characters"
+
+
+# Pieces that make the csv module's every complaint likely: quotes in odd places, both
+# delimiters, every line ending, NUL, bytes that are not UTF-8, and fields over the limit.
+PIECES = st.sampled_from(
+    [
+        *(b"email", b"a@example.com", b",", b";", b'"', b'""', b"\n", b"\r", b"\r\n", b"\x00"),
+        *(b"x", b" ", b"\xff", b"\xc3", b"y" * (MAX_FIELD // 2 + 1)),
+    ]
+)
+
+
+@given(st.lists(PIECES, max_size=40), st.integers(min_value=1, max_value=50))
+def test_any_file_is_rows_then_at_most_one_malformed_row_never_another_error(
+    pieces: list[bytes], size: int
+):
+    _, rows = read_contacts_or_malformed(chunked(b"".join(pieces), size * 997))
+
+    assert all(row >= 2 for row in rows)
+
+
+def read_contacts_or_malformed(chunks: list[bytes]) -> tuple[MalformedCsv | None, list[int]]:
+    """The rows read, and the error that ended the file (None when it was read to its end)."""
+    seen: list[int] = []
+    try:
+        for row, _ in read_contacts(chunks)[1]:
+            seen.append(row)
+    except MalformedCsv as e:
+        return e, seen
+    return None, seen
+
+
+@given(
+    st.lists(st.text(st.characters(blacklist_categories=["Cs"]), max_size=6), min_size=1),
+    st.data(),
+)
+def test_a_file_cut_inside_a_quoted_field_never_yields_the_cut_row(
+    names: list[str], data: st.DataObject
+):
+    quoted = ['"' + name.replace('"', '""') + '"' for name in names]
+    text = "email,name\n" + "".join(f"u{n}@example.com,{q}\n" for n, q in enumerate(quoted))
+    cut_row = data.draw(st.integers(min_value=0, max_value=len(names) - 1))
+    line = f"u{cut_row}@example.com,{quoted[cut_row]}"
+    start = text.index(line) + len(f"u{cut_row}@example.com,") + 1  # after the opening quote
+    cut = data.draw(st.integers(min_value=start, max_value=start + len(quoted[cut_row]) - 2))
+    if text[start:cut].count('"') % 2:
+        cut -= 1  # between the two quotes of an escaped one: still inside the field
+
+    error, seen = read_contacts_or_malformed([text[:cut].encode()])
+
+    assert error is not None and (error.row, "not closed" in error.reason) == (cut_row + 2, True)
+    assert seen == list(range(2, cut_row + 2))
+
+
+# -- control characters and formulas ------------------------------------------------------------
+
+CONTROL_CHARACTERS = frozenset(
+    chr(code)
+    for code in (
+        *range(0x00, 0x20),
+        *range(0x7F, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+    if chr(code) not in "\t\n\r"
+)
+CONTROLS = st.sampled_from(sorted(CONTROL_CHARACTERS))
+TEXT = st.text(st.one_of(st.characters(blacklist_categories=["Cs"]), CONTROLS), max_size=12)
+
+
+@given(st.text("abc XYZ_-", min_size=1, max_size=10), CONTROLS, st.data())
+def test_a_header_with_a_control_character_is_refused_naming_its_column(
+    title: str, control: str, data: st.DataObject
+):
+    cells = ["email", "First name", "Notes", "Plan"]
+    column = data.draw(st.integers(min_value=0, max_value=len(cells) - 1))
+    at = data.draw(st.integers(min_value=0, max_value=len(title)))
+    cells[column] = title[:at] + control + title[at:]
+
+    with pytest.raises(MalformedCsv) as caught:
+        CsvColumns.from_header(cells)
+
+    assert caught.value.reason == (
+        f"column {column + 1}'s name holds a control character (U+{ord(control):04X})"
+    )
+
+
+def test_tabs_and_line_breaks_in_a_header_are_spaces():
+    columns = CsvColumns.from_header(["email", "Company\tname", "Shoe\r\nsize"])
+
+    assert [f.title for f in columns.declared.values()] == ["Company name", "Shoe size"]
+
+
+@given(st.lists(TEXT, min_size=4, max_size=4), st.text(max_size=5))
+def test_values_lose_their_control_characters_and_keep_every_other_one(
+    values: list[str], email: str
+):
+    notes = {"notes": values[3]} if values[3].strip() else {}  # as a file's row holds them
+    contact = ExternalContact("2", email, *values[:3], fields=notes)
+
+    cleaned, count = without_controls(contact)
+
+    expected = ["".join(c for c in value if c not in CONTROL_CHARACTERS) for value in values]
+    assert [cleaned.first_name, cleaned.last_name, cleaned.phone] == expected[:3]
+    assert cleaned.fields == ({"notes": expected[3]} if expected[3].strip() else {})
+    assert cleaned.email == email  # an address is not guessed at: it is refused as invalid
+    kept = values if notes else values[:3]
+    assert count == sum(value != clean for value, clean in zip(kept, expected, strict=False))
+
+
+@pytest.mark.parametrize(
+    ("value", "formula"),
+    [
+        ('=HYPERLINK("http://evil.example","click")', True),
+        ("=cmd|' /C calc'!A0", True),
+        ("+1+1", True),
+        ("-1+1", True),
+        ("@SUM(1+1)*cmd|' /C calc'!A0", True),
+        ("  =1+1", True),
+        ("\t=1+1", True),
+        ("\t@SUM(A1)", True),
+        ("+1 (555) 010-0100", False),
+        ("-12.50", False),
+        ("Ann", False),
+        ("a=b", False),
+        ("", False),
+    ],
+)
+def test_a_value_a_spreadsheet_would_run_is_a_formula(value: str, formula: bool):
+    in_a_field = ExternalContact("2", "a@example.com", fields={"notes": value})
+    as_a_name = ExternalContact("2", "a@example.com", first_name=value)
+
+    assert holds_formula(in_a_field) is holds_formula(as_a_name) is formula
+
+
+def test_a_batch_saved_before_formula_rows_were_recorded_replays_with_none():
+    csv_import = CsvImport.start("acme", CsvOptions(), actor="key:test")
+    csv_import.record_row_read(2, cells_cleaned=1, formula=True)
+    csv_import.record_batch(first_row=2, last_row=2, rows=1, unchanged=0)
+    started, batch = csv_import.collect_events()
+    object.__delattr__(batch, "formula_rows")  # as an event stored by the earlier version
+    del batch.counts["cells_cleaned"], batch.counts["rows_with_formulas"]
+
+    replayed = batch.mutate(started.mutate(None))
+
+    assert replayed is not None
+    assert (replayed.report["rows"], replayed.report["formula_rows"]) == (1, [])

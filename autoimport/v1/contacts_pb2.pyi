@@ -110,7 +110,7 @@ class CsvImportOptions(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., list_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CsvImportReport(_message.Message):
-    __slots__ = ("rows", "added", "updated", "unchanged", "duplicates_in_file", "skipped_missing_email", "skipped_invalid_email", "blocked_by_limit", "fields_created", "errors")
+    __slots__ = ("rows", "added", "updated", "unchanged", "duplicates_in_file", "skipped_missing_email", "skipped_invalid_email", "blocked_by_limit", "fields_created", "errors", "cells_cleaned", "rows_with_formulas", "formula_rows")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     ADDED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,9 @@ class CsvImportReport(_message.Message):
     BLOCKED_BY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     FIELDS_CREATED_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_CLEANED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_WITH_FORMULAS_FIELD_NUMBER: _ClassVar[int]
+    FORMULA_ROWS_FIELD_NUMBER: _ClassVar[int]
     rows: int
     added: int
     updated: int
@@ -131,7 +134,10 @@ class CsvImportReport(_message.Message):
     blocked_by_limit: int
     fields_created: int
     errors: _containers.RepeatedCompositeFieldContainer[CsvRowError]
-    def __init__(self, rows: _Optional[int] = ..., added: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., duplicates_in_file: _Optional[int] = ..., skipped_missing_email: _Optional[int] = ..., skipped_invalid_email: _Optional[int] = ..., blocked_by_limit: _Optional[int] = ..., fields_created: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[CsvRowError, _Mapping]]] = ...) -> None: ...
+    cells_cleaned: int
+    rows_with_formulas: int
+    formula_rows: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, rows: _Optional[int] = ..., added: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., duplicates_in_file: _Optional[int] = ..., skipped_missing_email: _Optional[int] = ..., skipped_invalid_email: _Optional[int] = ..., blocked_by_limit: _Optional[int] = ..., fields_created: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[CsvRowError, _Mapping]]] = ..., cells_cleaned: _Optional[int] = ..., rows_with_formulas: _Optional[int] = ..., formula_rows: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CsvRowError(_message.Message):
     __slots__ = ("row", "reason")
