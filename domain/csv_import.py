@@ -89,6 +89,16 @@ class CsvImport(Aggregate):
     """One upload; implements the ContactRecorder protocol for the batch under way (the
     external id of a CSV contact is its row number)."""
 
+    # Version 2: the report and the batch's tally count cells_cleaned and rows_with_formulas,
+    # and list formula_rows. Snapshots of version 1 get them through upcast_v1_v2.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["report"] = {**new_csv_report(), **state["report"]}
+        state["_tally"] = {**_new_tally(), **state["_tally"]}
+        state["_tally"]["counts"] = {**dict.fromkeys(COUNTERS, 0), **state["_tally"]["counts"]}
+
     class Started(Aggregate.Created):
         account_id: str
         request_id: str
@@ -103,6 +113,12 @@ class CsvImport(Aggregate):
         errors: list[dict[str, Any]]  # {row, reason} of every row of the batch not applied
         fields_created: list[dict[str, str]]  # {field_id, key, title, personalization_tag}
         formula_rows: list[int]  # the first rows of the batch holding a formula
+
+        class_version = 2  # version 1 had no formula_rows
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["formula_rows"] = []
 
     class Completed(Aggregate.Event):
         pass
@@ -220,15 +236,14 @@ class CsvImport(Aggregate):
         counts: dict[str, int],
         errors: list[dict[str, Any]],
         fields_created: list[dict[str, str]],
-        formula_rows: list[int] | None = None,  # None in the events saved before it was
+        formula_rows: list[int],
     ) -> None:
         for name, count in counts.items():
-            # .get: a snapshot taken before a counter was added has none
-            self.report[name] = self.report.get(name, 0) + count
+            self.report[name] += count
         room = MAX_ERRORS_IN_REPORT - len(self.report["errors"])
         self.report["errors"].extend(errors[: max(0, room)])
-        shown = self.report.setdefault("formula_rows", [])
-        shown.extend((formula_rows or [])[: max(0, MAX_FORMULA_ROWS_IN_REPORT - len(shown))])
+        shown = self.report["formula_rows"]
+        shown.extend(formula_rows[: max(0, MAX_FORMULA_ROWS_IN_REPORT - len(shown))])
         self.last_row = last_row
         self._tally = _new_tally()
 

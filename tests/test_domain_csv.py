@@ -483,17 +483,3 @@ def test_a_value_a_spreadsheet_would_run_is_a_formula(value: str, formula: bool)
     as_a_name = ExternalContact("2", "a@example.com", first_name=value)
 
     assert holds_formula(in_a_field) is holds_formula(as_a_name) is formula
-
-
-def test_a_batch_saved_before_formula_rows_were_recorded_replays_with_none():
-    csv_import = CsvImport.start("acme", CsvOptions(), actor="key:test")
-    csv_import.record_row_read(2, cells_cleaned=1, formula=True)
-    csv_import.record_batch(first_row=2, last_row=2, rows=1, unchanged=0)
-    started, batch = csv_import.collect_events()
-    object.__delattr__(batch, "formula_rows")  # as an event stored by the earlier version
-    del batch.counts["cells_cleaned"], batch.counts["rows_with_formulas"]
-
-    replayed = batch.mutate(started.mutate(None))
-
-    assert replayed is not None
-    assert (replayed.report["rows"], replayed.report["formula_rows"]) == (1, [])

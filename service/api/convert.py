@@ -242,9 +242,8 @@ def csv_report_message(report: dict[str, Any]) -> contacts_pb2.CsvImportReport:
         errors=[
             contacts_pb2.CsvRowError(row=e["row"], reason=e["reason"]) for e in report["errors"]
         ],
-        formula_rows=report.get("formula_rows", []),
-        # .get: the report of an import saved before a counter was added has none
-        **{counter: report.get(counter, 0) for counter in CSV_COUNTERS},
+        formula_rows=report["formula_rows"],
+        **{counter: report[counter] for counter in CSV_COUNTERS},
     )
 
 
