@@ -324,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
                     thread.join(timeout=args.sample / len(threads))
         seconds = time.perf_counter() - started
         report(tally, seconds, args.clients)
+        server_errors = [line for line in server.output if '"level": "ERROR"' in line]
+        print(f"server log: {len(server_errors)} ERROR lines")
+        for line in server_errors[:3]:
+            print(f"  {line.strip()[:3000]}")
         if args.soak:
             print_soak(samples)
         broken = broken_promises(

@@ -101,11 +101,11 @@ class SyncEngine:
         `deadline` (time.monotonic()): when the caller stops waiting. The sync stops there,
         between pages (its requests are cut to it), and the next sync resumes after the last
         page saved: no sync outlives its caller, holding the lease."""
-        self._app.get_import(account_id, import_id)  # NOT_FOUND before anything else
+        asked = self._app.get_import(account_id, import_id)  # NOT_FOUND before anything else
         with self._leases.hold(f"sync/{import_id}") as held:
             if held:
                 return self._run(account_id, import_id, request_id, actor, deadline)
-        return self._running_report(account_id, import_id)
+        return self._running_report(account_id, import_id, asked.last_sync)
 
     def trigger_scheduled(
         self,
@@ -133,13 +133,21 @@ class SyncEngine:
         latest = auto_import.running_sync or auto_import.last_sync
         return NotStarted(ALREADY_RUNNING, latest, None)  # no wait for it to be recorded
 
-    def _running_report(self, account_id: str, import_id: UUID) -> SyncReport:
-        """The report of the sync that holds the lease (it may take a moment to record it)."""
+    def _running_report(
+        self, account_id: str, import_id: UUID, last_when_asked: SyncReport | None
+    ) -> SyncReport:
+        """The report of the sync that holds the lease (it may take a moment to record it), or
+        of the one that ended since the caller asked: it ran while they asked, and the lease
+        is released just after its end is saved (waiting for a start would wait in vain)."""
         for _ in range(50):
             auto_import = self._app.get_import(account_id, import_id)
-            running = auto_import.running_sync
+            running, last = auto_import.running_sync, auto_import.last_sync
             if running is not None:
                 return running
+            if last is not None and (
+                last_when_asked is None or last.sync_id != last_when_asked.sync_id
+            ):
+                return last
             time.sleep(0.1)
         raise Unavailable("a sync of this import is starting elsewhere: retry shortly")
 

@@ -3,6 +3,7 @@ rule of design.md section 4 (invariants 1 to 8)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from domain.import_settings import Credentials, ImportChanges, NewImport
 from domain.sync import DeclaredField
 from service.application import AutoImports, etag_of
 from service.config import Settings
-from service.leases import LocalLeases
+from service.leases import Lease, LocalLeases
 from service.projector import catch_up
 from service.read_models import open_view
 from service.read_models.contacts import ContactRow
@@ -484,6 +485,41 @@ def test_a_second_trigger_while_a_sync_runs_returns_the_running_sync(world: Worl
     assert during.outcome == "RUNNING" and during.sync_id == results[0].sync_id
     assert during.added == 100
     assert results[0].added == 150
+
+
+class BusyLeases:
+    """Leases someone else always holds; `meanwhile` runs while the caller tries for one."""
+
+    def __init__(self, meanwhile: Callable[[], object]):
+        self._meanwhile = meanwhile
+
+    @contextlib.contextmanager
+    def hold(self, name: str) -> Iterator[Lease]:
+        self._meanwhile()
+        yield Lease(name, False)
+
+    def check(self, name: str) -> None:
+        pass
+
+
+def test_a_trigger_that_finds_a_sync_ending_returns_that_sync(world: World):
+    """The lease is held by a sync that saves its end just then: the trigger returns that sync
+    rather than waiting in vain for a start (found by bench/load.py: UNAVAILABLE after 5 s)."""
+    world.account()
+    auto_import = world.new_import()
+    world.source().fill(10)
+    ended: list[dict[str, Any]] = []
+    engine = SyncEngine(
+        world.app,
+        world.connectors,
+        interval=INTERVAL,
+        leases=BusyLeases(lambda: ended.append(world.sync(auto_import))),
+        clock=world.clock,
+    )
+
+    during = engine.trigger(auto_import.account_id, auto_import.id, actor="scheduler")
+
+    assert during.outcome == "COMPLETED" and during.sync_id == ended[0].sync_id
 
 
 def test_a_retried_trigger_with_the_same_request_id_returns_the_same_sync(world: World):
