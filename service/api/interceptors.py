@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from domain.errors import shown
+from domain.errors import ValidationError, shown
 from service import metrics
 from service.api.status import status_for
 from service.errors import PermissionDenied, Unauthenticated
@@ -61,12 +62,7 @@ def intercept_calls(
 ) -> grpc.RpcMethodHandler:
     """The same handler, with each call (and each streamed response, to its end) run inside
     `around(context)`."""
-    kind = next(
-        k
-        for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        if getattr(handler, k) is not None
-    )
-    behavior = getattr(handler, kind)
+    kind, behavior = _behavior_of(handler)
 
     def respond(request: Any, context: grpc.ServicerContext) -> Any:
         with around(context):
@@ -81,7 +77,9 @@ def intercept_calls(
 
 class ErrorInterceptor(grpc.ServerInterceptor):
     """Maps exceptions to statuses with rich details; an unexpected one is logged, and the caller
-    gets INTERNAL without internals."""
+    gets INTERNAL without internals. A request that is not the method's message is
+    INVALID_ARGUMENT (grpcio would log a traceback and answer INTERNAL); a call the client
+    cancelled, or stopped waiting for, is logged as such: it is not a server error."""
 
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -94,12 +92,67 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             try:
                 yield
             except Exception as e:
+                if not context.is_active():
+                    log.info("%s cancelled by the client (or past its deadline)", method)
+                    # Aborting ends the call without grpcio's "Exception calling application".
+                    context.abort(grpc.StatusCode.CANCELLED, "cancelled by the client")
                 status = status_for(e)
                 if status.code is grpc.StatusCode.INTERNAL:  # type: ignore[attr-defined]
                     log.exception("%s failed", method)
                 context.abort_with_status(status)
 
-        return intercept_calls(handler, errors_as_status)
+        return intercept_calls(_decoded_or_refused(handler), errors_as_status)
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """What a request that does not parse as the method's message is read as."""
+
+    message: str
+
+
+def _decoded_or_refused(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The handler with requests that do not parse read as _Undecodable, and refused with
+    INVALID_ARGUMENT (raised inside the call, where the error interceptor answers it)."""
+    parse = handler.request_deserializer
+    if parse is None:
+        return handler
+    descriptor = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
+    name = descriptor.full_name if descriptor is not None else "request"
+
+    def decoded(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return _Undecodable(name)
+
+    def checked(request: Any) -> Any:
+        if isinstance(request, _Undecodable):
+            raise ValidationError.single(
+                "request", f"is not a valid {request.message} message (protobuf)"
+            )
+        return request
+
+    kind, behavior = _behavior_of(handler)
+
+    def each_checked(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        return behavior(map(checked, requests), context)
+
+    def one_checked(request: Any, context: grpc.ServicerContext) -> Any:
+        return behavior(checked(request), context)
+
+    call = each_checked if handler.request_streaming else one_checked
+    return handler._replace(request_deserializer=decoded, **{kind: call})  # type: ignore[attr-defined]
+
+
+def _behavior_of(handler: grpc.RpcMethodHandler) -> tuple[str, Callable[..., Any]]:
+    """The handler's one behaviour, and the attribute that holds it."""
+    kind = next(
+        k
+        for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        if getattr(handler, k) is not None
+    )
+    return kind, getattr(handler, kind)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):

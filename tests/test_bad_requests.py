@@ -1,0 +1,119 @@
+"""Requests nobody wrote by hand, against a real server: bytes that are not the method's message,
+calls cancelled midway. Each gets the right status, the log holds no traceback, and the server
+stays up."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autoimport.v1 import accounts_pb2, contacts_pb2, contacts_pb2_grpc, fields_pb2, imports_pb2
+from autoimport.v1 import contacts_pb2 as cpb
+from tests.support import Client, ServerProcess, wait_for
+
+FILES = (accounts_pb2, contacts_pb2, fields_pb2, imports_pb2)
+METHODS = sorted(
+    (f"/{service.full_name}/{method.name}", method)
+    for file in FILES
+    for service in file.DESCRIPTOR.services_by_name.values()
+    for method in service.methods
+)
+NOT_A_MESSAGE = b"\xff\xff\xff\xff"  # a field number 0 of wire type 7: no message parses it
+
+
+def raw_call(client: Client, path: str, method: object, payload: bytes) -> grpc.StatusCode:
+    """Sends `payload` as the request's bytes; the status code of the answer."""
+    streams_in = method.client_streaming  # type: ignore[attr-defined]
+    streams_out = method.server_streaming  # type: ignore[attr-defined]
+    kind = {
+        (False, False): client.channel.unary_unary,
+        (False, True): client.channel.unary_stream,
+        (True, False): client.channel.stream_unary,
+        (True, True): client.channel.stream_stream,
+    }[(streams_in, streams_out)]
+    call = kind(path)  # no serializers: bytes in, bytes out
+    try:
+        answer = call(iter([payload]) if streams_in else payload, timeout=30)
+        if streams_out:
+            list(answer)
+    except grpc.RpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+def new_lines(server: ServerProcess, since: int) -> str:
+    return "".join(server.output[since:])
+
+
+def test_a_request_that_is_not_the_method_s_message_is_invalid_argument_on_every_method(
+    server: ServerProcess, admin: Client
+):
+    since = len(server.output)
+    for path, method in METHODS:
+        code = raw_call(admin, path, method, NOT_A_MESSAGE)
+        assert code is grpc.StatusCode.INVALID_ARGUMENT, path
+    log = new_lines(server, since)
+    assert "Traceback" not in log and "deserializing" not in log
+
+
+def test_the_message_says_which_message_was_expected(admin: Client):
+    call = admin.channel.unary_unary("/autoimport.v1.AutoImportService/GetImport")
+    try:
+        call(NOT_A_MESSAGE, timeout=30)
+    except grpc.RpcError as error:
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "request: is not a valid autoimport.v1.GetImportRequest message" in error.details()
+    else:
+        raise AssertionError("accepted")
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payload=st.binary(max_size=300), which=st.integers(min_value=0))
+def test_any_bytes_to_any_method_get_an_answer_that_is_not_a_server_error(
+    server: ServerProcess, admin: Client, payload: bytes, which: int
+):
+    since = len(server.output)
+    path, method = METHODS[which % len(METHODS)]
+
+    code = raw_call(admin, path, method, payload)
+
+    assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (path, payload)
+    assert "Traceback" not in new_lines(server, since), (path, payload)
+
+
+def test_an_upload_the_client_cancels_is_logged_as_cancelled_not_as_an_error(
+    server: ServerProcess, account_client: Client, account: str
+):
+    sent, stop = threading.Event(), threading.Event()
+
+    def requests() -> Iterator[cpb.ImportCsvRequest]:
+        yield cpb.ImportCsvRequest(options=cpb.CsvImportOptions(account_id=account))
+        yield cpb.ImportCsvRequest(chunk=b"email\n" + b"x@example.com\n" * 10)
+        sent.set()
+        stop.wait(30)  # the client sends nothing more: it cancels
+
+    since = len(server.output)
+    stub = contacts_pb2_grpc.ContactServiceStub(account_client.channel)
+    future = stub.ImportCsv.future(requests(), timeout=60)
+    assert sent.wait(30)
+    future.cancel()
+    stop.set()
+
+    wait_for(lambda: new_lines(server, since), lambda log: "cancelled by the client" in log)
+    log = new_lines(server, since)
+    assert "Traceback" not in log and '"level": "ERROR"' not in log
+    again = stub.ImportCsv(
+        iter(
+            [
+                cpb.ImportCsvRequest(options=cpb.CsvImportOptions(account_id=account)),
+                cpb.ImportCsvRequest(chunk=b"email\ny@example.com\n"),
+            ]
+        )
+    )
+    assert again.added == 1  # the server still answers
