@@ -23,6 +23,8 @@ SYNC_INTERVAL = 1800.0  # seconds: design.md section 7
 # never hold the threads that other calls need (service/server.py).
 MAX_SYNCS = 8
 METRICS_LISTEN = ("127.0.0.1", 9464)  # design.md section 7
+# The largest gRPC message (grpcio's default, stated): ImportCsv streams its file in chunks.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -54,6 +56,10 @@ class Settings:
     # How long a PostgreSQL lease outlives its holder's last heartbeat (service/leases.py).
     lease_timeout: float = LEASE_TIMEOUT
     max_syncs: int = MAX_SYNCS
+    # Where the cipher key was read from (generated into) when AUTOIMPORT_CIPHER_KEY is unset.
+    cipher_key_file: Path | None = None
+    # The largest message the server receives or sends (AUTOIMPORT_MAX_MESSAGE_BYTES).
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     # Where /metrics is served (host, port; port 0: any free one), None when off.
     metrics_listen: tuple[str, int] | None = METRICS_LISTEN
 
@@ -77,9 +83,13 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}DATABASE_SCHEMA must be a lower-case SQL name (letters, digits, _)"
             )
-        cipher_key = get("CIPHER_KEY") or _read_or_create_secret(
-            data_dir / "cipher.key", lambda: AESCipher.create_key(num_bytes=32)
-        )
+        cipher_key = get("CIPHER_KEY")
+        cipher_key_file = None
+        if not cipher_key:
+            cipher_key_file = data_dir / "cipher.key"
+            cipher_key = _read_or_create_secret(
+                cipher_key_file, lambda: AESCipher.create_key(num_bytes=32)
+            )
         admin_token = get("ADMIN_TOKEN") or _read_or_create_secret(
             data_dir / "admin.token", lambda: "adm_" + secrets.token_urlsafe(32)
         )
@@ -102,7 +112,21 @@ class Settings:
             lease_timeout=lease_timeout(env),
             max_syncs=max_syncs(env),
             metrics_listen=metrics_listen(env),
+            cipher_key_file=cipher_key_file,
+            max_message_bytes=max_message_bytes(env),
         )
+
+    @property
+    def cipher_key_beside_the_data(self) -> str:
+        """Why the cipher key's place is a risk, or "": on PostgreSQL, a key generated into the
+        data directory travels with the server's disk and its backups, apart from the store's
+        access control; a secret store should hold it."""
+        if self.uses_postgres and self.cipher_key_file is not None:
+            return (
+                f"the cipher key is in {self.cipher_key_file}, on the server's disk: keep it in a "
+                f"secret store and give it as {PREFIX}CIPHER_KEY (README: Configuration)"
+            )
+        return ""
 
     @property
     def uses_postgres(self) -> bool:
@@ -196,6 +220,21 @@ def metrics_listen(environ: dict[str, str] | None = None) -> tuple[str, int] | N
             f"not {text!r}"
         )
     return host, int(port_text)
+
+
+def max_message_bytes(environ: dict[str, str]) -> int:
+    """AUTOIMPORT_MAX_MESSAGE_BYTES: the largest gRPC message received or sent."""
+    text = environ.get(PREFIX + "MAX_MESSAGE_BYTES", "").strip() or str(MAX_MESSAGE_BYTES)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1024 <= value <= 64 * 1024 * 1024:
+        raise ConfigError(
+            f"{PREFIX}MAX_MESSAGE_BYTES must be a whole number of bytes from 1024 to 67108864, "
+            f"not {text!r}"
+        )
+    return value
 
 
 def sync_interval(environ: dict[str, str] | None = None) -> float:

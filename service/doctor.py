@@ -54,9 +54,11 @@ class Finding:
     check: str
     ok: bool
     detail: str
+    warning: bool = False  # ok, but worth changing: printed as WARN, not counted as a problem
 
     def line(self) -> str:
-        return scrub(f"{'ok' if self.ok else 'FAIL':<5} {self.check}: {self.detail}")
+        status = "WARN" if self.warning else "ok" if self.ok else "FAIL"
+        return scrub(f"{status:<5} {self.check}: {self.detail}")
 
 
 def run(
@@ -94,6 +96,8 @@ def _checks(
         return
     hide_secrets_of(settings)
     yield Finding("configuration", True, _describe(settings))
+    if settings.cipher_key_beside_the_data:
+        yield Finding("cipher key", True, settings.cipher_key_beside_the_data, warning=True)
     with _stores(settings) as (store, app, views):
         yield store
         if app is None or views is None:

@@ -41,8 +41,8 @@ class Rotation:
 
 def run(settings: Settings, environ: dict[str, str], out: TextIO) -> int:
     """The command: rotates, then puts the new key in place (or says where to)."""
-    key_file = settings.data_dir / "cipher.key"
-    from_environment = bool(environ.get(PREFIX + "CIPHER_KEY", "").strip())
+    key_file = settings.cipher_key_file or settings.data_dir / "cipher.key"
+    from_environment = settings.cipher_key_file is None
     given = environ.get(NEW_KEY_VARIABLE, "").strip()
     if from_environment and not given:
         raise ConfigError(

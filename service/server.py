@@ -101,6 +101,10 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
         futures.ThreadPoolExecutor(
             max_workers=WORKERS + settings.max_syncs, thread_name_prefix="rpc"
         ),
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+        ],
         interceptors=[
             MetricsInterceptor(),  # first: it sees the status code the others give
             ErrorInterceptor(),
@@ -221,6 +225,8 @@ def serve(settings: Settings, connector_for: ConnectorFactory | None = None) -> 
     # Where the admin token is, never the token itself: stdout is collected like any log.
     print(f"admin token: {_where_admin_token_is(settings)}", flush=True)
     log.info("serving gRPC at %s (%s)", server.address, store)
+    if settings.cipher_key_beside_the_data:
+        log.warning("%s", settings.cipher_key_beside_the_data)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -117,3 +117,18 @@ def test_an_upload_the_client_cancels_is_logged_as_cancelled_not_as_an_error(
         )
     )
     assert again.added == 1  # the server still answers
+
+
+def test_a_message_over_the_size_limit_is_resource_exhausted_and_the_server_stays_up(
+    server: ServerProcess, admin: Client
+):
+    """AUTOIMPORT_MAX_MESSAGE_BYTES (4 MiB by default) bounds what a call may send."""
+    too_big = imports_pb2.GetImportRequest(name="x" * (4 * 1024 * 1024 + 1))
+
+    try:
+        admin.imports.GetImport(too_big)
+    except grpc.RpcError as error:
+        assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    else:
+        raise AssertionError("accepted")
+    assert admin.imports.ListDueImports(imports_pb2.ListDueImportsRequest()) is not None
