@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from domain.errors import Violations
-from domain.import_settings import Credentials
+from domain.import_settings import MAX_EXTERNAL_ACCOUNT, Credentials, check_token_sizes
 from domain.sources import Criteria, field_title, personalization_tag
 from domain.sync import ContactPage, DeclaredField
 
@@ -102,6 +102,9 @@ class Source:
 
     # -- the domain's SourceRules ------------------------------------------------------------
     def normalize_external_account(self, value: str, violations: Violations, field: str) -> str:
+        if len(value) > MAX_EXTERNAL_ACCOUNT:
+            violations.add(field, f"at most {MAX_EXTERNAL_ACCOUNT} characters")
+            return value
         try:
             return self.normalize_account(value.strip())
         except ValueError as e:
@@ -114,6 +117,7 @@ class Source:
     def check_credentials(
         self, credentials: Credentials, violations: Violations, path: str
     ) -> None:
+        check_token_sizes(credentials, violations, path)
         if not credentials.access_token.strip():
             violations.add(f"{path}.access_token", "is required")
         if self.refresh_token_needed and not credentials.refresh_token.strip():

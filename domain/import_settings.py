@@ -12,6 +12,10 @@ from domain.sources import Criteria
 
 MAX_DISPLAY_NAME = 200
 MAX_LABELS = 100
+# Characters of an access or refresh token: real ones are under 2,048 (JWTs included); a bigger
+# value is a mistake or an attack on storage, and every event of the import would carry it.
+MAX_TOKEN = 8192
+MAX_EXTERNAL_ACCOUNT = 255  # characters, before a connector's own check of its shape
 _LIST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -69,6 +73,12 @@ def _normalize_labels(
         elif value not in result:
             result.append(value)
     return result
+
+
+def check_token_sizes(credentials: Credentials, violations: Violations, path: str) -> None:
+    for name in ("access_token", "refresh_token"):
+        if len(getattr(credentials, name)) > MAX_TOKEN:
+            violations.add(f"{path}.{name}", f"at most {MAX_TOKEN:,} characters")
 
 
 def check_display_name(value: str, violations: Violations) -> str:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from domain.errors import Violations
 
+MAX_CRITERIA_TEXT = 255  # characters of any text of a criteria (a tag, a list id, a query)
+
 if TYPE_CHECKING:
     from domain.auto_import import Credentials
 
@@ -86,6 +88,11 @@ def check_criteria(
             f"set {field}.{source.id} or leave the criteria unset",
         )
         return
+    for name, value in asdict(criteria).items():
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(t, str) and len(t) > MAX_CRITERIA_TEXT for t in texts):
+            violations.add(f"{field}.{source.id}.{name}", f"at most {MAX_CRITERIA_TEXT} characters")
+            return  # the connector's own checks would quote it again
     criteria.validate(violations, f"{field}.{source.id}")
 
 
