@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, TypeVar
@@ -52,9 +52,11 @@ class Fault:
 
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None
+    body: Any = None  # sent as JSON; bytes are sent as they are (HTML, JSON cut short)
     drop: bool = False
     path: str | None = None
+    skip: int = 0  # matching requests answered normally first (a fault in the middle of a read)
+    stall: float = 0.0  # seconds before the answer (a page that never ends, for its client)
 
     @classmethod
     def dropped(cls, path: str | None = None) -> Fault:
@@ -62,6 +64,7 @@ class Fault:
         return cls(DROP, drop=True, path=path)
 
     def answer(self) -> Answer:
+        time.sleep(self.stall)
         return DROP if self.drop else self.status, dict(self.headers), self.body
 
 
@@ -106,6 +109,9 @@ class LoopbackEmulator:
                 if not isinstance(fault, Fault):
                     fault = Fault(*fault)
                 if (fault.path is None and self.faultable(request)) or fault.path == request.path:
+                    if fault.skip:
+                        self.faults[n] = replace(fault, skip=fault.skip - 1)
+                        return None
                     del self.faults[n]
                     return fault
             return None
@@ -155,6 +161,8 @@ class LoopbackEmulator:
             if status == 429 and self.faultable(request):
                 wait = max(self.min_backoff, float(reply_headers.get("Retry-After", 0) or 0))
                 self.hold_off(request.monotonic + wait)
+            if isinstance(reply, bytes):
+                return status, reply_headers, reply
             return status, reply_headers, json.loads(json.dumps(reply))
 
     def recorded(self, path: str | None = None) -> list[Request]:
@@ -188,11 +196,11 @@ class LoopbackEmulator:
                 if status == DROP:
                     self.close_connection = True  # closed without a word
                     return
-                data = json.dumps(answer).encode()
+                data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(status)
+                headers = {"Content-Type": "application/json; charset=utf-8", **headers}
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 # The client may have given up waiting (e.g. at its deadline).

@@ -22,7 +22,7 @@ from connectors import SOURCES
 from domain.account import Account, ApiKey
 from domain.auto_import import AutoImport
 from domain.contact import Contact
-from domain.csv_import import CsvImport
+from domain.csv_import import CsvImport, CsvImportState
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount
 from domain.import_settings import ImportChanges, NewImport
@@ -148,7 +148,12 @@ class AutoImports(Application[UUID]):
         if cache is None:
             return
         for aggregate_id, aggregate in processing_event.aggregates.items():
-            if isinstance(aggregate, RELOADED_OFTEN):
+            if isinstance(aggregate, CsvImport) and aggregate.state is not CsvImportState.RUNNING:
+                # Finished: only a retried upload reads it again, and each holds its report (up
+                # to 1,000 row errors): under a steady load of uploads they filled the cache.
+                with contextlib.suppress(KeyError):
+                    cache.get(aggregate_id, evict=True)
+            elif isinstance(aggregate, RELOADED_OFTEN):
                 cache.put(aggregate_id, copy.deepcopy(aggregate))
 
     def _were_recorded(self, events: list[DomainEventProtocol[UUID]]) -> bool:

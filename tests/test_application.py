@@ -10,10 +10,12 @@ import pytest
 
 from connectors import SOURCES
 from domain.auto_import import AutoImport, ImportState
+from domain.csv_import import CsvImport, CsvImportState, CsvOptions
 from domain.custom_field import CustomField
 from domain.import_settings import Credentials, ImportChanges, NewImport
 from service.application import AutoImports
 from service.config import Settings
+from service.csv_import import CsvImporter
 from service.stores import open_application
 from tests.conftest import STORES
 from tests.support import store_env as store_env_of
@@ -95,6 +97,28 @@ def test_fields_of_gives_each_existing_field_as_stored_and_none_for_the_others(a
     assert found["company"] is not None
     assert vars(found["company"]) == vars(app.repository.get(company.id))
     assert app.fields_of("acme", "google", []) == {}
+
+
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_a_finished_csv_import_leaves_the_cache_and_a_running_one_stays(app: AutoImports):
+    app.upsert_account("acme", "lite", 100, actor="admin")
+    importer = CsvImporter(app, batch_rows=1)
+    running_id = CsvImport.create_id("acme", "running")
+
+    def cut() -> Iterator[bytes]:
+        yield b"email\na@example.com\nb@example.com\n"
+        assert app.repository.cache is not None
+        assert app.repository.cache.get(running_id).state is CsvImportState.RUNNING
+        raise ConnectionError  # the upload stops after its saved batches
+
+    with pytest.raises(ConnectionError):
+        importer.run("acme", CsvOptions(request_id="running"), cut(), actor="admin")
+    importer.run("acme", CsvOptions(request_id="done"), [b"email\nc@example.com\n"], actor="admin")
+
+    assert app.repository.cache is not None
+    with pytest.raises(KeyError):
+        app.repository.cache.get(CsvImport.create_id("acme", "done"))
+    assert app.repository.get(CsvImport.create_id("acme", "done")).report["added"] == 1
 
 
 @pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
