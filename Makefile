@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-model lint protos bench clean
+.PHONY: setup run test test-model test-faults lint protos bench clean
 
 ifeq ($(VENV),.venv)
 setup: $(STAMP)
