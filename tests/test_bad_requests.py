@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 
 from autoimport.v1 import accounts_pb2, contacts_pb2, contacts_pb2_grpc, fields_pb2, imports_pb2
 from autoimport.v1 import contacts_pb2 as cpb
-from tests.support import Client, ServerProcess, wait_for
+from tests.support import Client, ServerProcess, new_account, store_env, wait_for
+from tests.test_api_imports import create, shopify_import
 
 FILES = (accounts_pb2, contacts_pb2, fields_pb2, imports_pb2)
 METHODS = sorted(
@@ -132,3 +134,40 @@ def test_a_message_over_the_size_limit_is_resource_exhausted_and_the_server_stay
     else:
         raise AssertionError("accepted")
     assert admin.imports.ListDueImports(imports_pb2.ListDueImportsRequest()) is not None
+
+
+def test_the_message_limit_is_the_setting_s_both_ways_and_the_server_stays_up(tmp_path: Path):
+    """The server enforces AUTOIMPORT_MAX_MESSAGE_BYTES, not grpcio's defaults (4 MiB received,
+    anything sent). A transport setting: one store is enough."""
+    limit = 4096
+    with (
+        store_env("sqlite", tmp_path) as env,
+        ServerProcess({**env, "AUTOIMPORT_MAX_MESSAGE_BYTES": str(limit)}) as server,
+        server.client(server.admin_token) as admin,
+    ):
+        since = len(server.output)
+        account = new_account(admin)
+        for i in range(3):  # each well under the limit, the three of them over it
+            create(admin, account, shopify_import(tags=[f"{i}-{j}-{'t' * 200}" for j in range(8)]))
+        listing = imports_pb2.ListImportsRequest(account_id=account)
+
+        received = raw_call(
+            admin,
+            "/autoimport.v1.AutoImportService/GetImport",
+            imports_pb2.DESCRIPTOR.services_by_name["AutoImportService"].methods_by_name[
+                "GetImport"
+            ],
+            imports_pb2.GetImportRequest(name="x" * limit).SerializeToString(),
+        )
+        try:
+            admin.imports.ListImports(listing)
+        except grpc.RpcError as error:
+            sent = error.code()
+        else:
+            sent = grpc.StatusCode.OK
+
+        assert (received, sent) == (grpc.StatusCode.RESOURCE_EXHAUSTED,) * 2
+        listing.page_size = 1
+        assert len(admin.imports.ListImports(listing).auto_imports) == 1  # still up
+        log = new_lines(server, since)
+        assert "Traceback" not in log and '"level": "ERROR"' not in log
