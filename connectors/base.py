@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from domain.errors import Violations
-from domain.import_settings import MAX_EXTERNAL_ACCOUNT, Credentials, check_token_sizes
+from domain.import_settings import Credentials, check_token_sizes
+from domain.limits import MAX_EXTERNAL_ACCOUNT
 from domain.sources import Criteria, field_title, personalization_tag
 from domain.sync import ContactPage, DeclaredField
 

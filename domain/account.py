@@ -9,14 +9,14 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import Violations
 from domain.ids import ID_NAMESPACE
+from domain.limits import MAX_ACCOUNT_ID, MAX_PLAN_LENGTH
 
-_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-MAX_PLAN_LENGTH = 64
+_ACCOUNT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ACCOUNT_ID}}}")
 
 
 def check_account_id(account_id: str, violations: Violations, path: str = "account_id") -> None:
     if not _ACCOUNT_ID.fullmatch(account_id):
-        violations.add(path, "must be 1 to 64 letters, digits, '-' or '_'")
+        violations.add(path, f"must be 1 to {MAX_ACCOUNT_ID} letters, digits, '-' or '_'")
 
 
 def check_plan(plan: str, contact_limit: int, violations: Violations, path: str = "") -> None:

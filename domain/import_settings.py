@@ -8,15 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import Violations
+from domain.limits import (
+    MAX_DISPLAY_NAME,
+    MAX_LABELS,
+    MAX_LIST_ID,
+    MAX_TAG,
+    MAX_TOKEN,
+)
 from domain.sources import Criteria
 
-MAX_DISPLAY_NAME = 200
-MAX_LABELS = 100
-# Characters of an access or refresh token: real ones are under 2,048 (JWTs included); a bigger
-# value is a mistake or an attack on storage, and every event of the import would carry it.
-MAX_TOKEN = 8192
-MAX_EXTERNAL_ACCOUNT = 255  # characters, before a connector's own check of its shape
-_LIST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_LIST_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_LIST_ID}}}")
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,17 @@ def normalize_list_ids(
         violations,
         path,
         _LIST_ID.fullmatch,
-        "must be a list id: letters, digits, '-' or '_'",
+        f"must be a list id: 1 to {MAX_LIST_ID} letters, digits, '-' or '_'",
     )
 
 
 def normalize_tags(values: list[str], violations: Violations, path: str = "tags") -> list[str]:
     return _normalize_labels(
-        values, violations, path, lambda t: 0 < len(t) <= 255, "must be 1 to 255 characters"
+        values,
+        violations,
+        path,
+        lambda t: 0 < len(t) <= MAX_TAG,
+        f"must be 1 to {MAX_TAG} characters",
     )
 
 

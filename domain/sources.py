@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from domain.errors import Violations
-
-MAX_CRITERIA_TEXT = 255  # characters of any text of a criteria (a tag, a list id, a query)
+from domain.limits import MAX_CRITERIA_TEXT
 
 if TYPE_CHECKING:
     from domain.auto_import import Credentials

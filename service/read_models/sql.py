@@ -30,6 +30,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresTrackingRecorder
 
+from domain.limits import MAX_PAGE_TOKEN
+
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
 Statement = tuple[str, dict[str, Any]]
@@ -162,9 +164,6 @@ class SqlView(TrackingRecorder):
 
 class InvalidPageToken(ValueError):
     pass
-
-
-MAX_PAGE_TOKEN = 2048  # characters: a cursor holds a few ids and times
 
 
 def encode_page_token(after: list[str], query: str) -> str:
