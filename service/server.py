@@ -32,7 +32,12 @@ from service import metrics
 from service.api.accounts import AccountServicer
 from service.api.contacts import ContactServicer, FieldServicer
 from service.api.imports import AutoImportServicer
-from service.api.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor
+from service.api.interceptors import (
+    AuthInterceptor,
+    DecodingInterceptor,
+    ErrorInterceptor,
+    MetricsInterceptor,
+)
 from service.application import AutoImports
 from service.config import RunProjections, Settings
 from service.leases import Leases, LocalLeases, PostgresLeases
@@ -109,6 +114,7 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
             MetricsInterceptor(),  # first: it sees the status code the others give
             ErrorInterceptor(),
             AuthInterceptor(settings.admin_token, app.identify_api_key),
+            DecodingInterceptor(),  # last: a caller is authenticated before its request is read
         ],
     )
     connector_for = connector_for or connectors.factory(settings.connectors)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,6 +63,17 @@ def test_a_request_that_is_not_the_method_s_message_is_invalid_argument_on_every
         assert code is grpc.StatusCode.INVALID_ARGUMENT, path
     log = new_lines(server, since)
     assert "Traceback" not in log and "deserializing" not in log
+
+
+@pytest.mark.parametrize("token", [None, "aik_not_a_key"])
+def test_a_caller_who_is_not_authenticated_learns_that_first_whatever_the_bytes(
+    server: ServerProcess, token: str | None
+):
+    """Authentication comes before the request is looked at (AIP-193), parsed or not."""
+    with server.client(token) as anonymous:
+        for path, method in METHODS:
+            code = raw_call(anonymous, path, method, NOT_A_MESSAGE)
+            assert code is grpc.StatusCode.UNAUTHENTICATED, path
 
 
 def test_the_message_says_which_message_was_expected(admin: Client):

@@ -77,9 +77,8 @@ def intercept_calls(
 
 class ErrorInterceptor(grpc.ServerInterceptor):
     """Maps exceptions to statuses with rich details; an unexpected one is logged, and the caller
-    gets INTERNAL without internals. A request that is not the method's message is
-    INVALID_ARGUMENT (grpcio would log a traceback and answer INTERNAL); a call the client
-    cancelled, or stopped waiting for, is logged as such: it is not a server error."""
+    gets INTERNAL without internals. A call the client cancelled, or stopped waiting for, is
+    logged as such: it is not a server error."""
 
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -101,7 +100,17 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                     log.exception("%s failed", method)
                 context.abort_with_status(status)
 
-        return intercept_calls(_decoded_or_refused(handler), errors_as_status)
+        return intercept_calls(handler, errors_as_status)
+
+
+class DecodingInterceptor(grpc.ServerInterceptor):
+    """A request that is not the method's message is INVALID_ARGUMENT (grpcio would log a
+    traceback and answer INTERNAL). Last in the chain: the caller is authenticated first, and
+    the error interceptor answers the refusal."""
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        return None if handler is None else _decoded_or_refused(handler)
 
 
 @dataclass(frozen=True)
