@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from eventsourcing.persistence import InterfaceError, OperationalError
 from google.protobuf.message import DecodeError
 
 from domain.errors import ValidationError, shown
@@ -99,6 +100,8 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 status = status_for(e)
                 if status.code is grpc.StatusCode.INTERNAL:  # type: ignore[attr-defined]
                     log.exception("%s failed", method)
+                elif isinstance(e, (OperationalError, InterfaceError)):
+                    log.warning("%s: %s", method, status.details)  # type: ignore[attr-defined]
                 context.abort_with_status(status)
 
         return intercept_calls(_decoded_or_refused(handler), errors_as_status)
