@@ -56,6 +56,9 @@ class Settings:
     max_syncs: int = MAX_SYNCS
     # Where /metrics is served (host, port; port 0: any free one), None when off.
     metrics_listen: tuple[str, int] | None = METRICS_LISTEN
+    # AUTOIMPORT_ADMIN_TOKEN_PREVIOUS: tokens still accepted as the admin's while clients move
+    # to the current one (a rotation without downtime).
+    previous_admin_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -102,6 +105,7 @@ class Settings:
             lease_timeout=lease_timeout(env),
             max_syncs=max_syncs(env),
             metrics_listen=metrics_listen(env),
+            previous_admin_tokens=previous_admin_tokens(get("ADMIN_TOKEN_PREVIOUS")),
         )
 
     @property
@@ -257,6 +261,11 @@ def postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
     }
+
+
+def previous_admin_tokens(value: str) -> tuple[str, ...]:
+    """AUTOIMPORT_ADMIN_TOKEN_PREVIOUS: comma-separated; spaces around each and empty ones go."""
+    return tuple(token for token in (t.strip() for t in value.split(",")) if token)
 
 
 def _read_or_create_secret(path: Path, create) -> str:  # type: ignore[no-untyped-def]
