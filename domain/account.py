@@ -50,7 +50,12 @@ def key_expire_time(
     elif ttl is not None:
         if ttl <= timedelta(0):
             violations.add("ttl", "must be longer than 0 seconds")
-        return now + ttl
+            return None
+        try:
+            return now + ttl
+        except OverflowError:  # past the year 9999
+            violations.add("ttl", "is too long: give at most a few thousand years")
+            return None
     elif expire_time is not None and expire_time <= now:
         violations.add("expire_time", "must be in the future (the key would never work)")
     return expire_time

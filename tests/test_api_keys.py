@@ -201,8 +201,18 @@ def test_an_expired_key_is_refused_with_a_message_saying_so(
         ({"expire_time": in_future(timedelta(seconds=-1))}, "expire_time"),
         ({"ttl": duration_pb2.Duration(seconds=0)}, "ttl"),
         ({"ttl": duration_pb2.Duration(seconds=-60)}, "ttl"),
+        ({"ttl": duration_pb2.Duration(seconds=315_576_000_000)}, "ttl"),
+        ({"ttl": duration_pb2.Duration(seconds=2**62)}, "ttl"),
+        ({"expire_time": timestamp_pb2.Timestamp(seconds=2**62)}, "expire_time"),
     ],
-    ids=["expire-time-in-the-past", "zero-ttl", "negative-ttl"],
+    ids=[
+        "expire-time-in-the-past",
+        "zero-ttl",
+        "negative-ttl",
+        "ttl-past-year-9999",
+        "ttl-out-of-range",
+        "expire-time-out-of-range",
+    ],
 )
 def test_a_key_that_would_never_work_is_invalid(admin: Client, account: str, expiry, field):
     error = error_of(create_key, admin, account, **expiry)

@@ -241,9 +241,10 @@ def test_a_time_to_live_expires_the_key_that_long_after_its_creation():
         ({"expire_time": NOW - timedelta(seconds=1)}, "expire_time"),
         ({"ttl": timedelta(0)}, "ttl"),
         ({"ttl": timedelta(seconds=-5)}, "ttl"),
+        ({"ttl": timedelta(days=999_999_999)}, "ttl"),
         ({"expire_time": NOW + timedelta(days=1), "ttl": timedelta(days=1)}, "expire_time"),
     ],
-    ids=["now", "past", "zero-ttl", "negative-ttl", "both"],
+    ids=["now", "past", "zero-ttl", "negative-ttl", "past-year-9999", "both"],
 )
 def test_a_key_that_could_never_work_is_refused_and_nothing_recorded(expiry, field):
     account = registered()

@@ -364,10 +364,15 @@ def key_expiration_of(
 ) -> tuple[datetime | None, timedelta | None]:
     """(expire_time, ttl) of a CreateApiKeyRequest, None where not given."""
     which = request.WhichOneof("expiration")
-    if which == "expire_time":
-        return request.expire_time.ToDatetime(tzinfo=UTC), None
-    if which == "ttl":
-        return None, request.ttl.ToTimedelta()
+    try:
+        if which == "expire_time":
+            return request.expire_time.ToDatetime(tzinfo=UTC), None
+        if which == "ttl":
+            return None, request.ttl.ToTimedelta()
+    except (ValueError, OverflowError):  # beyond what a Timestamp or Duration may hold
+        raise ValidationError.single(
+            str(which), "is out of range (years 1 to 9999, durations up to 10,000 years)"
+        ) from None
     return None, None
 
 
