@@ -108,7 +108,9 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
         interceptors=[
             MetricsInterceptor(),  # first: it sees the status code the others give
             ErrorInterceptor(),
-            AuthInterceptor(settings.admin_token, app.identify_api_key),
+            AuthInterceptor(
+                settings.admin_token, app.identify_api_key, settings.previous_admin_tokens
+            ),
         ],
     )
     connector_for = connector_for or connectors.factory(settings.connectors)
