@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message_factory import GetMessageClass
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -229,3 +230,20 @@ def test_any_well_formed_request_to_any_method_gets_an_answer_that_is_not_a_serv
 
     assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (path, requests)
     assert "Traceback" not in new_lines(server, since), (path, requests)
+
+
+def test_a_due_time_beyond_what_a_timestamp_holds_is_invalid_and_one_near_year_1_lists(
+    admin: Client,
+):
+    """Found by the test above: ListDueImports answered INTERNAL for both."""
+    beyond = imports_pb2.ListDueImportsRequest(due_before=Timestamp(seconds=-62135596801))
+    year_1 = imports_pb2.ListDueImportsRequest(due_before=Timestamp(seconds=-62135596800))
+
+    try:
+        admin.imports.ListDueImports(beyond)
+    except grpc.RpcError as error:
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "due_before: is out of range" in error.details()
+    else:
+        raise AssertionError("accepted")
+    assert admin.imports.ListDueImports(year_1) is not None
