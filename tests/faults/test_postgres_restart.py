@@ -28,6 +28,7 @@ from tests.test_api_csv import chunked, upload
 from tests.test_api_sync import SCRIPTED, contacts_of
 
 pytestmark = pytest.mark.postgres
+REQUEST_ID = "5f0c3a3e-2b1c-4c55-9d43-6a3f2f5b8e02"  # the upload, retried after the restart
 
 
 def restart_postgres() -> None:
@@ -76,7 +77,7 @@ def test_postgres_restarted_mid_sync_and_mid_upload_loses_nothing(tmp_path: Path
                 admin.imports.TriggerSync(pb.TriggerSyncRequest(name=created.name), timeout=60)
 
             def send() -> None:
-                upload(admin, account, chunked(data, 4096), request_id="pg-restart")
+                upload(admin, account, chunked(data, 4096), request_id=REQUEST_ID)
 
             threads = [threading.Thread(target=record, args=(w,)) for w in (sync, send)]
             for thread in threads:
@@ -96,7 +97,7 @@ def test_postgres_restarted_mid_sync_and_mid_upload_loses_nothing(tmp_path: Path
 
             # The server reconnects by itself: reads answer again without restarting it.
             wait_for(answers, bool, timeout=60)
-            upload(admin, account, chunked(data, 4096), request_id="pg-restart")
+            upload(admin, account, chunked(data, 4096), request_id=REQUEST_ID)
             for _ in range(5):
                 report = admin.imports.TriggerSync(
                     pb.TriggerSyncRequest(name=created.name), timeout=60
