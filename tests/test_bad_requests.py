@@ -5,7 +5,9 @@ stays up."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,7 +19,9 @@ from hypothesis import strategies as st
 
 from autoimport.v1 import accounts_pb2, contacts_pb2, contacts_pb2_grpc, fields_pb2, imports_pb2
 from autoimport.v1 import contacts_pb2 as cpb
-from tests.support import Client, ServerProcess, wait_for
+from tests.support import Client, ServerProcess, new_account, store_env, wait_for
+from tests.test_api_csv import contact_count
+from tests.test_api_imports import create, shopify_import
 
 FILES = (accounts_pb2, contacts_pb2, fields_pb2, imports_pb2)
 METHODS = sorted(
@@ -95,36 +99,38 @@ def test_any_bytes_to_any_method_get_an_answer_that_is_not_a_server_error(
     assert "Traceback" not in new_lines(server, since), (path, payload)
 
 
-def test_an_upload_the_client_cancels_is_logged_as_cancelled_not_as_an_error(
-    server: ServerProcess, account_client: Client, account: str
+def test_an_upload_the_client_cancels_is_logged_as_cancelled_and_keeps_whole_batches(
+    server: ServerProcess, admin: Client
 ):
-    sent, stop = threading.Event(), threading.Event()
+    """Cancelled after 1,250 rows: the two batches of 500 saved stay (BATCH_ROWS, each saved in
+    one transaction), the 250 after them are not stored, and a retry with the same request_id
+    carries on after the saved batches."""
+    account = new_account(admin)
+    options = cpb.CsvImportOptions(account_id=account, request_id=str(uuid.uuid4()))
+    rows = [b"email\n", *(b"u%d@example.com\n" % n for n in range(1250))]
+    chunks = [b"".join(rows[i : i + 100]) for i in range(0, len(rows), 100)]
+    stop = threading.Event()
 
-    def requests() -> Iterator[cpb.ImportCsvRequest]:
-        yield cpb.ImportCsvRequest(options=cpb.CsvImportOptions(account_id=account))
-        yield cpb.ImportCsvRequest(chunk=b"email\n" + b"x@example.com\n" * 10)
-        sent.set()
-        stop.wait(30)  # the client sends nothing more: it cancels
+    def requests(then_wait: bool) -> Iterator[cpb.ImportCsvRequest]:
+        yield cpb.ImportCsvRequest(options=options)
+        yield from (cpb.ImportCsvRequest(chunk=chunk) for chunk in chunks)
+        if then_wait:
+            stop.wait(60)  # the client sends nothing more: it cancels
 
     since = len(server.output)
-    stub = contacts_pb2_grpc.ContactServiceStub(account_client.channel)
-    future = stub.ImportCsv.future(requests(), timeout=60)
-    assert sent.wait(30)
+    stub = contacts_pb2_grpc.ContactServiceStub(admin.channel)
+    future = stub.ImportCsv.future(requests(then_wait=True), timeout=60)
+    wait_for(lambda: contact_count(admin, account), lambda n: n == 1000)  # two batches saved
     future.cancel()
     stop.set()
 
     wait_for(lambda: new_lines(server, since), lambda log: "cancelled by the client" in log)
     log = new_lines(server, since)
     assert "Traceback" not in log and '"level": "ERROR"' not in log
-    again = stub.ImportCsv(
-        iter(
-            [
-                cpb.ImportCsvRequest(options=cpb.CsvImportOptions(account_id=account)),
-                cpb.ImportCsvRequest(chunk=b"email\ny@example.com\n"),
-            ]
-        )
-    )
-    assert again.added == 1  # the server still answers
+    assert contact_count(admin, account) == 1000  # the rows after the last batch are not stored
+    again = stub.ImportCsv(requests(then_wait=False), timeout=60)  # the server still answers
+    assert (again.rows, again.added) == (1250, 1250)
+    assert contact_count(admin, account) == 1250
 
 
 def test_a_message_over_the_size_limit_is_resource_exhausted_and_the_server_stays_up(
@@ -247,3 +253,40 @@ def test_a_due_time_beyond_what_a_timestamp_holds_is_invalid_and_one_near_year_1
     else:
         raise AssertionError("accepted")
     assert admin.imports.ListDueImports(year_1) is not None
+
+
+def test_the_message_limit_is_the_setting_s_both_ways_and_the_server_stays_up(tmp_path: Path):
+    """The server enforces AUTOIMPORT_MAX_MESSAGE_BYTES, not grpcio's defaults (4 MiB received,
+    anything sent). A transport setting: one store is enough."""
+    limit = 4096
+    with (
+        store_env("sqlite", tmp_path) as env,
+        ServerProcess({**env, "AUTOIMPORT_MAX_MESSAGE_BYTES": str(limit)}) as server,
+        server.client(server.admin_token) as admin,
+    ):
+        since = len(server.output)
+        account = new_account(admin)
+        for i in range(3):  # each well under the limit, the three of them over it
+            create(admin, account, shopify_import(tags=[f"{i}-{j}-{'t' * 200}" for j in range(8)]))
+        listing = imports_pb2.ListImportsRequest(account_id=account)
+
+        received = raw_call(
+            admin,
+            "/autoimport.v1.AutoImportService/GetImport",
+            imports_pb2.DESCRIPTOR.services_by_name["AutoImportService"].methods_by_name[
+                "GetImport"
+            ],
+            imports_pb2.GetImportRequest(name="x" * limit).SerializeToString(),
+        )
+        try:
+            admin.imports.ListImports(listing)
+        except grpc.RpcError as error:
+            sent = error.code()
+        else:
+            sent = grpc.StatusCode.OK
+
+        assert (received, sent) == (grpc.StatusCode.RESOURCE_EXHAUSTED,) * 2
+        listing.page_size = 1
+        assert len(admin.imports.ListImports(listing).auto_imports) == 1  # still up
+        log = new_lines(server, since)
+        assert "Traceback" not in log and '"level": "ERROR"' not in log

@@ -91,6 +91,16 @@ def test_run_projections_says_where_the_server_runs_the_projector(
     assert settings(tmp_path, RUN_PROJECTIONS=value).run_projections is mode
 
 
+def test_the_message_limit_is_4_mib_unless_set_and_a_value_out_of_range_is_refused(
+    tmp_path: Path,
+):
+    assert settings(tmp_path).max_message_bytes == 4 * 1024 * 1024
+    assert settings(tmp_path, MAX_MESSAGE_BYTES="65536").max_message_bytes == 65536
+    for bad in ("0", "1023", "64MiB", str(64 * 1024 * 1024 + 1)):
+        with pytest.raises(ConfigError, match=r"MAX_MESSAGE_BYTES must be .* 1024 to 67108864"):
+            settings(tmp_path, MAX_MESSAGE_BYTES=bad)
+
+
 def test_an_unknown_run_projections_value_is_refused_with_the_ones_it_takes(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"RUN_PROJECTIONS must be process .* thread or no"):
         settings(tmp_path, RUN_PROJECTIONS="sometimes")
