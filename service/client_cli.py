@@ -860,6 +860,7 @@ def import_csv(args: argparse.Namespace, api: Api) -> View:
         request_id=args.request_id or "",
     )
     with _input(args.file) as file, _progress(args, file) as bar:
+        options.size_bytes = _size_of(file)  # so that a cut-off stream is refused, not applied
         requests = _csv_requests(options, file, args.chunk_size, bar)
         report = api.call(api.contacts.ImportCsv, requests)
     errors = [(str(e.row), cell(e.reason)) for e in report.errors]
@@ -900,6 +901,15 @@ def _progress(args: argparse.Namespace, file: IO[bytes]) -> tqdm[Any]:
         file=sys.stderr,
         disable=args.json or args.quiet or not sys.stderr.isatty(),
     )
+
+
+def _size_of(file: IO[bytes]) -> int:
+    """A regular file's size in bytes; 0 (unknown) for a pipe or a terminal."""
+    try:
+        status = os.fstat(file.fileno())
+    except (OSError, ValueError):
+        return 0
+    return status.st_size if stat.S_ISREG(status.st_mode) else 0
 
 
 def _csv_requests(

@@ -1149,7 +1149,11 @@ def test_import_csv_streams_the_options_then_the_file(
     received = fake.contacts
     assert received.parts == ["options"] + ["chunk"] * len(received.chunk_sizes)
     assert received.options == contacts_pb2.CsvImportOptions(
-        account_id="a", list_ids=["news", "vip"], tags=["csv"], request_id="r-1"
+        account_id="a",
+        list_ids=["news", "vip"],
+        tags=["csv"],
+        request_id="r-1",
+        size_bytes=len(CSV),
     )
     assert bytes(received.data) == CSV
     *full, last = received.chunk_sizes
