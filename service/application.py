@@ -11,6 +11,8 @@ import copy
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -19,15 +21,24 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Recording
 
 from connectors import SOURCES
-from domain.account import Account, ApiKey
+from domain.account import (
+    API_KEY_SCHEME,
+    Account,
+    ApiKey,
+    ApiKeyInfo,
+    KeyStanding,
+    UnknownApiKey,
+    api_key_prefix,
+)
 from domain.auto_import import AutoImport
 from domain.contact import Contact
 from domain.csv_import import CsvImport, CsvImportState
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount
 from domain.import_settings import ImportChanges, NewImport
-from service.errors import EtagMismatch, NotFound
+from service.errors import ApiKeyExpired, ApiKeyRevoked, EtagMismatch, NotFound
 from service.existing import aggregates_of
+from service.key_cache import TtlCache
 
 HISTORY_PAGE = 500
 # What every sync page or CSV batch loads again after saving it (not the many contacts).
@@ -67,6 +78,14 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class KnownKey:
+    """What authentication needs of a key: its account and its record there."""
+
+    account_id: str
+    info: ApiKeyInfo
+
+
 class AutoImports(Application[UUID]):
     name = "AutoImports"
     # Keep recently used aggregates in memory. Each load still reads the events saved after the
@@ -84,7 +103,8 @@ class AutoImports(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._save_listeners: list[Callable[[list[Recording[UUID]]], None]] = []
-        self._key_cache: dict[str, tuple[str, str]] = {}
+        # By key hash; entries live KEY_CACHE_TTL, so revocations elsewhere are seen in time.
+        self._key_cache: TtlCache[str, KnownKey] = TtlCache()
 
     def on_saved(self, listener: Callable[[list[Recording[UUID]]], None]) -> None:
         """Calls `listener` after every save, e.g. to wake an in-process projector at once."""
@@ -192,30 +212,91 @@ class AutoImports(Application[UUID]):
             ) from None
         return account
 
-    def create_api_key(self, account_id: str, *, actor: str) -> tuple[str, str]:
-        """Returns (key, key_id). Only the key's hash is stored."""
+    def create_api_key(
+        self,
+        account_id: str,
+        *,
+        actor: str,
+        expire_time: datetime | None = None,
+        ttl: timedelta | None = None,
+    ) -> tuple[str, ApiKeyInfo]:
+        """Returns the key and its record. Only the key's hash is stored."""
         key_id = secrets.token_hex(4)
-        key = f"aik_{key_id}_{secrets.token_urlsafe(32)}"
+        key = f"{API_KEY_SCHEME}{key_id}_{secrets.token_urlsafe(32)}"
 
-        def attempt() -> tuple[str, str]:
+        def attempt() -> tuple[str, ApiKeyInfo]:
             account = self.get_account(account_id)
-            index = account.add_api_key(key_id, hash_api_key(key), actor=actor)
+            index = account.add_api_key(
+                key_id,
+                hash_api_key(key),
+                prefix=api_key_prefix(key),
+                actor=actor,
+                now=datetime.now(UTC),
+                expire_time=expire_time,
+                ttl=ttl,
+            )
             self.save(account, index)
-            return key, key_id
+            info = account.api_key_of(key_id)
+            assert info is not None
+            return key, info
 
         return retry_on_conflict(attempt, f"account {account_id}")
 
+    def list_api_keys(self, account_id: str) -> list[ApiKeyInfo]:
+        return self.get_account(account_id).list_api_keys()
+
+    def revoke_api_key(self, account_id: str, key_id: str, *, actor: str) -> ApiKeyInfo:
+        """Revokes the account's key (again: the same answer). Takes effect here at once, and on
+        other replicas when their cache entry ends (KEY_CACHE_TTL)."""
+
+        def attempt() -> ApiKeyInfo:
+            account = self.get_account(account_id)
+            try:
+                revoked = account.revoke_api_key(key_id, actor=actor, now=datetime.now(UTC))
+            except UnknownApiKey:
+                # The same answer whether or not another account has a key of this id.
+                raise NotFound("API key", f"{key_id} of account {account_id}") from None
+            self.save(account)
+            return revoked
+
+        revoked = retry_on_conflict(attempt, f"account {account_id}")
+        self._key_cache.forget_values(
+            lambda known: (known.account_id, known.info.key_id) == (account_id, key_id)
+        )
+        return revoked
+
     def identify_api_key(self, key: str) -> tuple[str, str] | None:
-        """(account_id, key_id) of a valid key, else None."""
+        """(account_id, key_id) of a valid key, None for an unknown one; raises ApiKeyRevoked or
+        ApiKeyExpired for a key that no longer opens its account."""
         key_hash = hash_api_key(key)
-        if key_hash in self._key_cache:
-            return self._key_cache[key_hash]
+        known = self._key_cache.get(key_hash)
+        if known is None:
+            known = self._look_up_key(key_hash)
+            if known is None:
+                return None
+            self._key_cache.put(key_hash, known)
+        info = known.info
+        standing = info.standing(datetime.now(UTC))
+        if standing is KeyStanding.REVOKED:
+            raise ApiKeyRevoked(
+                f"the API key {info.prefix}... was revoked at {_rfc3339(info.revoke_time)}: "
+                "create a new one with AccountService.CreateApiKey"
+            )
+        if standing is KeyStanding.EXPIRED:
+            raise ApiKeyExpired(
+                f"the API key {info.prefix}... expired at {_rfc3339(info.expire_time)}: "
+                "create a new one with AccountService.CreateApiKey"
+            )
+        return known.account_id, info.key_id
+
+    def _look_up_key(self, key_hash: str) -> KnownKey | None:
         try:
             index: ApiKey = self.repository.get(ApiKey.create_id(key_hash))
-        except AggregateNotFoundError:
+            account = self.get_account(index.account_id)
+        except (AggregateNotFoundError, NotFound):
             return None
-        self._key_cache[key_hash] = (index.account_id, index.key_id)
-        return index.account_id, index.key_id
+        info = account.api_key_of(index.key_id)
+        return None if info is None else KnownKey(index.account_id, info)
 
     # -- imports ----------------------------------------------------------------------------
     def create_import(
@@ -349,6 +430,10 @@ class AutoImports(Application[UUID]):
             if len(page) < HISTORY_PAGE:
                 return
             version = page[-1].originator_version
+
+
+def _rfc3339(moment: datetime | None) -> str:
+    return "?" if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def _unquote(etag: str) -> str:

@@ -8,6 +8,9 @@ import argparse
 import os
 import sys
 
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
+
 from service import client_cli, logs
 from service.config import ConfigError, Settings
 from service.scheduler import add_scheduler_command, run_scheduler
@@ -120,6 +123,12 @@ def run_server_command(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"autoimport: {e}", file=sys.stderr)
         return 2
+    except (psycopg.OperationalError, OperationalError, InterfaceError) as e:
+        # The store is down or unreachable (a database restarting): one line, not a traceback;
+        # a supervised projector is started again by its server.
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"autoimport: the store cannot be reached ({reason}): retry", file=sys.stderr)
+        return 1
     return 0
 
 

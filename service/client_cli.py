@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -231,6 +232,24 @@ def _add_account_verbs(verbs: Any) -> None:
         verbs, "create-key", create_api_key, "create an API key of the account (shown only once)"
     )
     create_key.add_argument("account_id", metavar="ACCOUNT_ID")
+    create_key.add_argument(
+        "--expires",
+        metavar="WHEN",
+        help="the key stops working after a duration (e.g. 30d, 12h, 1d12h; units w d h m s) "
+        "or at an RFC 3339 time (e.g. 2027-01-31T00:00:00Z); default: never",
+    )
+    list_keys = _verb(
+        verbs, "list-keys", list_api_keys, "the account's API keys (never the keys themselves)"
+    )
+    list_keys.add_argument("account_id", metavar="ACCOUNT_ID")
+    revoke_key = _verb(
+        verbs,
+        "revoke-key",
+        revoke_api_key,
+        "revoke an API key of the account: every server refuses it within 1 s",
+    )
+    revoke_key.add_argument("account_id", metavar="ACCOUNT_ID")
+    revoke_key.add_argument("key_id", metavar="KEY_ID")
 
 
 def _add_import_verbs(verbs: Any) -> None:
@@ -542,8 +561,57 @@ def get_account(args: argparse.Namespace, api: Api) -> View:
 
 def create_api_key(args: argparse.Namespace, api: Api) -> View:
     request = accounts_pb2.CreateApiKeyRequest(account_id=args.account_id)
+    if args.expires:
+        _set_expiry(request, args.expires)
     view = record(api.call(api.accounts.CreateApiKey, request))
     return View(view.data, view.text, note="The key is shown only this once: store it now.")
+
+
+_DURATION = re.compile(r"(?:\d+[wdhms])+")
+_DURATION_PART = re.compile(r"(\d+)([wdhms])")
+_UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def _set_expiry(request: accounts_pb2.CreateApiKeyRequest, expires: str) -> None:
+    """--expires: a duration (ttl) or an RFC 3339 time (expire_time). Whether it is one the
+    server accepts (not in the past, not zero) is the server's to say."""
+    expires = expires.strip()
+    if _DURATION.fullmatch(expires):
+        seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(expires))
+        if seconds >= 2**63:
+            raise UsageError(f"--expires {expires!r} is too long")
+        request.ttl.seconds = seconds
+        return
+    try:
+        request.expire_time.FromJsonString(expires)
+    except ValueError:
+        raise UsageError(
+            f"--expires {expires!r}: give a duration such as 30d, 12h or 1d12h, or an RFC 3339 "
+            "time such as 2027-01-31T00:00:00Z"
+        ) from None
+
+
+def list_api_keys(args: argparse.Namespace, api: Api) -> View:
+    request = accounts_pb2.ListApiKeysRequest(account_id=args.account_id)
+    listed = api.call(api.accounts.ListApiKeys, request)
+    rows = [
+        (
+            k.key_id,
+            k.prefix,
+            cell(k.creator),
+            _time(k, "create_time"),
+            _time(k, "expire_time"),
+            _time(k, "revoke_time"),
+        )
+        for k in listed.api_keys
+    ]
+    text = table(("KEY ID", "PREFIX", "CREATOR", "CREATED", "EXPIRES", "REVOKED"), rows)
+    return View(as_dict(listed), text)
+
+
+def revoke_api_key(args: argparse.Namespace, api: Api) -> View:
+    request = accounts_pb2.RevokeApiKeyRequest(account_id=args.account_id, key_id=args.key_id)
+    return record(api.call(api.accounts.RevokeApiKey, request))
 
 
 def create_import(args: argparse.Namespace, api: Api) -> View:
@@ -792,6 +860,7 @@ def import_csv(args: argparse.Namespace, api: Api) -> View:
         request_id=args.request_id or "",
     )
     with _input(args.file) as file, _progress(args, file) as bar:
+        options.size_bytes = _size_of(file)  # so that a cut-off stream is refused, not applied
         requests = _csv_requests(options, file, args.chunk_size, bar)
         report = api.call(api.contacts.ImportCsv, requests)
     errors = [(str(e.row), cell(e.reason)) for e in report.errors]
@@ -832,6 +901,15 @@ def _progress(args: argparse.Namespace, file: IO[bytes]) -> tqdm[Any]:
         file=sys.stderr,
         disable=args.json or args.quiet or not sys.stderr.isatty(),
     )
+
+
+def _size_of(file: IO[bytes]) -> int:
+    """A regular file's size in bytes; 0 (unknown) for a pipe or a terminal."""
+    try:
+        status = os.fstat(file.fileno())
+    except (OSError, ValueError):
+        return 0
+    return status.st_size if stat.S_ISREG(status.st_mode) else 0
 
 
 def _csv_requests(

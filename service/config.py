@@ -62,6 +62,9 @@ class Settings:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     # Where /metrics is served (host, port; port 0: any free one), None when off.
     metrics_listen: tuple[str, int] | None = METRICS_LISTEN
+    # AUTOIMPORT_ADMIN_TOKEN_PREVIOUS: tokens still accepted as the admin's while clients move
+    # to the current one (a rotation without downtime).
+    previous_admin_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -114,6 +117,7 @@ class Settings:
             metrics_listen=metrics_listen(env),
             cipher_key_file=cipher_key_file,
             max_message_bytes=max_message_bytes(env),
+            previous_admin_tokens=previous_admin_tokens(get("ADMIN_TOKEN_PREVIOUS")),
         )
 
     @property
@@ -296,6 +300,11 @@ def postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
     }
+
+
+def previous_admin_tokens(value: str) -> tuple[str, ...]:
+    """AUTOIMPORT_ADMIN_TOKEN_PREVIOUS: comma-separated; spaces around each and empty ones go."""
+    return tuple(token for token in (t.strip() for t in value.split(",")) if token)
 
 
 def _read_or_create_secret(path: Path, create) -> str:  # type: ignore[no-untyped-def]

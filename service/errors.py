@@ -35,6 +35,14 @@ class Unauthenticated(ServiceError):
     reason = "UNAUTHENTICATED"
 
 
+class ApiKeyRevoked(Unauthenticated):
+    reason = "API_KEY_REVOKED"
+
+
+class ApiKeyExpired(Unauthenticated):
+    reason = "API_KEY_EXPIRED"
+
+
 class PermissionDenied(ServiceError):
     reason = "PERMISSION_DENIED"
 

@@ -52,10 +52,12 @@ def hide(*secrets: str) -> None:
 
 
 def hide_secrets_of(settings: Settings) -> None:
-    """The secrets of the configuration: admin token, cipher key, every connector setting
-    marked secret (e.g. Google's OAuth client secret), and the database password."""
+    """The secrets of the configuration: admin tokens (current and previous), cipher key,
+    every connector setting marked secret (e.g. Google's OAuth client secret), and the
+    database password."""
     hide(
         settings.admin_token,
+        *settings.previous_admin_tokens,
         settings.cipher_key,
         *settings.connectors.secrets(),
         unquote(urlsplit(settings.database_url).password or ""),

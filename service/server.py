@@ -113,7 +113,9 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
         interceptors=[
             MetricsInterceptor(),  # first: it sees the status code the others give
             ErrorInterceptor(),
-            AuthInterceptor(settings.admin_token, app.identify_api_key),
+            AuthInterceptor(
+                settings.admin_token, app.identify_api_key, settings.previous_admin_tokens
+            ),
             DecodingInterceptor(),  # last: a caller is authenticated before its request is read
         ],
     )

@@ -22,6 +22,7 @@ from google.protobuf import json_format, timestamp_pb2
 from tqdm import tqdm
 
 from autoimport.v1 import (
+    accounts_pb2,
     contacts_pb2,
     contacts_pb2_grpc,
     fields_pb2,
@@ -30,7 +31,7 @@ from autoimport.v1 import (
     imports_pb2_grpc,
 )
 from connectors import SOURCES
-from service import cli
+from service import cli, client_cli
 from tests.conftest import STORES
 from tests.scripted_server import write_source
 from tests.support import ServerProcess, self_signed_certificate
@@ -141,6 +142,58 @@ def test_accounts_upsert_get_and_create_key(run: Cli) -> None:
     name = run.create_shopify("acme-cli")["name"]
     run.ok("imports", "pause", name, token=key)
     assert run.json("imports", "history", name, token=key)[-1]["actor"] == f"key:{key_id}"
+
+
+def test_list_keys_and_revoke_key(run: Cli, account: str) -> None:
+    first = run.ok("accounts", "create-key", account).fields()
+    second = run.ok("accounts", "create-key", account, "--expires", "30d").fields()
+
+    listed = run.ok("accounts", "list-keys", account, token=first["key"])
+    rows = listed.table()
+    assert [row[:3] for row in rows] == [
+        [first["key_id"], f"aik_{first['key_id']}", "admin"],
+        [second["key_id"], f"aik_{second['key_id']}", "admin"],
+    ]
+    assert rows[0][4:] == ["-", "-"]  # never expires, not revoked
+    assert rows[1][4] != "-" and rows[1][5] == "-"
+    assert first["key"] not in listed.out and second["key"] not in listed.out
+
+    revoked = run.ok("accounts", "revoke-key", account, second["key_id"], token=first["key"])
+    assert revoked.fields()["key_id"] == second["key_id"]
+    assert revoked.fields()["revoke_time"] != "-"
+    refused = run.run("accounts", "get", account, token=second["key"])
+    assert refused.code == 1
+    assert refused.err.startswith("error: UNAUTHENTICATED: the API key ")
+    assert "revoked" in refused.err
+    keys = run.json("accounts", "list-keys", account)["api_keys"]
+    assert ["revoke_time" in k for k in keys] == [False, True]
+    unknown = run.run("accounts", "revoke-key", account, "0badf00d")
+    assert unknown.code == 1 and unknown.err.startswith("error: NOT_FOUND: ")
+
+
+def test_create_key_expires_at_a_time_or_after_a_duration(run: Cli, account: str) -> None:
+    at_time = run.json("accounts", "create-key", account, "--expires", "2099-01-31T00:00:00Z")
+    assert at_time["api_key"]["expire_time"] == "2099-01-31T00:00:00Z"
+
+    past = run.run("accounts", "create-key", account, "--expires", "2001-01-01T00:00:00Z")
+    zero = run.run("accounts", "create-key", account, "--expires", "0h")
+
+    assert past.code == zero.code == 1
+    assert past.err.startswith("error: INVALID_ARGUMENT: expire_time: must be in the future")
+    assert zero.err.startswith("error: INVALID_ARGUMENT: ttl: ")
+
+
+@pytest.mark.parametrize(
+    ("expires", "seconds"),
+    [("30d", 30 * 86400), ("12h", 43200), ("1d12h", 129600), ("2w", 1209600), ("90m", 5400)],
+)
+def test_expires_as_a_duration_is_sent_as_a_ttl(expires: str, seconds: int) -> None:
+    request = accounts_pb2.CreateApiKeyRequest()
+
+    client_cli._set_expiry(request, expires)
+
+    assert request.WhichOneof("expiration") == "ttl"
+    assert (request.ttl.seconds, request.ttl.nanos) == (seconds, 0)
 
 
 def test_create_each_service_with_criteria_then_list(run: Cli, account: str) -> None:
@@ -454,6 +507,10 @@ def test_tokens_from_the_environment(
         (["contacts", "import-csv", "--account", "a", "/nonexistent/c.csv"], "cannot read"),
         (["contacts", "import-csv", "--account", "a", "--chunk-size", "0", "-"], "1 to 4193280"),
         (["contacts", "import-csv", "--account", "a", "--chunk-size", "5000000", "-"], "1 to "),
+        (["accounts", "create-key", "a", "--expires", "soon"], "give a duration such as 30d"),
+        (["accounts", "create-key", "a", "--expires", "2027-01-31"], "an RFC 3339 time"),
+        (["accounts", "create-key", "a", "--expires", "9" * 30 + "d"], "is too long"),
+        (["accounts", "revoke-key", "a"], "KEY_ID"),
         (["--timeout", "0", "accounts", "get", "a"], "greater than 0"),
         (["--ca-cert", "/nonexistent/ca.pem", "accounts", "get", "a"], "cannot read the CA"),
     ],
@@ -1092,7 +1149,11 @@ def test_import_csv_streams_the_options_then_the_file(
     received = fake.contacts
     assert received.parts == ["options"] + ["chunk"] * len(received.chunk_sizes)
     assert received.options == contacts_pb2.CsvImportOptions(
-        account_id="a", list_ids=["news", "vip"], tags=["csv"], request_id="r-1"
+        account_id="a",
+        list_ids=["news", "vip"],
+        tags=["csv"],
+        request_id="r-1",
+        size_bytes=len(CSV),
     )
     assert bytes(received.data) == CSV
     *full, last = received.chunk_sizes

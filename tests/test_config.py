@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors import SOURCES
+from service import logs
 from service.config import ConfigError, RunProjections, Settings
 
 
@@ -120,3 +121,20 @@ def test_a_child_projector_reads_the_same_store_keys_and_lease_as_its_server(tmp
     same = ("data_dir", "database_url", "database_schema", "cipher_key", "admin_token")
     assert [getattr(child, name) for name in same] == [getattr(server, name) for name in same]
     assert child.lease_timeout == 2.5
+
+
+def test_previous_admin_tokens_are_a_comma_separated_list(tmp_path: Path):
+    given = settings(tmp_path, ADMIN_TOKEN="adm_now", ADMIN_TOKEN_PREVIOUS=" adm_a, ,adm_b ,")
+
+    assert (given.admin_token, given.previous_admin_tokens) == ("adm_now", ("adm_a", "adm_b"))
+    assert settings(tmp_path, ADMIN_TOKEN="adm_now").previous_admin_tokens == ()
+
+
+def test_previous_admin_tokens_never_show_in_the_logs(tmp_path: Path):
+    # Tokens of no known shape (an operator's own): only hide_secrets_of hides them.
+    given = settings(tmp_path, ADMIN_TOKEN_PREVIOUS="old-token-1a2b3c,older-token-4d5e6f")
+
+    logs.hide_secrets_of(given)
+
+    line = logs.scrub("tokens old-token-1a2b3c and older-token-4d5e6f")
+    assert "old-token-1a2b3c" not in line and "older-token-4d5e6f" not in line

@@ -22,25 +22,35 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61utoimport/v1/accounts.proto\x12\rautoimport.v1\"Y\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\x12\x15\n\rcontact_limit\x18\x03 \x01(\x03\x12\x15\n\rcontact_count\x18\x04 \x01(\x03\"?\n\x14UpsertAccountRequest\x12\'\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x16.autoimport.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\")\n\x13\x43reateApiKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"3\n\x14\x43reateApiKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t2\xff\x01\n\x0e\x41\x63\x63ountService\x12L\n\rUpsertAccount\x12#.autoimport.v1.UpsertAccountRequest\x1a\x16.autoimport.v1.Account\x12\x46\n\nGetAccount\x12 .autoimport.v1.GetAccountRequest\x1a\x16.autoimport.v1.Account\x12W\n\x0c\x43reateApiKey\x12\".autoimport.v1.CreateApiKeyRequest\x1a#.autoimport.v1.CreateApiKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61utoimport/v1/accounts.proto\x12\rautoimport.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\x12\x15\n\rcontact_limit\x18\x03 \x01(\x03\x12\x15\n\rcontact_count\x18\x04 \x01(\x03\"?\n\x14UpsertAccountRequest\x12\'\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x16.autoimport.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\x94\x01\n\x13\x43reateApiKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x31\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12(\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x42\x0c\n\nexpiration\"[\n\x14\x43reateApiKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12&\n\x07\x61pi_key\x18\x03 \x01(\x0b\x32\x15.autoimport.v1.ApiKey\"\xcc\x01\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x0f\n\x07\x63reator\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x12ListApiKeysRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\">\n\x13ListApiKeysResponse\x12\'\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x15.autoimport.v1.ApiKey\"9\n\x13RevokeApiKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t2\xa0\x03\n\x0e\x41\x63\x63ountService\x12L\n\rUpsertAccount\x12#.autoimport.v1.UpsertAccountRequest\x1a\x16.autoimport.v1.Account\x12\x46\n\nGetAccount\x12 .autoimport.v1.GetAccountRequest\x1a\x16.autoimport.v1.Account\x12W\n\x0c\x43reateApiKey\x12\".autoimport.v1.CreateApiKeyRequest\x1a#.autoimport.v1.CreateApiKeyResponse\x12T\n\x0bListApiKeys\x12!.autoimport.v1.ListApiKeysRequest\x1a\".autoimport.v1.ListApiKeysResponse\x12I\n\x0cRevokeApiKey\x12\".autoimport.v1.RevokeApiKeyRequest\x1a\x15.autoimport.v1.ApiKeyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'autoimport.v1.accounts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCOUNT']._serialized_start=47
-  _globals['_ACCOUNT']._serialized_end=136
-  _globals['_UPSERTACCOUNTREQUEST']._serialized_start=138
-  _globals['_UPSERTACCOUNTREQUEST']._serialized_end=201
-  _globals['_GETACCOUNTREQUEST']._serialized_start=203
-  _globals['_GETACCOUNTREQUEST']._serialized_end=242
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=244
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=285
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=287
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=338
-  _globals['_ACCOUNTSERVICE']._serialized_start=341
-  _globals['_ACCOUNTSERVICE']._serialized_end=596
+  _globals['_ACCOUNT']._serialized_start=112
+  _globals['_ACCOUNT']._serialized_end=201
+  _globals['_UPSERTACCOUNTREQUEST']._serialized_start=203
+  _globals['_UPSERTACCOUNTREQUEST']._serialized_end=266
+  _globals['_GETACCOUNTREQUEST']._serialized_start=268
+  _globals['_GETACCOUNTREQUEST']._serialized_end=307
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=310
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=458
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=460
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=551
+  _globals['_APIKEY']._serialized_start=554
+  _globals['_APIKEY']._serialized_end=758
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=760
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=800
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=802
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=864
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=866
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=923
+  _globals['_ACCOUNTSERVICE']._serialized_start=926
+  _globals['_ACCOUNTSERVICE']._serialized_end=1342
 # @@protoc_insertion_point(module_scope)

@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class AccountServiceStub:
     """Email-marketing accounts: their plan and contact limit, and their API keys.
-    Upsert and CreateApiKey need the admin token; GetAccount also accepts the account's own key.
+    Upsert and CreateApiKey need the admin token; GetAccount, ListApiKeys and RevokeApiKey also
+    accept a key of the account.
     """
 
     def __init__(self, channel):
@@ -51,11 +52,22 @@ class AccountServiceStub:
                 request_serializer=autoimport_dot_v1_dot_accounts__pb2.CreateApiKeyRequest.SerializeToString,
                 response_deserializer=autoimport_dot_v1_dot_accounts__pb2.CreateApiKeyResponse.FromString,
                 _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/autoimport.v1.AccountService/ListApiKeys',
+                request_serializer=autoimport_dot_v1_dot_accounts__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=autoimport_dot_v1_dot_accounts__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/autoimport.v1.AccountService/RevokeApiKey',
+                request_serializer=autoimport_dot_v1_dot_accounts__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=autoimport_dot_v1_dot_accounts__pb2.ApiKey.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
     """Email-marketing accounts: their plan and contact limit, and their API keys.
-    Upsert and CreateApiKey need the admin token; GetAccount also accepts the account's own key.
+    Upsert and CreateApiKey need the admin token; GetAccount, ListApiKeys and RevokeApiKey also
+    accept a key of the account.
     """
 
     def UpsertAccount(self, request, context):
@@ -72,6 +84,21 @@ class AccountServiceServicer:
 
     def CreateApiKey(self, request, context):
         """Creates an API key for the account. The key is returned once; only its hash is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """The account's keys, revoked and expired ones too, oldest first; never a key or its hash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revokes one of the account's keys (a key may revoke itself); again: the same answer.
+        Every replica refuses the key within 1 second.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,6 +122,16 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     request_deserializer=autoimport_dot_v1_dot_accounts__pb2.CreateApiKeyRequest.FromString,
                     response_serializer=autoimport_dot_v1_dot_accounts__pb2.CreateApiKeyResponse.SerializeToString,
             ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=autoimport_dot_v1_dot_accounts__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=autoimport_dot_v1_dot_accounts__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=autoimport_dot_v1_dot_accounts__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=autoimport_dot_v1_dot_accounts__pb2.ApiKey.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'autoimport.v1.AccountService', rpc_method_handlers)
@@ -105,7 +142,8 @@ def add_AccountServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AccountService:
     """Email-marketing accounts: their plan and contact limit, and their API keys.
-    Upsert and CreateApiKey need the admin token; GetAccount also accepts the account's own key.
+    Upsert and CreateApiKey need the admin token; GetAccount, ListApiKeys and RevokeApiKey also
+    accept a key of the account.
     """
 
     @staticmethod
@@ -179,6 +217,60 @@ class AccountService:
             '/autoimport.v1.AccountService/CreateApiKey',
             autoimport_dot_v1_dot_accounts__pb2.CreateApiKeyRequest.SerializeToString,
             autoimport_dot_v1_dot_accounts__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoimport.v1.AccountService/ListApiKeys',
+            autoimport_dot_v1_dot_accounts__pb2.ListApiKeysRequest.SerializeToString,
+            autoimport_dot_v1_dot_accounts__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoimport.v1.AccountService/RevokeApiKey',
+            autoimport_dot_v1_dot_accounts__pb2.RevokeApiKeyRequest.SerializeToString,
+            autoimport_dot_v1_dot_accounts__pb2.ApiKey.FromString,
             options,
             channel_credentials,
             insecure,

@@ -98,16 +98,18 @@ class ImportCsvRequest(_message.Message):
     def __init__(self, options: _Optional[_Union[CsvImportOptions, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class CsvImportOptions(_message.Message):
-    __slots__ = ("account_id", "list_ids", "tags", "request_id")
+    __slots__ = ("account_id", "list_ids", "tags", "request_id", "size_bytes")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     LIST_IDS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     list_ids: _containers.RepeatedScalarFieldContainer[str]
     tags: _containers.RepeatedScalarFieldContainer[str]
     request_id: str
-    def __init__(self, account_id: _Optional[str] = ..., list_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    size_bytes: int
+    def __init__(self, account_id: _Optional[str] = ..., list_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class CsvImportReport(_message.Message):
     __slots__ = ("rows", "added", "updated", "unchanged", "duplicates_in_file", "skipped_missing_email", "skipped_invalid_email", "blocked_by_limit", "fields_created", "errors", "cells_cleaned", "rows_with_formulas", "formula_rows")

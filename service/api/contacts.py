@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -26,6 +27,8 @@ from service.csv_import import CsvImporter
 from service.errors import NotFound
 from service.read_models import ReadModels
 from service.read_models.sql import InvalidPageToken
+
+log = logging.getLogger(__name__)
 
 
 class ContactServicer(contacts_pb2_grpc.ContactServiceServicer):
@@ -93,7 +96,7 @@ class ContactServicer(contacts_pb2_grpc.ContactServiceServicer):
         report = self._csv.run(
             account_id,
             CsvOptions(list(options.list_ids), list(options.tags), options.request_id),
-            _chunks(requests),
+            _chunks(requests, context, options.size_bytes),
             actor=principal.actor,
         )
         return csv_report_message(report)
@@ -122,9 +125,23 @@ def _authorized_account(account_id: str) -> str:
     return account_id
 
 
-def _chunks(requests: Iterator[contacts_pb2.ImportCsvRequest]) -> Iterator[bytes]:
-    """The file's bytes, as the messages after the options bring them."""
+def _chunks(
+    requests: Iterator[contacts_pb2.ImportCsvRequest], context: Any, size: int
+) -> Iterator[bytes]:
+    """The file's bytes, as the messages after the options bring them. A stream that ends
+    short of the declared size, or with the call no longer active, was cut off, not finished:
+    grpcio may end the request iterator cleanly when a client cancels."""
+    received = 0
     for request in requests:
         if request.WhichOneof("part") == "options":
             raise ValidationError.single("options", "must be sent once, in the first message")
+        received += len(request.chunk)
         yield request.chunk
+    if not context.is_active():
+        raise ValidationError.single("chunk", "the upload was cancelled")
+    if size and received != size:
+        log.info("ImportCsv: the stream ended after %d of %d bytes", received, size)
+        raise ValidationError.single(
+            "options.size_bytes",
+            f"the file is {size:,} bytes but the stream brought {received:,}: it was cut off",
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +13,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from autoimport.v1 import accounts_pb2, contacts_pb2, fields_pb2, imports_pb2
 from connectors import SOURCES
 from connectors.base import Finding, Source
-from domain.account import Account
+from domain.account import Account, ApiKeyInfo
 from domain.auto_import import AutoImport, ImportState, next_sync_due
 from domain.contact import CSV_SOURCE_PREFIX, Contact, InvalidEmail, normalize_email
 from domain.csv_import import COUNTERS as CSV_COUNTERS
@@ -348,6 +348,39 @@ def account_message(account: Account) -> accounts_pb2.Account:
         contact_limit=account.contact_limit,
         contact_count=account.contact_count,
     )
+
+
+def api_key_message(info: ApiKeyInfo) -> accounts_pb2.ApiKey:
+    message = accounts_pb2.ApiKey(key_id=info.key_id, prefix=info.prefix, creator=info.creator)
+    for name in ("create_time", "expire_time", "revoke_time"):
+        moment = getattr(info, name)
+        if moment is not None:
+            getattr(message, name).CopyFrom(timestamp(moment))
+    return message
+
+
+def key_expiration_of(
+    request: accounts_pb2.CreateApiKeyRequest,
+) -> tuple[datetime | None, timedelta | None]:
+    """(expire_time, ttl) of a CreateApiKeyRequest, None where not given."""
+    which = request.WhichOneof("expiration")
+    if which == "expire_time":
+        return time_of(request.expire_time, "expire_time"), None
+    if which == "ttl":
+        try:
+            return None, request.ttl.ToTimedelta()
+        except (ValueError, OverflowError):  # beyond what a Duration may hold
+            raise ValidationError.single("ttl", "is out of range (up to 10,000 years)") from None
+    return None, None
+
+
+def time_of(message: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """A Timestamp field as a datetime; one beyond what a Timestamp may hold is the caller's
+    mistake (the fuzz of tests/test_bad_requests.py found INTERNAL for it)."""
+    try:
+        return message.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise ValidationError.single(field, "is out of range (years 1 to 9999)") from None
 
 
 def timestamp(t: datetime) -> timestamp_pb2.Timestamp:

@@ -33,6 +33,7 @@ from service.api.convert import (
     row_of,
     service_message,
     sync_report_message,
+    time_of,
 )
 from service.api.interceptors import current_principal
 from service.application import AutoImports
@@ -274,11 +275,14 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         page_size = page_size_of(request.page_size, default=500, maximum=1000)
         due_before: datetime | None = None
         if request.HasField("due_before"):
-            due_before = request.due_before.ToDatetime(tzinfo=UTC)
+            due_before = time_of(request.due_before, "due_before")
         elif not request.page_token:
             due_before = datetime.now(UTC)
         # Due at `due_before`: its last sync began at least one interval earlier.
-        cutoff = None if due_before is None else due_before - timedelta(seconds=self._interval)
+        interval = timedelta(seconds=self._interval)
+        # Never before year 1: near it, only imports never synced are due.
+        earliest = datetime.min.replace(tzinfo=UTC) + interval
+        cutoff = None if due_before is None else max(due_before, earliest) - interval
         tokens = self._read.page_tokens
         try:
             page = self._read.caught_up().list_due(

@@ -11,11 +11,12 @@ import contextvars
 import hmac
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from eventsourcing.persistence import InterfaceError, OperationalError
 from google.protobuf.message import DecodeError
 
 from domain.errors import ValidationError, shown
@@ -98,6 +99,8 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 status = status_for(e)
                 if status.code is grpc.StatusCode.INTERNAL:  # type: ignore[attr-defined]
                     log.exception("%s failed", method)
+                elif isinstance(e, (OperationalError, InterfaceError)):
+                    log.warning("%s: %s", method, status.details)  # type: ignore[attr-defined]
                 context.abort_with_status(status)
 
         return intercept_calls(handler, errors_as_status)
@@ -165,10 +168,19 @@ def _behavior_of(handler: grpc.RpcMethodHandler) -> tuple[str, Callable[..., Any
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    """`authorization: Bearer <token>`: the admin token, or an account's API key."""
+    """`authorization: Bearer <token>`: the admin token (the current one, or one of the previous
+    tokens still accepted while clients move to it), or an account's API key.
 
-    def __init__(self, admin_token: str, identify_api_key: Callable[[str], tuple[str, str] | None]):
-        self._admin_token = admin_token.encode()
+    `identify_api_key` gives (account_id, key_id) of a valid key, None for an unknown one, and
+    raises Unauthenticated, saying why, for a revoked or expired one."""
+
+    def __init__(
+        self,
+        admin_token: str,
+        identify_api_key: Callable[[str], tuple[str, str] | None],
+        previous_admin_tokens: Sequence[str] = (),
+    ):
+        self._admin_tokens = [t.encode() for t in (admin_token, *previous_admin_tokens) if t]
         self._identify_api_key = identify_api_key
 
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
@@ -187,7 +199,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
             _principal.reset(reset)
 
     def authenticate(self, token: str) -> Principal:
-        if hmac.compare_digest(token.encode(), self._admin_token):
+        # Every token compared, each in constant time: the time says nothing of which matched.
+        matches = [hmac.compare_digest(token.encode(), admin) for admin in self._admin_tokens]
+        if any(matches):
             return Principal(actor="admin")
         found = self._identify_api_key(token) if token.startswith("aik_") else None
         if found is None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import grpc
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -82,6 +82,11 @@ def status_for(error: Exception) -> grpc.Status:
         code, reason = code_pb2.FAILED_PRECONDITION, "EXTERNAL_CREDENTIALS_REJECTED"
     elif isinstance(error, ConnectorError):
         code, reason = code_pb2.FAILED_PRECONDITION, "EXTERNAL_SERVICE_REFUSED"
+    elif isinstance(error, (OperationalError, InterfaceError)):
+        # The store could not do it: locked by another process, the disk full, the database
+        # restarting or unreachable. The transaction was rolled back: nothing half-written.
+        code, reason = code_pb2.UNAVAILABLE, "STORE_UNAVAILABLE"
+        message = f"the store cannot be used just now ({_first_line(error)}): retry shortly"
     elif isinstance(error, NotImplementedError):  # a method the generated base class declares
         code, reason = code_pb2.UNIMPLEMENTED, "UNIMPLEMENTED"
         message = "this server does not implement the method"
@@ -98,3 +103,8 @@ def status_for(error: Exception) -> grpc.Status:
         any_detail.Pack(detail)  # type: ignore[arg-type]
         packed.append(any_detail)
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=packed))
+
+
+def _first_line(error: Exception) -> str:
+    """The driver's reason, without the SQL or the connection details that may follow it."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

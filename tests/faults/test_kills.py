@@ -6,6 +6,8 @@ each (pages of 50, slowed a little so that a kill lands inside a sync) and CSV f
 rows overlapping them; account B (limit 400) with one import of 600 contacts and its own file.
 Twenty of A's contacts are unsubscribed first: the stores still list them as subscribed.
 Windows last AUTOIMPORT_SYNC_INTERVAL = 3 s, so the 500-contact budget turns over during the run.
+Each kill point has fresh work: a sync of a store whose contacts all just changed, or a new file
+of 1,500 rows (now and then one sent before, again); the kill comes 0 to 0.8 s after the call.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,14 @@ from service.config import Settings
 from tests.conftest import STORES
 from tests.faults import KILLS, SEED
 from tests.invariants import Expected, broken_promises
+from tests.scripted import T0
 from tests.scripted_server import write_source
 from tests.support import Client, ServerProcess, all_contacts, store_env, wait_for_next_window
 from tests.test_api_csv import chunked, upload
 from tests.test_api_sync import SCRIPTED, contacts_of
 
 INTERVAL = 3.0
+PAGE_DELAY = 0.05  # seconds a page: a 700-contact read takes 0.7 s, long enough to be killed in
 CSV_CHUNK = 16 * 1024
 
 
@@ -50,9 +55,10 @@ class Upload:
 class World:
     sources: Path
     imports: dict[str, tuple[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    stores: dict[str, str] = field(default_factory=dict)  # each import's external account
     uploads: list[Upload] = field(default_factory=list)
     limits: dict[str, int] = field(default_factory=dict)
-    unsubscribed: set[str] = field(default_factory=set)
+    unsubscribed: dict[str, set[str]] = field(default_factory=dict)  # by account
 
     def account(self, admin: Client, limit: int) -> str:
         account_id = f"acct-{uuid.uuid4().hex[:8]}"
@@ -67,7 +73,7 @@ class World:
     def new_import(self, admin: Client, account_id: str, prefix: str, count: int) -> None:
         store = f"store-{uuid.uuid4().hex[:8]}"
         contacts = contacts_of(count, prefix=prefix)
-        write_source(self.sources, store, contacts, page_size=50, page_delay=0.02)
+        write_source(self.sources, store, contacts, page_size=50, page_delay=PAGE_DELAY)
         created = admin.imports.CreateImport(
             pb.CreateImportRequest(
                 account_id=account_id,
@@ -79,6 +85,22 @@ class World:
             )
         )
         self.imports[created.name] = (account_id, contacts)
+        self.stores[created.name] = store
+
+    def change_source(self, name: str, round_: int) -> None:
+        """Every contact of the import's store changes (a new first name, a later time): its
+        next sync has them all to read again."""
+        _, contacts = self.imports[name]
+        later = T0 + timedelta(days=round_ + 1)
+        changed = [
+            {
+                **c,
+                "first_name": f"Round{round_}",
+                "updated_at": (later + timedelta(seconds=n)).isoformat(),
+            }
+            for n, c in enumerate(contacts)
+        ]
+        write_source(self.sources, self.stores[name], changed, page_size=50, page_delay=PAGE_DELAY)
 
     def new_upload(self, account_id: str, prefixes: list[str], rows: int) -> None:
         emails = [f"{prefixes[n % len(prefixes)]}{n:05d}@example.com" for n in range(rows)]
@@ -97,7 +119,7 @@ class World:
             Expected(
                 account_id,
                 present=present[account_id] if limit > 10_000 else set(),
-                unsubscribed=self.unsubscribed,
+                unsubscribed=self.unsubscribed.get(account_id, set()),
             )
             for account_id, limit in self.limits.items()
         ]
@@ -119,17 +141,23 @@ def set_up(admin: Client, world: World) -> None:
         contacts.UnsubscribeContact(
             cpb.UnsubscribeContactRequest(account_id=unlimited, email=email)
         )
-    world.unsubscribed = set(first)
+    world.unsubscribed = {unlimited: set(first)}
 
 
-def some_work(rng: random.Random, admin: Client, world: World) -> tuple[str, Any]:
-    """A sync of one import or an upload of one file, chosen by the seed."""
+def some_work(rng: random.Random, admin: Client, world: World, round_: int) -> tuple[str, Any]:
+    """A sync of one import whose store just changed, or the upload of a new file (or, now and
+    then, one sent before again: a retry), chosen by the seed: work enough to be killed in."""
     if rng.random() < 0.5:
         name = rng.choice(sorted(world.imports))
+        world.change_source(name, round_)
         return f"sync {name}", lambda: admin.imports.TriggerSync(
             pb.TriggerSyncRequest(name=name), timeout=60
         )
-    sent = rng.choice(world.uploads)
+    if rng.random() < 0.75:
+        world.new_upload(rng.choice(sorted(world.limits)), [f"r{round_}-", "a", "l"], 1500)
+        sent = world.uploads[-1]
+    else:
+        sent = rng.choice(world.uploads)
     return f"upload {sent.request_id}", lambda: upload(
         admin, sent.account_id, chunked(sent.data, CSV_CHUNK), request_id=sent.request_id
     )
@@ -170,7 +198,7 @@ def test_kills_during_syncs_and_uploads_lose_and_double_nothing(store: str, tmp_
         for kill in range(KILLS):
             server = ServerProcess(env, SCRIPTED).start()
             with server.client(server.admin_token) as admin:
-                what, work = some_work(rng, admin, world)
+                what, work = some_work(rng, admin, world, kill)
                 outcome: list[str] = []
 
                 def run(work: Any = work, outcome: list[str] = outcome) -> None:
@@ -182,7 +210,7 @@ def test_kills_during_syncs_and_uploads_lose_and_double_nothing(store: str, tmp_
 
                 thread = threading.Thread(target=run)
                 thread.start()
-                time.sleep(rng.uniform(0.0, 1.2))
+                time.sleep(rng.uniform(0.0, 0.8))
                 server.kill()  # SIGKILL: no shutdown of any kind
                 thread.join(timeout=60)
             done.append(f"kill {kill}: {what}: {outcome}")
@@ -191,7 +219,8 @@ def test_kills_during_syncs_and_uploads_lose_and_double_nothing(store: str, tmp_
             finish(admin, world)
             broken = broken_promises(Settings.from_env(server.env), admin, world.expected())
 
-    print("\n".join(done))
-    assert broken == [], f"seed {SEED}, after:\n" + "\n".join(done)
     interrupted = [line for line in done if "finished" not in line]
+    print("\n".join(done))
+    print(f"{len(interrupted)} of {len(done)} kills landed inside work")
+    assert broken == [], f"seed {SEED}, after:\n" + "\n".join(done)
     assert interrupted, "no kill landed inside any work: the test proves nothing"
