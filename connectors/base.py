@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from domain.errors import Violations
 from domain.import_settings import Credentials, check_token_sizes
-from domain.limits import MAX_EXTERNAL_ACCOUNT
+from domain.limits import MAX_EXTERNAL_ACCOUNT, NO_NUL
 from domain.sources import Criteria, field_title, personalization_tag
 from domain.sync import ContactPage, DeclaredField
 
@@ -105,6 +105,9 @@ class Source:
     def normalize_external_account(self, value: str, violations: Violations, field: str) -> str:
         if len(value) > MAX_EXTERNAL_ACCOUNT:
             violations.add(field, f"at most {MAX_EXTERNAL_ACCOUNT} characters")
+            return value
+        if "\0" in value:
+            violations.add(field, NO_NUL)
             return value
         try:
             return self.normalize_account(value.strip())

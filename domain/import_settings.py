@@ -14,6 +14,7 @@ from domain.limits import (
     MAX_LIST_ID,
     MAX_TAG,
     MAX_TOKEN,
+    NO_NUL,
 )
 from domain.sources import Criteria
 
@@ -73,7 +74,9 @@ def _normalize_labels(
     result: list[str] = []
     for i, raw in enumerate(values):
         value = raw.strip()
-        if not is_valid(value):
+        if "\0" in value:
+            violations.add(f"{path}[{i}]", NO_NUL)
+        elif not is_valid(value):
             violations.add(f"{path}[{i}]", description)
         elif value not in result:
             result.append(value)
@@ -82,14 +85,19 @@ def _normalize_labels(
 
 def check_token_sizes(credentials: Credentials, violations: Violations, path: str) -> None:
     for name in ("access_token", "refresh_token"):
-        if len(getattr(credentials, name)) > MAX_TOKEN:
+        token = getattr(credentials, name)
+        if len(token) > MAX_TOKEN:
             violations.add(f"{path}.{name}", f"at most {MAX_TOKEN:,} characters")
+        elif "\0" in token:
+            violations.add(f"{path}.{name}", NO_NUL)
 
 
 def check_display_name(value: str, violations: Violations) -> str:
     value = value.strip()
     if len(value) > MAX_DISPLAY_NAME:
         violations.add("display_name", f"at most {MAX_DISPLAY_NAME} characters")
+    elif "\0" in value:
+        violations.add("display_name", NO_NUL)
     return value
 
 

@@ -15,3 +15,7 @@ MAX_LIST_ID = 64  # characters of one list id
 MAX_ACCOUNT_ID = 64  # characters of an account id
 MAX_PLAN_LENGTH = 64  # characters of an account's plan
 MAX_PAGE_TOKEN = 2048  # characters: a cursor holds a few ids and times
+
+# No text may hold NUL: PostgreSQL's text columns cannot, and one stored in an event stopped the
+# read model's projection for every account.
+NO_NUL = "must not contain NUL characters"

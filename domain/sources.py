@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from domain.errors import Violations
-from domain.limits import MAX_CRITERIA_TEXT
+from domain.limits import MAX_CRITERIA_TEXT, NO_NUL
 
 if TYPE_CHECKING:
     from domain.auto_import import Credentials
@@ -92,6 +92,9 @@ def check_criteria(
         if any(isinstance(t, str) and len(t) > MAX_CRITERIA_TEXT for t in texts):
             violations.add(f"{field}.{source.id}.{name}", f"at most {MAX_CRITERIA_TEXT} characters")
             return  # the connector's own checks would quote it again
+        if any(isinstance(t, str) and "\0" in t for t in texts):
+            violations.add(f"{field}.{source.id}.{name}", NO_NUL)
+            return
     criteria.validate(violations, f"{field}.{source.id}")
 
 

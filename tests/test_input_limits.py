@@ -218,3 +218,27 @@ def test_csv_upload_tags_and_list_ids_over_their_limits_are_refused_naming_them(
     assert str(MAX_TAG) in found["options.tags[0]"]
     assert str(MAX_LIST_ID) in found["options.list_ids[0]"]
     assert contact_count(account_client, account) == 0
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(field=st.sampled_from(sorted(set(FIELDS) - {"a list id"})), data=st.data())
+def test_a_nul_character_in_any_text_field_is_refused_and_the_read_model_advances(
+    account_client: Client, account: str, field: str, data: st.DataObject
+):
+    """PostgreSQL's text columns cannot hold NUL: one stored in an import's settings stopped the
+    read model's projection, for every account."""
+    limited = FIELDS[field]
+    message = pb.AutoImport()
+    message.CopyFrom(VALID[limited.service])
+    before = data.draw(st.text(alphabet="abc", max_size=3), "before")
+    limited.set(message, f"{before}\0x")
+
+    error = error_of(create, account_client, account, message)
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    found = {f.removeprefix("auto_import."): d for f, d in violations(error).items()}
+    assert "NUL" in found[limited.path], found
+    create(account_client, account, VALID[limited.service])  # the read model still advances:
+    assert imports_of(account_client, account) >= 1
