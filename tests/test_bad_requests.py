@@ -338,3 +338,21 @@ def test_a_stream_ending_short_of_its_declared_size_is_refused_and_a_retry_carri
         raise AssertionError("a cut stream was applied as the whole file")
     assert contact_count(admin, account) == 500
     assert send(data).added == 700
+
+
+def test_a_nul_character_in_an_account_id_is_a_clean_answer_on_every_store(admin: Client):
+    """Found by the generated-request test: on PostgreSQL, a read with account_id "\\0" reached
+    the database, which refuses NUL in text, and answered INTERNAL."""
+    for call in (
+        lambda: admin.imports.ListImports(imports_pb2.ListImportsRequest(account_id="a\0b")),
+        lambda: contacts_pb2_grpc.ContactServiceStub(admin.channel).ListContacts(
+            cpb.ListContactsRequest(account_id="a\0b")
+        ),
+    ):
+        try:
+            call()
+        except grpc.RpcError as error:
+            assert error.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.NOT_FOUND,
+            ), error.details()

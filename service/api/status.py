@@ -4,7 +4,13 @@
 from __future__ import annotations
 
 import grpc
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
+import psycopg
+from eventsourcing.persistence import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -82,6 +88,11 @@ def status_for(error: Exception) -> grpc.Status:
         code, reason = code_pb2.FAILED_PRECONDITION, "EXTERNAL_CREDENTIALS_REJECTED"
     elif isinstance(error, ConnectorError):
         code, reason = code_pb2.FAILED_PRECONDITION, "EXTERNAL_SERVICE_REFUSED"
+    elif isinstance(error, (psycopg.DataError, DataError)):
+        # A value the store cannot hold or compare, that no check before caught: PostgreSQL
+        # refuses NUL characters in text (the request's, not the server's, fault).
+        code, reason = code_pb2.INVALID_ARGUMENT, "INVALID_ARGUMENT"
+        message = f"a value of the request cannot be used ({_first_line(error)}): fix it"
     elif isinstance(error, (OperationalError, InterfaceError)):
         # The store could not do it: locked by another process, the disk full, the database
         # restarting or unreachable. The transaction was rolled back: nothing half-written.
