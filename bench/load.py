@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,10 +38,10 @@ import grpc
 
 from autoimport.v1 import accounts_pb2, contacts_pb2, contacts_pb2_grpc, imports_pb2
 from bench.report import log
-from bench.scheduler import emulators
+from bench.scheduler import emulators, import_of
 from service.config import Settings
 from tests.invariants import Expected, broken_promises
-from tests.support import Client, ServerProcess, projector_pid, store_env
+from tests.support import Client, ServerProcess, new_account, projector_pid, store_env
 
 ACCOUNTS = 4
 IMPORTS_PER_ACCOUNT = 2
@@ -107,27 +106,14 @@ class Tally:
 def set_up(admin: Client, sources: list[dict[str, str]]) -> list[Account]:
     accounts = []
     for n in range(ACCOUNTS):
-        account_id = f"load-{n}-{uuid.uuid4().hex[:6]}"
         limit = LIMITED if n == 0 else 10**6
-        admin.accounts.UpsertAccount(
-            accounts_pb2.UpsertAccountRequest(
-                account=accounts_pb2.Account(account_id=account_id, plan="p", contact_limit=limit)
-            )
-        )
+        account_id = new_account(admin, limit)
         key = admin.accounts.CreateApiKey(accounts_pb2.CreateApiKeyRequest(account_id=account_id))
         names = []
         for source in sources[n * IMPORTS_PER_ACCOUNT : (n + 1) * IMPORTS_PER_ACCOUNT]:
             created = admin.imports.CreateImport(
                 imports_pb2.CreateImportRequest(
-                    account_id=account_id,
-                    auto_import=imports_pb2.AutoImport(
-                        service=source["service"],
-                        external_account=source["external_account"],
-                        credentials=imports_pb2.Credentials(
-                            access_token=source["token"],
-                            refresh_token=source.get("refresh_token", ""),
-                        ),
-                    ),
+                    account_id=account_id, auto_import=import_of(source)
                 )
             )
             names.append(created.name)

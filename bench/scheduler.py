@@ -346,6 +346,17 @@ class Created:
     service: str
 
 
+def import_of(account: dict[str, str]) -> imports_pb2.AutoImport:
+    """An import of one emulated external account (as `emulate` describes them)."""
+    return imports_pb2.AutoImport(
+        service=account["service"],
+        external_account=account["external_account"],
+        credentials=imports_pb2.Credentials(
+            access_token=account["token"], refresh_token=account.get("refresh_token", "")
+        ),
+    )
+
+
 def create_imports(client: Client, source: Emulators, purpose: str) -> list[Created]:
     created = []
     for account in source.accounts:
@@ -356,17 +367,7 @@ def create_imports(client: Client, source: Emulators, purpose: str) -> list[Crea
             )
         )
         reply = client.imports.CreateImport(
-            imports_pb2.CreateImportRequest(
-                account_id=account_id,
-                auto_import=imports_pb2.AutoImport(
-                    service=account["service"],
-                    external_account=account["external_account"],
-                    credentials=imports_pb2.Credentials(
-                        access_token=account["token"],
-                        refresh_token=account.get("refresh_token", ""),
-                    ),
-                ),
-            )
+            imports_pb2.CreateImportRequest(account_id=account_id, auto_import=import_of(account))
         )
         created.append(Created(UUID(reply.name[-36:]), account_id, account["service"]))
     return created

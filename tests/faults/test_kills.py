@@ -24,7 +24,6 @@ from typing import Any
 import grpc
 import pytest
 
-from autoimport.v1 import accounts_pb2 as apb
 from autoimport.v1 import contacts_pb2 as cpb
 from autoimport.v1 import contacts_pb2_grpc
 from autoimport.v1 import imports_pb2 as pb
@@ -34,7 +33,14 @@ from tests.faults import KILLS, SEED
 from tests.invariants import Expected, broken_promises
 from tests.scripted import T0
 from tests.scripted_server import write_source
-from tests.support import Client, ServerProcess, all_contacts, store_env, wait_for_next_window
+from tests.support import (
+    Client,
+    ServerProcess,
+    all_contacts,
+    new_account,
+    store_env,
+    wait_for_next_window,
+)
 from tests.test_api_csv import chunked, upload
 from tests.test_api_sync import SCRIPTED, contacts_of
 
@@ -61,12 +67,7 @@ class World:
     unsubscribed: dict[str, set[str]] = field(default_factory=dict)  # by account
 
     def account(self, admin: Client, limit: int) -> str:
-        account_id = f"acct-{uuid.uuid4().hex[:8]}"
-        admin.accounts.UpsertAccount(
-            apb.UpsertAccountRequest(
-                account=apb.Account(account_id=account_id, plan="p", contact_limit=limit)
-            )
-        )
+        account_id = new_account(admin, limit)
         self.limits[account_id] = limit
         return account_id
 
