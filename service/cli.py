@@ -13,6 +13,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 
 from service import client_cli, logs
 from service.config import ConfigError, Settings
+from service.errors import first_line
 from service.scheduler import add_scheduler_command, run_scheduler
 
 SERVER_COMMANDS = ("serve", "projector", "replay", "doctor", "rotate-key")
@@ -126,8 +127,7 @@ def run_server_command(args: argparse.Namespace) -> int:
     except (psycopg.OperationalError, OperationalError, InterfaceError) as e:
         # The store is down or unreachable (a database restarting): one line, not a traceback;
         # a supervised projector is started again by its server.
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        print(f"autoimport: the store cannot be reached ({reason}): retry", file=sys.stderr)
+        print(f"autoimport: the store cannot be reached ({first_line(e)}): retry", file=sys.stderr)
         return 1
     return 0
 

@@ -7,6 +7,11 @@ from domain.errors import cut
 MAX_RESOURCE_NAME = 200  # bytes of a resource name quoted back (ResourceInfo and the message)
 
 
+def first_line(error: Exception) -> str:
+    """A driver's reason, without the SQL or the connection details that may follow it."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
 class ServiceError(Exception):
     reason = "ERROR"
 

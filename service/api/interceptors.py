@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from eventsourcing.persistence import InterfaceError, OperationalError
 from google.protobuf.message import DecodeError
 
 from domain.errors import ValidationError, shown
 from service import metrics
-from service.api.status import status_for
+from service.api.status import STORE_ERRORS, status_for
 from service.errors import PermissionDenied, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 status = status_for(e)
                 if status.code is grpc.StatusCode.INTERNAL:  # type: ignore[attr-defined]
                     log.exception("%s failed", method)
-                elif isinstance(e, (OperationalError, InterfaceError)):
+                elif isinstance(e, STORE_ERRORS):
                     log.warning("%s: %s", method, status.details)  # type: ignore[attr-defined]
                 context.abort_with_status(status)
 

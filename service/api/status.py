@@ -25,9 +25,12 @@ from service.errors import (
     TooManySyncs,
     Unauthenticated,
     Unavailable,
+    first_line,
 )
 
 ERROR_DOMAIN = "autoimport.v1"
+# The store could not do what was asked (locked, disk full, database down): UNAVAILABLE.
+STORE_ERRORS = (OperationalError, InterfaceError)
 
 # A status travels in trailers, which clients cap at 8 KiB (gRPC's default metadata limit): past
 # that the caller sees RESOURCE_EXHAUSTED instead. Whatever input an error quotes, it stays under.
@@ -92,12 +95,12 @@ def status_for(error: Exception) -> grpc.Status:
         # A value the store cannot hold or compare, that no check before caught: PostgreSQL
         # refuses NUL characters in text (the request's, not the server's, fault).
         code, reason = code_pb2.INVALID_ARGUMENT, "INVALID_ARGUMENT"
-        message = f"a value of the request cannot be used ({_first_line(error)}): fix it"
-    elif isinstance(error, (OperationalError, InterfaceError)):
+        message = f"a value of the request cannot be used ({first_line(error)}): fix it"
+    elif isinstance(error, STORE_ERRORS):
         # The store could not do it: locked by another process, the disk full, the database
         # restarting or unreachable. The transaction was rolled back: nothing half-written.
         code, reason = code_pb2.UNAVAILABLE, "STORE_UNAVAILABLE"
-        message = f"the store cannot be used just now ({_first_line(error)}): retry shortly"
+        message = f"the store cannot be used just now ({first_line(error)}): retry shortly"
     elif isinstance(error, NotImplementedError):  # a method the generated base class declares
         code, reason = code_pb2.UNIMPLEMENTED, "UNIMPLEMENTED"
         message = "this server does not implement the method"
@@ -114,8 +117,3 @@ def status_for(error: Exception) -> grpc.Status:
         any_detail.Pack(detail)  # type: ignore[arg-type]
         packed.append(any_detail)
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=packed))
-
-
-def _first_line(error: Exception) -> str:
-    """The driver's reason, without the SQL or the connection details that may follow it."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
