@@ -154,6 +154,23 @@ def test_an_upload_the_client_cancels_is_logged_as_cancelled_and_keeps_whole_bat
     assert contact_count(admin, account) == 1300
 
 
+# -- generated messages: every field of every request, filled by hypothesis ---------------------
+
+CONTROL = "".join(map(chr, range(32))) + "\x7f\u202e\u2066"
+TEXT = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet=CONTROL, min_size=1, max_size=10),
+    st.text(min_size=300, max_size=3000),
+    st.sampled_from(["", " ", "shopify", "google_contacts", "*", "accounts//imports/"]),
+)
+INT_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+}
+
+
 def values_of(field: FieldDescriptor, account: str, depth: int) -> st.SearchStrategy[Any]:
     """Values for one field: hostile ones, and now and then plausible ones (the caller's own
     account, a well-formed import name) so that calls get past their first check."""
