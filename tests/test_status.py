@@ -1,11 +1,15 @@
-"""A connector's error that reaches a caller (a check, a preview) gets the status that says
-what to do: retry later, or fix the credentials or the criteria; its words, which hold no
-secret, are the message."""
+"""An error that reaches a caller gets the status that says what to do: a connector's (a check, a
+preview) retry later, or fix the credentials or the criteria, its words, which hold no secret,
+the message; the store's retry shortly, or free space on a full disk."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import grpc
+import psycopg
 import pytest
+from eventsourcing.persistence import OperationalError
 from google.rpc import error_details_pb2, status_pb2
 
 from connectors.base import AuthError, PermanentError, ReauthRequired, RetryableError
@@ -46,3 +50,41 @@ def test_a_connector_error_gets_its_status_reason_and_words(error, code, reason)
     info = error_details_pb2.ErrorInfo()
     status_pb2.Status.FromString(metadata).details[0].Unpack(info)
     assert info.reason == reason
+
+
+def _sqlite_full() -> Exception:
+    """The error SQLite really raises when the disk is full (a database capped at 2 pages),
+    wrapped as eventsourcing wraps it."""
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE t (x BLOB)")
+    connection.execute("PRAGMA max_page_count = 2")
+    try:
+        connection.execute("INSERT INTO t VALUES (?)", (bytes(100_000),))
+    except sqlite3.OperationalError as e:
+        try:
+            raise OperationalError(e) from e
+        except OperationalError as wrapped:
+            return wrapped
+    raise AssertionError("SQLite wrote past max_page_count")
+
+
+def _postgres_full() -> Exception:
+    try:
+        raise OperationalError("could not extend file") from psycopg.errors.DiskFull(
+            "could not extend file: No space left on device"
+        )
+    except OperationalError as wrapped:
+        return wrapped
+
+
+@pytest.mark.parametrize("error", [_sqlite_full(), _postgres_full()], ids=["sqlite", "postgres"])
+def test_a_full_disk_is_resource_exhausted_not_retry_shortly(error):
+    status = status_for(error)
+
+    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert status.details.startswith("the store's disk is full (")
+    assert status.details.endswith("nothing of this call was written; free space on it, then retry")
+
+
+def test_a_locked_store_is_still_unavailable():
+    assert status_for(OperationalError("database is locked")).code == grpc.StatusCode.UNAVAILABLE

@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 
 from domain.errors import ValidationError, shown
 from service import metrics
-from service.api.status import STORE_ERRORS, status_for
+from service.api.status import STORE_ERRORS, disk_full, status_for
 from service.errors import PermissionDenied, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,9 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 status = status_for(e)
                 if status.code is grpc.StatusCode.INTERNAL:  # type: ignore[attr-defined]
                     log.exception("%s failed", method)
-                elif isinstance(e, STORE_ERRORS):
-                    log.warning("%s: %s", method, status.details)  # type: ignore[attr-defined]
+                elif isinstance(e, STORE_ERRORS):  # one line: the store's, not the code's, fault
+                    level = logging.ERROR if disk_full(e) else logging.WARNING  # someone must act
+                    log.log(level, "%s: %s", method, status.details)  # type: ignore[attr-defined]
                 context.abort_with_status(status)
 
         return intercept_calls(handler, errors_as_status)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import grpc
 import psycopg
 from eventsourcing.persistence import (
@@ -29,7 +31,8 @@ from service.errors import (
 )
 
 ERROR_DOMAIN = "autoimport.v1"
-# The store could not do what was asked (locked, disk full, database down): UNAVAILABLE.
+# The store could not do what was asked (locked, disk full, database down): UNAVAILABLE, or
+# RESOURCE_EXHAUSTED for a full disk.
 STORE_ERRORS = (OperationalError, InterfaceError)
 
 # A status travels in trailers, which clients cap at 8 KiB (gRPC's default metadata limit): past
@@ -37,6 +40,18 @@ STORE_ERRORS = (OperationalError, InterfaceError)
 MAX_MESSAGE = 512  # bytes
 MAX_VIOLATIONS = 10
 MAX_VIOLATION_TEXT = 160  # bytes of a violation's field path, and of its description
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether the store refused for want of disk space, however the driver's error is wrapped:
+    SQLite's SQLITE_FULL, PostgreSQL's disk_full (53100)."""
+    while error is not None:
+        if isinstance(error, psycopg.errors.DiskFull):
+            return True
+        if isinstance(error, sqlite3.Error) and error.sqlite_errorcode == sqlite3.SQLITE_FULL:
+            return True
+        error = error.__cause__
+    return False
 
 
 def status_for(error: Exception) -> grpc.Status:
@@ -96,6 +111,14 @@ def status_for(error: Exception) -> grpc.Status:
         # refuses NUL characters in text (the request's, not the server's, fault).
         code, reason = code_pb2.INVALID_ARGUMENT, "INVALID_ARGUMENT"
         message = f"a value of the request cannot be used ({first_line(error)}): fix it"
+    elif isinstance(error, STORE_ERRORS) and disk_full(error):
+        # gRPC's own words for RESOURCE_EXHAUSTED: "perhaps the entire file system is out of
+        # space". Retrying soon is no use: someone must free space. Rolled back as below.
+        code, reason = code_pb2.RESOURCE_EXHAUSTED, "STORE_FULL"
+        message = (
+            f"the store's disk is full ({first_line(error)}): nothing of this call was written; "
+            "free space on it, then retry"
+        )
     elif isinstance(error, STORE_ERRORS):
         # The store could not do it: locked by another process, the disk full, the database
         # restarting or unreachable. The transaction was rolled back: nothing half-written.
