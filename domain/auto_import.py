@@ -29,7 +29,7 @@ from domain.import_settings import (
     normalize_tags,
 )
 from domain.sources import SourceRules, check_criteria, find_source
-from domain.sync_report import Skipped, SyncOutcome, SyncReport
+from domain.sync_report import Skipped, SyncOutcome, SyncReport, upcast_report
 
 MAX_SKIPPED_IN_REPORT = 100
 # Syncs in a row that the service refused for the credentials before the import waits for a
@@ -98,8 +98,9 @@ class AutoImport(Aggregate):
 
     __repr__ = _repr_without_credentials
 
-    # Snapshots of version 1 kept the sync reports under their public names (upcast_v1_v2).
-    class_version = 2
+    # Snapshots of version 1 kept the sync reports under their public names (upcast_v1_v2);
+    # those of versions 1 and 2 may hold reports of an earlier shape (upcast_v2_v3).
+    class_version = 3
 
     # Failed syncs in a row whose cause was the credentials (a class default: snapshots taken
     # before it existed lack the attribute).
@@ -147,15 +148,31 @@ class AutoImport(Aggregate):
 
     class SyncCompleted(Aggregate.Event):
         report: dict[str, Any]  # SyncReport.to_dict()
+        class_version = 2  # version 1 may hold a report of an earlier shape
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            upcast_report(state["report"])
 
     class SyncFailed(Aggregate.Event):
         reason: str
         report: dict[str, Any]  # SyncReport.to_dict()
+        class_version = 2  # version 1 may hold a report of an earlier shape
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            upcast_report(state["report"])
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         state["_running_sync"] = state.pop("running_sync", None)
         state["_last_sync"] = state.pop("last_sync", None)
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        for name in ("_running_sync", "_last_sync"):
+            if state[name] is not None:
+                upcast_report(state[name])
 
     @staticmethod
     def create_id(account_id: str, request_id: str) -> UUID:
@@ -470,8 +487,7 @@ class AutoImport(Aggregate):
         """Adds to a counter of the running sync's report, in place: a sync records one event
         per contact, too many to rebuild the report for each."""
         assert self._running_sync is not None, "sync events need a running sync"
-        # .get: a sync started by an older version lacks counters added since
-        self._running_sync[name] = self._running_sync.get(name, 0) + n
+        self._running_sync[name] += n
 
     @event("ContactAdded")
     def record_added(self, contact_id: str, email: str, external_id: str) -> None:

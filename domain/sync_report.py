@@ -1,7 +1,9 @@
 """What one sync did: its outcome, its times and its counts, typed.
 
-The aggregate's events and snapshots keep a report as a JSON dict (`to_dict`); `from_dict`
-reads those of every version, filling what an older one lacked with its default.
+The aggregate's events and snapshots keep a report as a JSON dict (`to_dict`, read back by
+`from_dict`). A report recorded before a field existed lacks it: `upcast_report` fills it with
+its default, called by the upcasts of the events and snapshots that carry reports (eventsourcing's
+class_version), so that `from_dict` reads only current reports.
 """
 
 from __future__ import annotations
@@ -95,29 +97,29 @@ class SyncReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SyncReport:
-        # .get: a report recorded by an older version lacks what was added since
         return cls(
             sync_id=data["sync_id"],
             outcome=SyncOutcome(data["outcome"]),
             start_time=datetime.fromisoformat(data["start_time"]),
-            end_time=_time_or_none(data.get("end_time")),
-            fetched=data.get("fetched", 0),
-            added=data.get("added", 0),
-            updated=data.get("updated", 0),
-            unchanged=data.get("unchanged", 0),
-            skipped_missing_email=data.get("skipped_missing_email", 0),
-            skipped_invalid_email=data.get("skipped_invalid_email", 0),
-            skipped_at_source=data.get("skipped_at_source", 0),
-            deferred=data.get("deferred", 0),
-            blocked_by_limit=data.get("blocked_by_limit", 0),
-            fields_created=data.get("fields_created", 0),
-            deleted_at_source=data.get("deleted_at_source", 0),
-            skipped=tuple(Skipped(**s) for s in data.get("skipped", ())),
-            error=data.get("error", ""),
-            auth_failure=bool(data.get("auth_failure", False)),
-            request_id=data.get("request_id", ""),
-            until=_time_or_none(data.get("until")),
+            end_time=_time_or_none(data["end_time"]),
+            **{name: data[name] for name in COUNTERS},
+            skipped=tuple(Skipped(**s) for s in data["skipped"]),
+            error=data["error"],
+            auth_failure=data["auth_failure"],
+            request_id=data["request_id"],
+            until=_time_or_none(data["until"]),
         )
+
+
+def upcast_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The report, in place, with every field recorded since it was written at its default
+    (version 1 reports lack skipped_at_source and auth_failure, say)."""
+    for name, default in SyncReport("", SyncOutcome.RUNNING, datetime.min).to_dict().items():
+        report.setdefault(name, default)
+    return report
+
+
+COUNTERS = tuple(SyncReport("", SyncOutcome.RUNNING, datetime.min).counts())
 
 
 def _iso(value: datetime | None) -> str:

@@ -17,6 +17,7 @@ from service.read_models.sql import (
     iso,
     query_key,
 )
+from service.read_models.syncs import report_of_row
 
 IMPORT_COLUMNS = (
     "import_id",
@@ -73,9 +74,7 @@ class ImportRow:
             create_time=datetime.fromisoformat(row["create_time"]),
             update_time=datetime.fromisoformat(row["update_time"]),
             version=int(row["version"]),
-            last_sync=SyncReport.from_dict(json.loads(row["last_sync"]))
-            if row["last_sync"]
-            else None,
+            last_sync=report_of_row(row["last_sync"]) if row["last_sync"] else None,
             last_sync_start=_time_or_none(row["last_sync_start"]),
         )
 

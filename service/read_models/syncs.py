@@ -6,8 +6,14 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from domain.sync_report import SyncReport
+from domain.sync_report import SyncReport, upcast_report
 from service.read_models.sql import SqlView, decode_page_token, encode_page_token, query_key
+
+
+def report_of_row(text: str) -> SyncReport:
+    """A report as a row keeps it (the event's, as recorded): a row written before a report
+    field existed lacks it, as the event did."""
+    return SyncReport.from_dict(upcast_report(json.loads(text)))
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,4 @@ class SyncsTable(SqlView):
         if len(rows) > page_size:
             last = rows[page_size - 1]
             token = encode_page_token([last["start_time"], last["sync_id"]], query)
-        return SyncsPage(
-            [SyncReport.from_dict(json.loads(r["report"])) for r in rows[:page_size]], token
-        )
+        return SyncsPage([report_of_row(r["report"]) for r in rows[:page_size]], token)
