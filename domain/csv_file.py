@@ -10,7 +10,7 @@ punctuation ("E-mail", "email address", "First_Name"...): email (required), firs
 name, phone. Every other named column is a custom field titled by its header.
 
 Control characters: a header holding one is refused (it would become a field's title, shown
-everywhere), a value holding one is cleaned (`without_controls`). Formulas: a value a
+everywhere), a value holding one is cleaned (`contact_without_controls`). Formulas: a value a
 spreadsheet would run is kept as written, and flagged (`holds_formula`).
 """
 
@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 from domain.sources import personalization_tag_of
 from domain.sync import DeclaredField, ExternalContact
+from domain.text import CONTROLS, without_controls
 
 # The service of the custom fields that CSV columns create.
 CSV_SERVICE = "csv"
@@ -43,11 +44,6 @@ _ALIASES = {
 }
 _EMAIL_NAMES = '"email", "e-mail" or "email address"'
 
-# Characters no one means in a name or a value, that a display obeys instead of showing: the C0
-# and C1 controls and DEL (NUL, BEL, ESC sequences that drive a terminal), and the bidi
-# embeddings, overrides and isolates that reorder the text around them (a name shown as
-# another). Tabs and line breaks are text: a quoted field may hold lines.
-_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # What a spreadsheet runs rather than shows (OWASP's CSV injection): a cell starting, after any
 # spaces or tabs, with "=" or "@", or with "+" or "-" followed by more than a number or a phone
 # number ("+1 (555) 010-0100" and "-12.50" are values; "+1+1" and "-2+3+cmd|..." are formulas).
@@ -192,7 +188,7 @@ class CsvColumns:
         declared: dict[str, DeclaredField] = {}
         titles: dict[str, str] = {}
         for i, raw in enumerate(cells):
-            control = _CONTROLS.search(raw)
+            control = CONTROLS.search(raw)
             if control is not None:
                 code = f"U+{ord(control.group()):04X}"
                 raise MalformedCsv(1, f"column {i + 1}'s name holds a control character ({code})")
@@ -253,7 +249,7 @@ class CsvColumns:
         )
 
 
-def without_controls(contact: ExternalContact) -> tuple[ExternalContact, int]:
+def contact_without_controls(contact: ExternalContact) -> tuple[ExternalContact, int]:
     """The contact with the control characters taken out of its values, and how many values
     held any. A stray control character is an accident of copying or exporting, not meant, so
     the row is kept rather than refused; the email is left as written, since guessing what an
@@ -263,7 +259,7 @@ def without_controls(contact: ExternalContact) -> tuple[ExternalContact, int]:
 
     def clean(value: str) -> str:
         nonlocal cleaned
-        result, count = _CONTROLS.subn("", value)
+        result, count = without_controls(value)
         if count:
             cleaned += 1
         return result

@@ -28,7 +28,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.account import Account
 from domain.auto_import import SkipReason
 from domain.contact import CSV_SOURCE_PREFIX, Contact
-from domain.csv_file import CSV_SERVICE, holds_formula, without_controls
+from domain.csv_file import CSV_SERVICE, contact_without_controls, holds_formula
 from domain.custom_field import CustomField
 from domain.errors import Violations
 from domain.ids import ID_NAMESPACE
@@ -301,7 +301,7 @@ def apply_batch(
         once_per_source=True,
     )
     for row, raw in todo:
-        contact, cells_cleaned = without_controls(raw)
+        contact, cells_cleaned = contact_without_controls(raw)
         csv_import.record_row_read(row, cells_cleaned=cells_cleaned, formula=holds_formula(contact))
         if intake.take(contact) is Outcome.DUPLICATE:
             csv_import.record_duplicate(row, contact.email.strip())

@@ -22,6 +22,7 @@ from domain.contact import Contact, ContactValues, InvalidEmail, normalize_email
 from domain.custom_field import CustomField
 from domain.external_account import ExternalAccount
 from domain.import_settings import Credentials
+from domain.text import without_controls
 
 
 @dataclass(frozen=True)
@@ -329,17 +330,20 @@ def sync_page(
 
 
 def _values_of(contact: ExternalContact, declared: dict[str, DeclaredField]) -> ContactValues:
+    """What the contact's values are stored as: trimmed, without control characters (a
+    source's record may hold any: see domain/text.py)."""
+    fields = {key: _clean(value) for key, value in contact.fields.items() if key in declared}
     return ContactValues(
-        first_name=contact.first_name.strip(),
-        last_name=contact.last_name.strip(),
-        phone=contact.phone.strip(),
-        fields={
-            declared[key].personalization_tag: value.strip()
-            for key, value in contact.fields.items()
-            if key in declared and value.strip()
-        },
+        first_name=_clean(contact.first_name),
+        last_name=_clean(contact.last_name),
+        phone=_clean(contact.phone),
+        fields={declared[key].personalization_tag: value for key, value in fields.items() if value},
         opted_out=contact.opted_out,
     )
+
+
+def _clean(value: str) -> str:
+    return without_controls(value)[0].strip()
 
 
 @dataclass(frozen=True)

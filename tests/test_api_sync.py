@@ -561,3 +561,34 @@ def test_check_and_preview_refuse_bad_requests_with_the_field_to_fix(world: Sync
                 )
             )
         assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_control_characters_from_a_source_are_taken_out_and_stall_nothing(world: SyncWorld):
+    """A source's record may hold NUL (PostgreSQL's text cannot: one stored stopped the read
+    model for every account), ESC or a right-to-left override (they drive a terminal or flip
+    what a person reads). As in a CSV file they are taken out of names and field values; an
+    email holding one is invalid and skipped; an external id holding one (the source's key,
+    kept as the source sent it) stalls nothing either."""
+    account = world.account()
+    contacts = contacts_of(4, fields={"total_spent": "1\x002"})
+    contacts[0]["first_name"] = "Ann\x00"
+    contacts[1]["last_name"] = "\x1b[31mRed\u202e"
+    contacts[2]["email"] = "c\x0000002@example.com"
+    contacts[3]["external_id"] = "id\x00three"
+    auto_import = world.new_import(account, contacts)
+
+    report = world.sync(auto_import)
+
+    assert (report.outcome, report.added, report.skipped_invalid_email) == (
+        pb.SyncReport.COMPLETED,
+        3,
+        1,
+    )
+    held = {c.email: c for c in world.all_contacts(account)}
+    assert held["c00000@example.com"].first_name == "Ann"
+    assert held["c00001@example.com"].last_name == "[31mRed"
+    assert dict(held["c00003@example.com"].fields) == {"%SHOPIFY_TOTAL_SPENT%": "12"}
+    syncs = world.admin.imports.ListSyncs(pb.ListSyncsRequest(name=auto_import.name))
+    assert list(syncs.syncs) == [report]
+    other = world.account()  # the read model goes on for every account
+    assert world.all_contacts(other) == []

@@ -19,10 +19,10 @@ from domain.csv_file import (
     MAX_LINE,
     CsvColumns,
     MalformedCsv,
+    contact_without_controls,
     holds_formula,
     read_contacts,
     read_records,
-    without_controls,
 )
 from domain.csv_import import CsvImport, CsvOptions, apply_batch
 from domain.sources import personalization_tag, personalization_tag_of
@@ -450,7 +450,7 @@ def test_values_lose_their_control_characters_and_keep_every_other_one(
     notes = {"notes": values[3]} if values[3].strip() else {}  # as a file's row holds them
     contact = ExternalContact("2", email, *values[:3], fields=notes)
 
-    cleaned, count = without_controls(contact)
+    cleaned, count = contact_without_controls(contact)
 
     expected = ["".join(c for c in value if c not in CONTROL_CHARACTERS) for value in values]
     assert [cleaned.first_name, cleaned.last_name, cleaned.phone] == expected[:3]
