@@ -13,7 +13,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import Violations
 from domain.ids import ID_NAMESPACE
-from domain.limits import MAX_ACCOUNT_ID, MAX_PLAN_LENGTH
+from domain.limits import MAX_ACCOUNT_ID, MAX_PLAN_LENGTH, NO_NUL
 
 _ACCOUNT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ACCOUNT_ID}}}")
 API_KEY_SCHEME = "aik_"
@@ -30,6 +30,8 @@ def check_account_id(account_id: str, violations: Violations, path: str = "accou
 def check_plan(plan: str, contact_limit: int, violations: Violations, path: str = "") -> None:
     if not plan.strip() or len(plan.strip()) > MAX_PLAN_LENGTH:
         violations.add(f"{path}plan", f"is required, at most {MAX_PLAN_LENGTH} characters")
+    elif "\0" in plan:
+        violations.add(f"{path}plan", NO_NUL)
     if isinstance(contact_limit, bool) or contact_limit <= 0:
         violations.add(f"{path}contact_limit", "must be greater than 0")
 

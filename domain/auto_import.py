@@ -30,6 +30,7 @@ from domain.import_settings import (
 )
 from domain.sources import SourceRules, check_criteria, find_source
 from domain.sync_report import Skipped, SyncOutcome, SyncReport, upcast_report
+from domain.text import without_controls
 
 MAX_SKIPPED_IN_REPORT = 100
 # Syncs in a row that the service refused for the credentials before the import waits for a
@@ -558,7 +559,9 @@ class AutoImport(Aggregate):
     ) -> None:
         """Ends the running sync as failed; what its pages saved stays saved. A failure caused
         by the credentials (`auth_failure`) that repeats, or a grant the service revoked
-        (`revoked`), moves the import to NEEDS_REAUTH: only new credentials help."""
+        (`revoked`), moves the import to NEEDS_REAUTH: only new credentials help. The reason
+        may quote the service (an error body): its control characters are taken out."""
+        reason = without_controls(reason)[0]
         running = self.running_sync
         assert running is not None
         report = replace(

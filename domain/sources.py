@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from domain.errors import Violations
 from domain.limits import MAX_CRITERIA_TEXT, NO_NUL
+from domain.text import without_controls
 
 if TYPE_CHECKING:
     from domain.auto_import import Credentials
@@ -99,8 +100,9 @@ def check_criteria(
 
 
 def field_title(service_display_name: str, field_label: str) -> str:
-    """The custom field's title in the account: "<Service display name> <Field label>"."""
-    return f"{service_display_name} {field_label}"
+    """The custom field's title in the account: "<Service display name> <Field label>". A label
+    may come from the source (Mailchimp's merge fields): no control characters (domain/text.py)."""
+    return f"{service_display_name} {without_controls(field_label)[0]}"
 
 
 def personalization_tag(service_display_name: str, field_label: str) -> str:

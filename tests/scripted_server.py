@@ -5,9 +5,9 @@ AUTOIMPORT_TEST_SOURCES names a directory with one `<external account>.json` per
 account: {"contacts": [{"external_id", "email", "updated_at", ...}], "page_size": 100,
 "page_delay": 0.0, "hold_at_page": n, "revoked": false}. The file is read again for every page,
 so tests can edit it at any time. `revoked`: the source refuses the credentials as revoked (the
-import moves to NEEDS_REAUTH). `hold_at_page`: a gate; a sync about to read its n-th page (from
-0) writes its process id into `<external account>.held` and waits until the file no longer holds
-that page.
+import moves to NEEDS_REAUTH); a string is the service's words for it. `hold_at_page`: a gate; a
+sync about to read its n-th page (from 0) writes its process id into `<external account>.held`
+and waits until the file no longer holds that page.
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ class FileConnector:
                 data = self._read()
         self.pages += 1
         time.sleep(data.get("page_delay", 0.0))
-        if data.get("revoked"):
-            raise ReauthRequired("the scripted source revoked the grant: reconnect the account")
+        if revoked := data.get("revoked"):
+            words = revoked if isinstance(revoked, str) else "the scripted source revoked the grant"
+            raise ReauthRequired(f"{words}: reconnect the account")
         source = ScriptedSource()
         for contact in data["contacts"]:
             values = dict(contact)

@@ -48,6 +48,23 @@ def test_invalid_account_fields_are_named(admin: Client):
     assert set(violations(error)) == {"account.account_id", "account.plan", "account.contact_limit"}
 
 
+@pytest.mark.parametrize("plan", ["pro\0", "\0"])
+def test_a_plan_holding_nul_is_refused_and_the_read_model_advances(admin: Client, plan: str):
+    """PostgreSQL's text cannot hold NUL: one stored in an account's plan stopped the read
+    model's projection, for every account."""
+    account_id = new_account_id()
+    upsert(admin, account_id)
+
+    for target in (account_id, new_account_id()):  # a change, and a new account
+        error = error_of(upsert, admin, target, plan)
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "NUL" in violations(error)["account.plan"]
+    created = create(admin, account_id, shopify_import())  # the read model still advances:
+    listed = admin.imports.ListImports(pb.ListImportsRequest(account_id=account_id))
+    assert [i.name for i in listed.auto_imports] == [created.name]
+    assert admin.accounts.GetAccount(apb.GetAccountRequest(account_id=account_id)).plan == "lite"
+
+
 def test_unknown_account_is_not_found(admin: Client):
     error = error_of(admin.accounts.GetAccount, apb.GetAccountRequest(account_id=new_account_id()))
 

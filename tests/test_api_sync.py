@@ -592,3 +592,21 @@ def test_control_characters_from_a_source_are_taken_out_and_stall_nothing(world:
     assert list(syncs.syncs) == [report]
     other = world.account()  # the read model goes on for every account
     assert world.all_contacts(other) == []
+
+
+def test_a_failure_quoting_control_characters_from_the_service_stalls_nothing(world: SyncWorld):
+    """A failure's reason quotes the service's words (an error body): NUL in them stopped the
+    read model's projection on PostgreSQL, for every account; ESC would drive the terminal of
+    whoever reads the reason. They are taken out, the rest of the words kept."""
+    account = world.account()
+    auto_import = world.new_import(account, contacts_of(2), revoked="gone\x00 \x1b[2Jaway\u202e")
+
+    report = world.sync(auto_import)
+
+    assert report.outcome == pb.SyncReport.FAILED
+    assert report.error == "gone [2Jaway: reconnect the account"
+    fetched = world.admin.imports.GetImport(pb.GetImportRequest(name=auto_import.name))
+    assert (fetched.state, fetched.state_reason) == (pb.AutoImport.NEEDS_REAUTH, report.error)
+    listed = world.admin.imports.ListImports(pb.ListImportsRequest(account_id=account))
+    assert [i.state_reason for i in listed.auto_imports] == [report.error]
+    assert world.all_contacts(world.account()) == []  # the read model goes on for every account

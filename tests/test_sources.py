@@ -149,6 +149,15 @@ def test_field_title_of_each_field(service, key, tag, title):
     assert field_title(description.display_name, spec.label) == title
 
 
+def test_a_label_from_a_source_loses_its_control_characters_in_the_title():
+    """Mailchimp's merge field names, say, come from the source: NUL in a title stopped the
+    read model's projection on PostgreSQL; ESC or an override would garble what is shown."""
+    label = "Shoe\x00 size\x1b[0m\u202e"
+
+    assert field_title("Mailchimp", label) == "Mailchimp Shoe size[0m"
+    assert personalization_tag("Mailchimp", label) == "%MAILCHIMP_SHOE_SIZE_0M%"
+
+
 @pytest.mark.parametrize(
     ("display_name", "label", "tag"),
     [
