@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from connectors import SOURCES
-from connectors.base import ConnectorFactory, Finding
+from connectors.base import ConnectorFactory, DeadlinePassed, Finding
 from domain.auto_import import AutoImport
 from domain.external_account import window_of
 from domain.import_settings import NewImport
@@ -25,6 +25,12 @@ from service.existing import contacts_by_email
 
 MAX_SAMPLE = 100
 DEFAULT_SAMPLE = 10
+
+
+PREVIEW_DEADLINE_PASSED = (
+    "the source did not send its first page within the call's deadline: nothing was changed; "
+    "retry, with a longer deadline"
+)
 
 
 class Previewer:
@@ -71,12 +77,15 @@ class Previewer:
         source = SOURCES[target.service]
         now = self._clock()
         with contextlib.closing(self._connector_for(target)) as connector:
-            page = connector.fetch_page(
-                source.criteria_of(target.criteria),
-                target.cursor or "",
-                now - connector.lag,
-                deadline=deadline if deadline is not None else time.monotonic() + 60,
-            )
+            try:
+                page = connector.fetch_page(
+                    source.criteria_of(target.criteria),
+                    target.cursor or "",
+                    now - connector.lag,
+                    deadline=deadline if deadline is not None else time.monotonic() + 60,
+                )
+            except DeadlinePassed:  # its words are a sync's: a preview resumes nothing
+                raise DeadlinePassed(PREVIEW_DEADLINE_PASSED) from None
         account_id = target.account_id
         declared = page.fields_beside(source.declared_fields())
         preview = preview_page(

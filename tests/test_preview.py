@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.base import DeadlinePassed
 from domain.import_settings import Credentials, NewImport
 from domain.sync import Outcome
 from service.config import Settings
@@ -142,3 +143,28 @@ def test_a_new_import_is_previewed_as_created_without_being_created(world: World
     assert world.app.get_account("fresh").contact_count == 0
     with pytest.raises(NotFound):
         world.app.get_import("fresh", target.id)
+
+
+def test_a_preview_past_its_deadline_says_so_as_a_preview_not_as_a_sync(world: World):
+    """A connector stops at the deadline with words for a sync ("the next sync resumes where
+    this one stopped"): a preview resumes nothing, and says what helps."""
+    world.account("late")
+    world.source("late-shop").put("1", "someone@example.com")
+    target = previewer(world).target(
+        "late", NewImport("shopify", "late-shop", credentials=Credentials("token")), None
+    )
+
+    def too_late(page: int) -> None:
+        raise DeadlinePassed()
+
+    world.connectors.options["before_page"] = too_late
+    try:
+        with pytest.raises(DeadlinePassed) as raised:
+            previewer(world).preview(target)
+    finally:
+        world.connectors.options.clear()
+
+    assert str(raised.value) == (
+        "the source did not send its first page within the call's deadline: nothing was "
+        "changed; retry, with a longer deadline"
+    )
