@@ -232,7 +232,9 @@ class Connector(Protocol):
         """
         ...
 
-    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+    def check_connection(
+        self, criteria: Criteria, external_account: str, *, deadline: float | None = None
+    ) -> list[Finding]:
         """What a person setting an import up needs to know before the first sync, each as a
         Finding, in this order: "credentials" (the service accepts them; an OAuth token that
         can be refreshed is refreshed), "external account" (they reach `external_account`,
@@ -240,7 +242,8 @@ class Connector(Protocol):
         `criteria` select), "quota" (what is left, where the service says; ok unless none is
         left). Saves nothing. A rejected credential is a finding, not an exception: once the
         credentials fail, the later checks say they were not tried. Raises RetryableError
-        when the service cannot be reached, like fetch_page."""
+        when the service cannot be reached, like fetch_page, and DeadlinePassed when `deadline`
+        (time.monotonic()) comes first."""
         ...
 
     def close(self) -> None:

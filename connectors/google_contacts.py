@@ -572,14 +572,17 @@ class GoogleContactsConnector:
 
     # -- the connection check ------------------------------------------------------------------
 
-    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+    def check_connection(
+        self, criteria: Criteria, external_account: str, *, deadline: float | None = None
+    ) -> list[Finding]:
         """Reads the account's own person (people/me: the token works, refreshed if it
         expires, and whose account it is), then one connection and the criteria's contact
         group (the grant may read them). Google says nothing of the quota left but a 429."""
         if not self._client_id or not self._client_secret:
             raise PermanentError(NO_CLIENT)
         try:
-            return self._check(criteria, external_account)
+            with http.deadline(deadline):  # each request ends by it, or fails
+                return self._check(criteria, external_account)
         except AuthError as e:  # on any of its requests (ScopeMissing is read where it can be)
             return credentials_rejected(self._scrub(str(e)))
 

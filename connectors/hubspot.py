@@ -321,12 +321,15 @@ class HubSpotConnector:
 
     # -- the connection check --------------------------------------------------------------
 
-    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+    def check_connection(
+        self, criteria: Criteria, external_account: str, *, deadline: float | None = None
+    ) -> list[Finding]:
         """The account's details (the token works, and whose portal it is, with the daily
         limit's headers), then a one-contact search with the criteria (the token may read
         contacts)."""
         try:
-            return self._check(criteria, external_account)
+            with http.deadline(deadline):  # each request ends by it, or fails
+                return self._check(criteria, external_account)
         except AuthError as e:  # on any of its requests
             return credentials_rejected(str(e))
 

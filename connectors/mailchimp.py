@@ -495,12 +495,15 @@ class MailchimpConnector:
 
     # -- checking ---------------------------------------------------------------------------
 
-    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+    def check_connection(
+        self, criteria: Criteria, external_account: str, *, deadline: float | None = None
+    ) -> list[Finding]:
         """The account root (the credentials work, and whose account they reach), then the
         audience (and segment) the criteria name: Mailchimp has no scopes, but a user's role
         may keep an audience from them."""
         try:
-            return self._check(criteria, external_account)
+            with http.deadline(deadline):  # each request ends by it, or fails
+                return self._check(criteria, external_account)
         except AuthError as e:  # on any of its requests (an OAuth token's metadata too)
             return credentials_rejected(str(e))
 

@@ -271,12 +271,15 @@ class ShopifyConnector:
                 has_more=bool(page_info),
             )
 
-    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+    def check_connection(
+        self, criteria: Criteria, external_account: str, *, deadline: float | None = None
+    ) -> list[Finding]:
         """The shop the token reaches (shop.json), the scopes granted to it
         (access_scopes.json) and the call bucket's level after them."""
         try:
-            shop = http.send(self._client, "GET", SHOP_PATH, service="Shopify")
-            scopes = http.send(self._client, "GET", SCOPES_PATH, service="Shopify")
+            with http.deadline(deadline):  # each request ends by it, or fails
+                shop = http.send(self._client, "GET", SHOP_PATH, service="Shopify")
+                scopes = http.send(self._client, "GET", SCOPES_PATH, service="Shopify")
         except AuthError as e:
             return credentials_rejected(str(e))
         return [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -27,9 +27,12 @@ MAX_SAMPLE = 100
 DEFAULT_SAMPLE = 10
 
 
-PREVIEW_DEADLINE_PASSED = (
-    "the source did not send its first page within the call's deadline: nothing was changed; "
-    "retry, with a longer deadline"
+MAX_SECONDS = 60.0  # a check or a preview without a deadline of its own ends by then
+# A connector stopping at the deadline speaks of a sync ("the next sync resumes where this one
+# stopped"): a check or a preview resumes nothing.
+DEADLINE_PASSED = (
+    f"the service did not answer within the call's deadline (at most {MAX_SECONDS:.0f} s): "
+    "nothing was changed; retry, with a longer deadline if one was set"
 )
 
 
@@ -62,11 +65,13 @@ class Previewer:
             default_display_name=default_display_name,
         )
 
-    def check_connection(self, target: AutoImport) -> list[Finding]:
+    def check_connection(self, target: AutoImport, deadline: float | None = None) -> list[Finding]:
         source = SOURCES[target.service]
-        with contextlib.closing(self._connector_for(target)) as connector:
+        with contextlib.closing(self._connector_for(target)) as connector, _own_words():
             return connector.check_connection(
-                source.criteria_of(target.criteria), target.external_account
+                source.criteria_of(target.criteria),
+                target.external_account,
+                deadline=_bounded(deadline),
             )
 
     def preview(
@@ -76,16 +81,13 @@ class Previewer:
         has more after it."""
         source = SOURCES[target.service]
         now = self._clock()
-        with contextlib.closing(self._connector_for(target)) as connector:
-            try:
-                page = connector.fetch_page(
-                    source.criteria_of(target.criteria),
-                    target.cursor or "",
-                    now - connector.lag,
-                    deadline=deadline if deadline is not None else time.monotonic() + 60,
-                )
-            except DeadlinePassed:  # its words are a sync's: a preview resumes nothing
-                raise DeadlinePassed(PREVIEW_DEADLINE_PASSED) from None
+        with contextlib.closing(self._connector_for(target)) as connector, _own_words():
+            page = connector.fetch_page(
+                source.criteria_of(target.criteria),
+                target.cursor or "",
+                now - connector.lag,
+                deadline=_bounded(deadline),
+            )
         account_id = target.account_id
         declared = page.fields_beside(source.declared_fields())
         preview = preview_page(
@@ -106,3 +108,17 @@ class Previewer:
             sample_size=max(0, min(sample_size or DEFAULT_SAMPLE, MAX_SAMPLE)),
         )
         return preview, page.has_more
+
+
+def _bounded(deadline: float | None) -> float:
+    """The caller's deadline (time.monotonic()), or MAX_SECONDS from now if it is later."""
+    latest = time.monotonic() + MAX_SECONDS
+    return latest if deadline is None else min(deadline, latest)
+
+
+@contextlib.contextmanager
+def _own_words() -> Iterator[None]:
+    try:
+        yield
+    except DeadlinePassed:
+        raise DeadlinePassed(DEADLINE_PASSED) from None

@@ -6,6 +6,7 @@ import faulthandler
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -62,6 +63,7 @@ SERVICE_NAMES = (
 # read model cannot advance.
 PROJECTOR_HEALTH = "autoimport.projector"
 GRACE_SECONDS = 10.0
+WORKERS_JOIN_SECONDS = 2.0  # after the grace period: how long cancelled calls' threads may take
 # Threads for calls other than syncs; the pool has AUTOIMPORT_MAX_SYNCS more, and TriggerSync
 # answers RESOURCE_EXHAUSTED past that many syncs, so that syncs never starve the API.
 WORKERS = 16
@@ -75,16 +77,23 @@ class Server:
     read_models: ReadModels
     projector: Projector | ProjectorProcess | None
     address: str
+    workers: futures.ThreadPoolExecutor  # the calls' threads
 
-    def stop(self, grace: float = GRACE_SECONDS) -> None:
+    def stop(self, grace: float = GRACE_SECONDS) -> bool:
         """New calls are refused at once (health says NOT_SERVING); calls in flight get `grace`
-        seconds to finish; then the stores close."""
+        seconds to finish, then are cancelled; then the stores close. False when a cancelled
+        call's thread still runs (blocked on a service that never answers, say): it would
+        hold the process until it ends."""
         self.health.enter_graceful_shutdown()
         self.grpc_server.stop(grace).wait()
+        ended = threading.Thread(target=self.workers.shutdown, daemon=True)
+        ended.start()
+        ended.join(timeout=WORKERS_JOIN_SECONDS)
         if self.projector is not None:
             self.projector.stop()
         self.read_models.close()
         self.app.close()
+        return not ended.is_alive()
 
 
 def build_server(settings: Settings, connector_for: ConnectorFactory | None = None) -> Server:
@@ -102,10 +111,11 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
         app, settings.store_env, explain=lambda: _stuck(projector), secret=settings.cipher_key
     )
 
+    workers = futures.ThreadPoolExecutor(
+        max_workers=WORKERS + settings.max_syncs, thread_name_prefix="rpc"
+    )
     server = grpc.server(
-        futures.ThreadPoolExecutor(
-            max_workers=WORKERS + settings.max_syncs, thread_name_prefix="rpc"
-        ),
+        workers,
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -160,7 +170,7 @@ def build_server(settings: Settings, connector_for: ConnectorFactory | None = No
         app.on_saved(projector.nudge)
         projector.start()
     server.start()
-    return Server(server, health_servicer, app, read_models, projector, f"{host}:{port}")
+    return Server(server, health_servicer, app, read_models, projector, f"{host}:{port}", workers)
 
 
 def _stuck(projector: Projector | ProjectorProcess | None) -> str | None:
@@ -241,4 +251,11 @@ def serve(settings: Settings, connector_for: ConnectorFactory | None = None) -> 
         signal.signal(signum, lambda *_: stopping.set())
     wait_for_signal(stopping)
     log.info("stopping: finishing calls in flight")
-    server.stop()
+    if not server.stop():
+        # A cancelled call's thread blocks still; waiting for it serves no one. Exiting now is
+        # no worse than a SIGKILL, which loses nothing: a sync's lease fences a stale writer.
+        log.warning("exiting with calls still blocked after the grace period")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -81,7 +81,9 @@ class FileConnector:
         connector = ScriptedConnector(source, page_size=data.get("page_size", 100))
         return connector.fetch_page(criteria, cursor, until)
 
-    def check_connection(self, criteria: Criteria, external_account: str) -> list[Finding]:
+    def check_connection(
+        self, criteria: Criteria, external_account: str, *, deadline: float | None = None
+    ) -> list[Finding]:
         """Every check passes, unless the file says the grant is `revoked`."""
         if self._read().get("revoked"):
             return credentials_rejected("the scripted source revoked the grant")

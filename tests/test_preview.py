@@ -165,6 +165,6 @@ def test_a_preview_past_its_deadline_says_so_as_a_preview_not_as_a_sync(world: W
         world.connectors.options.clear()
 
     assert str(raised.value) == (
-        "the source did not send its first page within the call's deadline: nothing was "
-        "changed; retry, with a longer deadline"
+        "the service did not answer within the call's deadline (at most 60 s): nothing was "
+        "changed; retry, with a longer deadline if one was set"
     )

@@ -47,6 +47,15 @@ from service.sync import NotStarted, SyncEngine
 
 UPDATABLE = ("display_name", "credentials", "criteria", "list_ids", "tags")
 DEADLINE_MARGIN = 0.5  # seconds a sync leaves before its caller's deadline to save and answer
+
+
+def deadline_of(context: Any) -> float | None:
+    """When the work of the call must end (time.monotonic()): a moment before the caller's
+    deadline, so that the answer still reaches it; None when the caller set none."""
+    left = context.time_remaining()
+    return None if left is None else time.monotonic() + left - DEADLINE_MARGIN
+
+
 IMMUTABLE = ("service", "external_account")
 OUTPUT_ONLY = (
     "name",
@@ -195,8 +204,8 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         self, request: imports_pb2.CheckConnectionRequest, context: Any
     ) -> imports_pb2.ConnectionCheck:
         target = self._preview_target(request)
-        findings = self._previewer.check_connection(target)
-        return connection_check_message(findings)
+        deadline = deadline_of(context)
+        return connection_check_message(self._previewer.check_connection(target, deadline))
 
     def PreviewImport(
         self, request: imports_pb2.PreviewImportRequest, context: Any
@@ -204,8 +213,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         if request.sample_size < 0:
             raise ValidationError.single("sample_size", "must not be negative")
         target = self._preview_target(request)
-        left = context.time_remaining()
-        deadline = None if left is None else time.monotonic() + left - DEADLINE_MARGIN
+        deadline = deadline_of(context)
         preview, more = self._previewer.preview(target, request.sample_size, deadline)
         return preview_message(preview, more)
 
@@ -241,9 +249,7 @@ class AutoImportServicer(imports_pb2_grpc.AutoImportServiceServicer):
         if request.scheduled:
             current_principal().require_admin()
         _check_request_id(request.request_id)
-        left = context.time_remaining()
-        # A moment before the caller's deadline, so that the report still reaches it.
-        deadline = None if left is None else time.monotonic() + left - DEADLINE_MARGIN
+        deadline = deadline_of(context)
         if not self._sync_slots.acquire(blocking=False):
             raise TooManySyncs(
                 f"this server already runs {self._max_syncs} syncs (AUTOIMPORT_MAX_SYNCS): "
