@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from eventsourcing.persistence import InterfaceError, OperationalError
+
 from domain.errors import cut
+
+# The store could not do what was asked (locked, disk full, database down): the store's fault,
+# not the code's; the API answers UNAVAILABLE (RESOURCE_EXHAUSTED for a full disk).
+STORE_ERRORS = (OperationalError, InterfaceError)
 
 MAX_RESOURCE_NAME = 200  # bytes of a resource name quoted back (ResourceInfo and the message)
 

@@ -33,6 +33,7 @@ from psycopg import sql
 
 from service.application import AutoImports
 from service.config import Settings
+from service.errors import STORE_ERRORS
 from service.leases import LeaseLost, advisory_lease, file_lease, lock_key
 from service.read_models import PROJECTIONS, open_view
 from service.stores import open_application, prepare_store
@@ -108,8 +109,14 @@ class Projector:
                 # Loud, not silent: every read waits for this view, so they all answer
                 # UNAVAILABLE until it moves again.
                 pause = RETRY_INTERVAL if time.monotonic() - started > MAX_PAUSE else pause
-                log.exception(
-                    "projection %s is stuck and restarts in %.1f s: %s", projection.name, pause, e
+                log.error(
+                    "projection %s is stuck and restarts in %.1f s: %s",
+                    projection.name,
+                    pause,
+                    e,
+                    # One line when the store failed (a full disk, a database restarting): a
+                    # traceback each retry would bury it; a bug's traceback says where.
+                    exc_info=not isinstance(e.__cause__ or e, STORE_ERRORS),
                 )
                 self._health(f"projection {projection.name} is stuck: {e}")
                 self._stopping.wait(pause)

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
 from domain.auto_import import AutoImport
 from domain.import_settings import Credentials, ImportChanges, NewImport
@@ -137,7 +137,7 @@ def _connections() -> int:
 class _Fault:
     """Makes the projection fail on every sync report while `on`, as a bug or a bad row would."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, error: Exception | None = None) -> None:
         from service.read_models import views
 
         self.on = True
@@ -145,7 +145,7 @@ class _Fault:
 
         def failing_upsert(table: str, *args: Any) -> Any:
             if self.on and table == "syncs":
-                raise RuntimeError("a projection bug")
+                raise error or RuntimeError("a projection bug")
             return upsert(table, *args)
 
         monkeypatch.setattr(views, "_upsert", failing_upsert)
@@ -162,16 +162,27 @@ def _finished_sync(app: AutoImports) -> AutoImport:
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("error", "traceback"),
+    [
+        (RuntimeError("a projection bug"), True),
+        # The store's fault, not the code's: one line each retry, as the API logs it.
+        (OperationalError("database or disk is full"), False),
+    ],
+    ids=["bug", "store"],
+)
 @pytest.mark.parametrize("store_env", STORES, indirect=True)
 def test_a_projection_that_cannot_apply_an_event_says_so_and_recovers(
     app: AutoImports,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    traceback: bool,
 ):
     monkeypatch.setattr(projector_module, "RETRY_INTERVAL", 0.05)
     monkeypatch.setattr(projector_module, "MAX_PAUSE", 0.1)
-    fault = _Fault(monkeypatch)
+    fault = _Fault(monkeypatch, error)
     _finished_sync(app)
     health: list[str | None] = []
     projector = Projector(settings, app, on_health=health.append)
@@ -186,7 +197,8 @@ def test_a_projection_that_cannot_apply_an_event_says_so_and_recovers(
 
     assert stuck is not None and "cannot apply events" in stuck and "SyncCompleted" in stuck
     logged = [r for r in caplog.records if r.levelname == "ERROR" and "is stuck" in r.message]
-    assert logged and "a projection bug" in logged[0].message
+    assert logged and str(error) in logged[0].message
+    assert all(bool(r.exc_info) is traceback for r in logged)
 
 
 @pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)

@@ -10,8 +10,6 @@ import psycopg
 from eventsourcing.persistence import (
     DataError,
     IntegrityError,
-    InterfaceError,
-    OperationalError,
 )
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -20,6 +18,7 @@ from grpc_status import rpc_status
 from connectors.base import AuthError, ConnectorError, RetryableError
 from domain.errors import InvalidTransition, ValidationError, cut
 from service.errors import (
+    STORE_ERRORS,
     EtagMismatch,
     NotFound,
     PermissionDenied,
@@ -31,9 +30,6 @@ from service.errors import (
 )
 
 ERROR_DOMAIN = "autoimport.v1"
-# The store could not do what was asked (locked, disk full, database down): UNAVAILABLE, or
-# RESOURCE_EXHAUSTED for a full disk.
-STORE_ERRORS = (OperationalError, InterfaceError)
 
 # A status travels in trailers, which clients cap at 8 KiB (gRPC's default metadata limit): past
 # that the caller sees RESOURCE_EXHAUSTED instead. Whatever input an error quotes, it stays under.
