@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors import http, mailchimp
-from connectors.base import Finding, PermanentError, ReauthRequired
+from connectors.base import Finding, PermanentError, ReauthRequired, RetryableError
 from connectors.mailchimp import MailchimpConnector, MailchimpCriteria
 from domain.errors import ValidationError, Violations
 from domain.sync import ExternalContact
@@ -364,25 +364,38 @@ def test_at_most_ten_requests_in_flight_per_account(
     emulator.add_members(5, changed_at=BASE)
     emulator.delay = 0.2
 
-    def read_with(account: str) -> None:
-        read_chain(connector_of(emulator, external_account=account), criteria_of(emulator))
+    def run(accounts: list[str]) -> list[str]:
+        """How each concurrent read ended: "read", or the RetryableError's words."""
+        ended: list[str] = []
 
-    def run(accounts: list[str]) -> None:
+        def read_with(account: str) -> None:
+            try:
+                read_chain(connector_of(emulator, external_account=account), criteria_of(emulator))
+                ended.append("read")
+            except RetryableError as e:
+                ended.append(str(e))
+
         threads = [threading.Thread(target=read_with, args=(a,)) for a in accounts]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        return ended
 
-    run([emulator.account_id] * 14)
+    assert run([emulator.account_id] * 14) == ["read"] * 14
     assert emulator.most_in_flight <= 10 and {r.status for r in emulator.requests} == {200}
 
     # Without the limiter shared by the user's connectors, Mailchimp answers 429.
     emulator.requests.clear()
     emulator.most_in_flight = 0
     monkeypatch.setattr(mailchimp, "_limiter_of", lambda user: threading.BoundedSemaphore(10))
-    run([emulator.account_id] * 14)
+    ended = run([emulator.account_id] * 14)
     assert emulator.most_in_flight > 10 and 429 in {r.status for r in emulator.requests}
+    # A read retries its 429s, and may still run out of tries: never another failure.
+    assert set(ended) <= {
+        "read",
+        "Mailchimp is rate limiting this account: the next sync tries again",
+    }
 
 
 def test_429_and_5xx_are_retried_401_needs_a_person_404_names_the_audience(
