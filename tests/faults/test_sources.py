@@ -2,7 +2,8 @@
 each connector's emulator, which answers the second page's request (and its retries) with a
 fault. The sync ends as a report (COMPLETED after a retry, or FAILED with a reason), never a
 server error; the next sync, the fault gone, reads everything; every promise of
-tests/invariants.py holds after all of it.
+tests/invariants.py holds after all of it. Google's token endpoint down (the access token
+expired) fails syncs without ever blaming the credentials.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 from autoimport.v1 import imports_pb2 as pb
 from connectors import SOURCES
 from connectors.http import ATTEMPTS
+from domain.auto_import import AUTH_FAILURES_BEFORE_REAUTH
+from emulators.google_contacts import TOKEN_PATH
 from emulators.server import Fault
 from service.config import Settings
 from tests.conftest import STORES
@@ -128,3 +131,43 @@ def test_a_fault_in_the_middle_of_a_read_loses_nothing(sources: Sources, service
     assert isinstance(after, pb.SyncReport) and after.outcome == pb.SyncReport.COMPLETED, after
     assert emails <= held
     assert "Traceback" not in log and '"level": "ERROR"' not in log
+
+
+TOKEN_FAULTS = {
+    "503": Fault(503, {}, {"error": "backendError"}, path=TOKEN_PATH),
+    "connection dropped": Fault.dropped(path=TOKEN_PATH),
+}
+
+
+@pytest.mark.parametrize("fault", sample(sorted(TOKEN_FAULTS), 1))
+def test_a_token_endpoint_that_is_down_fails_syncs_without_blaming_the_credentials(
+    sources: Sources, fault: str
+):
+    """Google's access token expired and its token endpoint down: each sync fails saying so,
+    but the credentials are not at fault, so however many fail the import stays ACTIVE (not
+    NEEDS_REAUTH, which would wait for a person); once the endpoint is back, everything is read."""
+    server = sources.server
+    with sources.fresh("google_contacts") as harness, server.client(server.admin_token) as admin:
+        account = new_account(admin)
+        emails = {harness.email_of(i) for i in harness.seed(30)}
+        created = admin.imports.CreateImport(
+            pb.CreateImportRequest(account_id=account, auto_import=harness.import_message())
+        )
+        harness.emulator.expire_access_tokens()  # type: ignore[attr-defined]
+        failed = []
+        for _ in range(AUTH_FAILURES_BEFORE_REAUTH + 1):
+            harness.emulator.fail(*[TOKEN_FAULTS[fault]] * ATTEMPTS)
+            failed.append(sync(admin, created.name))
+            with harness.emulator.lock:
+                harness.emulator.faults.clear()
+        state = admin.imports.GetImport(pb.GetImportRequest(name=created.name)).state
+        after = sync(admin, created.name)
+        sources.expected.append(Expected(account, present=emails))
+        held = {c.email for c in all_contacts(admin, account)}
+
+    for report in failed:
+        assert isinstance(report, pb.SyncReport) and report.outcome == pb.SyncReport.FAILED, report
+        assert "Google" in report.error and report.added == 0
+    assert state == pb.AutoImport.ACTIVE
+    assert isinstance(after, pb.SyncReport) and after.outcome == pb.SyncReport.COMPLETED, after
+    assert emails <= held
