@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from domain.errors import cut
 
 # The store could not do what was asked (locked, disk full, database down): the store's fault,
-# not the code's; the API answers UNAVAILABLE (RESOURCE_EXHAUSTED for a full disk).
-STORE_ERRORS = (OperationalError, InterfaceError)
+# not the code's; the API answers UNAVAILABLE (RESOURCE_EXHAUSTED for a full disk). Raised by
+# eventsourcing, or by psycopg itself where the service talks to PostgreSQL directly (advisory
+# locks of the leases and of the store's preparation).
+STORE_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 MAX_RESOURCE_NAME = 200  # bytes of a resource name quoted back (ResourceInfo and the message)
 

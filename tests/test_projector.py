@@ -168,8 +168,12 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
         (RuntimeError("a projection bug"), True),
         # The store's fault, not the code's: one line each retry, as the API logs it.
         (OperationalError("database or disk is full"), False),
+        (
+            psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+            False,
+        ),
     ],
-    ids=["bug", "store"],
+    ids=["bug", "store", "postgres restarting"],
 )
 @pytest.mark.parametrize("store_env", STORES, indirect=True)
 def test_a_projection_that_cannot_apply_an_event_says_so_and_recovers(

@@ -86,5 +86,19 @@ def test_a_full_disk_is_resource_exhausted_not_retry_shortly(error):
     assert status.details.endswith("nothing of this call was written; free space on it, then retry")
 
 
-def test_a_locked_store_is_still_unavailable():
-    assert status_for(OperationalError("database is locked")).code == grpc.StatusCode.UNAVAILABLE
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("database is locked"),
+        # psycopg's own, where the service talks to PostgreSQL directly (advisory locks): found
+        # restarting PostgreSQL under a server, as a traceback in its projector's log.
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.InterfaceError("the connection is closed"),
+    ],
+    ids=["locked", "postgres restarting", "connection closed"],
+)
+def test_a_store_that_cannot_be_used_just_now_is_unavailable(error):
+    status = status_for(error)
+
+    assert status.code == grpc.StatusCode.UNAVAILABLE
+    assert status.details.startswith("the store cannot be used just now (")
