@@ -23,7 +23,9 @@ CACHE_PAGES = 64  # of 4 KiB: 256 KiB a connection
 
 def limit_page_cache(env: dict[str, str]) -> None:
     """Sets the default page cache of the SQLite file of a store's eventsourcing environment
-    (Settings.store_env), if it is not set already; nothing for PostgreSQL."""
+    (Settings.store_env), if it is not set already; nothing for PostgreSQL. Before eventsourcing
+    opens the file: the connections of its pool live as long as the process, each with the page
+    cache it opened with (an empty file is made a database; eventsourcing then adds its tables)."""
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.sqlite":
         return
     path = env["SQLITE_DBNAME"]

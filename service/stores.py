@@ -16,8 +16,8 @@ from service.sqlite_pages import limit_page_cache
 def open_application(settings: Settings) -> AutoImports:
     prepare_store(settings)
     env = settings.store_env("events")
+    limit_page_cache(env)  # before any connection opens (service/sqlite_pages.py)
     app = AutoImports(env)
-    limit_page_cache(env)  # once the file exists; connections opened from now on read it
     check_cipher_key(app)
     return app
 

@@ -25,6 +25,11 @@ def test_every_store_file_gives_new_connections_the_small_page_cache(store_env: 
             connection = sqlite3.connect(file)  # as eventsourcing opens its own: no PRAGMA
             assert connection.execute("PRAGMA cache_size").fetchone() == (CACHE_PAGES,)
             connection.close()
+        # And the connections eventsourcing opened first, to create the tables, kept in its pools.
+        for datastore in (app.recorder.datastore, read_models.views.datastore):  # type: ignore[attr-defined]
+            with datastore.transaction(commit=False) as cursor:
+                cursor.execute("PRAGMA cache_size")
+                assert tuple(cursor.fetchone()) == (CACHE_PAGES,)
     finally:
         read_models.close()
         app.close()

@@ -28,9 +28,8 @@ def open_view(
     environment = Environment(projection.name, env)
     factory = InfrastructureFactory.construct(env=environment)
     view_class = view_classes[env["PERSISTENCE_MODULE"]]
-    view = factory.tracking_recorder(view_class)
-    limit_page_cache(env)  # once the file exists (service/sqlite_pages.py)
-    return view
+    limit_page_cache(env)  # before any connection opens (service/sqlite_pages.py)
+    return factory.tracking_recorder(view_class)
 
 
 READ_TIMEOUT = 10.0  # seconds a read waits for the views to catch up before UNAVAILABLE
