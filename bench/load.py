@@ -16,7 +16,8 @@ contract gives under load are counted apart from errors: TriggerSync's RESOURCE_
 
 It prints throughput, p50 and p99 per call, every error, and then the promises broken (none
 expected); with --soak, the server's and its projector's memory and open files over time,
-which must stay flat. Exits 1 on any error or broken promise.
+which must stay flat: each is judged "flat" or "GROWING" from the second quarter of the soak
+(after the warm-up) to its last (Flatness). Exits 1 on any error or broken promise.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
 
         assert server.process is not None
         pids = {"server": server.process.pid, "projector": projector_pid(server)}
-        samples: list[tuple[float, dict[str, tuple[float, int]]]] = []
+        samples: Samples = []
         log(f"load: {args.clients} clients on {args.store}, {len(accounts)} accounts")
         started = time.perf_counter()
         threads = [
@@ -334,17 +335,88 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if broken or tally.errors else 0
 
 
-def print_soak(samples: list[tuple[float, dict[str, tuple[float, int]]]]) -> None:
+Samples = list[tuple[float, dict[str, tuple[float, int]]]]
+# How much a process may grow from the second quarter of a soak to its last and still be flat:
+# resident memory read every few seconds moves by a few MiB either way (allocations in flight).
+FLAT_MIB = 3.0
+FLAT_FRACTION = 0.03
+FLAT_FDS = 2
+
+
+@dataclass(frozen=True)
+class Flatness:
+    """A process's growth after the warm-up: the medians of the soak's second quarter and of its
+    last, the trend (least squares) over both halves after the first quarter, and the fds."""
+
+    process: str
+    second_quarter_mib: float
+    last_quarter_mib: float
+    mib_per_minute: float
+    second_quarter_fds: int
+    last_quarter_fds: int
+
+    @property
+    def growth_mib(self) -> float:
+        return self.last_quarter_mib - self.second_quarter_mib
+
+    @property
+    def flat(self) -> bool:
+        allowed = max(FLAT_MIB, FLAT_FRACTION * self.second_quarter_mib)
+        return (
+            self.growth_mib <= allowed
+            and self.last_quarter_fds - self.second_quarter_fds <= FLAT_FDS
+        )
+
+    def line(self) -> str:
+        return (
+            f"{self.process}: {'flat' if self.flat else 'GROWING'}: second quarter "
+            f"{self.second_quarter_mib:.1f} MiB -> last quarter {self.last_quarter_mib:.1f} MiB "
+            f"(medians, {self.growth_mib:+.1f} MiB; trend {self.mib_per_minute:+.2f} MiB/min), "
+            f"open files {self.second_quarter_fds} -> {self.last_quarter_fds} (most)"
+        )
+
+
+def flatness(samples: Samples, process: str) -> Flatness:
+    """How `process` grew after the first quarter of the soak (its warm-up: caches filling,
+    connections opening). A leak grows on; a warm-up has stopped by the second quarter."""
+    end = samples[-1][0]
+
+    def within(start: float, stop: float) -> list[tuple[float, float, int]]:
+        found = [(at, *by[process]) for at, by in samples if start * end <= at <= stop * end]
+        return found or [(samples[-1][0], *samples[-1][1][process])]
+
+    second, last, after = within(0.25, 0.5), within(0.75, 1.0), within(0.25, 1.0)
+    times, rss = [a for a, _, _ in after], [r for _, r, _ in after]
+    mean_t, mean_r = statistics.fmean(times), statistics.fmean(rss)
+    spread = sum((t - mean_t) ** 2 for t in times)
+    slope = (
+        sum((t - mean_t) * (r - mean_r) for t, r in zip(times, rss, strict=True)) / spread
+        if spread
+        else 0
+    )
+    return Flatness(
+        process,
+        statistics.median(r for _, r, _ in second),
+        statistics.median(r for _, r, _ in last),
+        slope * 60,
+        max(f for _, _, f in second),
+        max(f for _, _, f in last),
+    )
+
+
+def print_soak(samples: Samples) -> None:
     print(f"{'seconds':>8} {'server MiB':>11} {'fds':>5} {'projector MiB':>14} {'fds':>5}")
     for at, by in samples:
         (s_rss, s_fds), (p_rss, p_fds) = by["server"], by["projector"]
         print(f"{at:>8.0f} {s_rss:>11.1f} {s_fds:>5} {p_rss:>14.1f} {p_fds:>5}")
-    first, last = samples[len(samples) // 4][1], samples[-1][1]  # after the warm-up quarter
+    start, quarter, end = samples[0][1], samples[len(samples) // 4][1], samples[-1][1]
     for process in ("server", "projector"):
         print(
-            f"{process}: {first[process][0]:.1f} -> {last[process][0]:.1f} MiB, "
-            f"{first[process][1]} -> {last[process][1]} open files"
+            f"{process}: {start[process][0]:.1f} MiB at start, {quarter[process][0]:.1f} after "
+            f"the first quarter, {end[process][0]:.1f} at the end"
         )
+    for process in ("server", "projector"):
+        print(flatness(samples, process).line())
 
 
 if __name__ == "__main__":

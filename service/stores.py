@@ -10,11 +10,14 @@ from service.application import AutoImports
 from service.config import ConfigError, Settings
 from service.leases import lock_key
 from service.read_models import PROJECTIONS, open_view
+from service.sqlite_pages import limit_page_cache
 
 
 def open_application(settings: Settings) -> AutoImports:
     prepare_store(settings)
-    app = AutoImports(settings.store_env("events"))
+    env = settings.store_env("events")
+    limit_page_cache(env)  # before any connection opens (service/sqlite_pages.py)
+    app = AutoImports(env)
     check_cipher_key(app)
     return app
 

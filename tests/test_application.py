@@ -10,6 +10,7 @@ import pytest
 
 from connectors import SOURCES
 from domain.auto_import import AutoImport, ImportState
+from domain.contact import ContactStatus
 from domain.csv_import import CsvImport, CsvImportState, CsvOptions
 from domain.custom_field import CustomField
 from domain.import_settings import Credentials, ImportChanges, NewImport
@@ -119,6 +120,22 @@ def test_a_finished_csv_import_leaves_the_cache_and_a_running_one_stays(app: Aut
     with pytest.raises(KeyError):
         app.repository.cache.get(CsvImport.create_id("acme", "done"))
     assert app.repository.get(CsvImport.create_id("acme", "done")).report["added"] == 1
+
+
+@pytest.mark.parametrize("store_env", STORES, indirect=True)
+def test_an_unsubscribed_contact_leaves_the_cache(app: AutoImports):
+    """The repository caches what it loads; only what use cases load again and again stays
+    (RELOADED_OFTEN): contacts are many, and one loaded to be unsubscribed is seldom loaded
+    again, so they would fill the cache over time."""
+    app.upsert_account("acme", "lite", 100, actor="admin")
+    CsvImporter(app).run("acme", CsvOptions(), [b"email\njane@example.com\n"], actor="admin")
+
+    contact = app.unsubscribe_contact("acme", "jane@example.com", actor="key:x")
+
+    assert app.repository.cache is not None
+    with pytest.raises(KeyError):
+        app.repository.cache.get(contact.id)
+    assert app.repository.get(contact.id).status is ContactStatus.UNSUBSCRIBED
 
 
 @pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)

@@ -12,6 +12,7 @@ from eventsourcing.utils import Environment
 from service.errors import Unavailable
 from service.read_models.sql import PageTokens
 from service.read_models.views import VIEW_CLASSES, AccountViews, AccountViewsProjection
+from service.sqlite_pages import limit_page_cache
 
 # Every projection with its view class per persistence module. One runner per view (projector.py).
 PROJECTIONS: list[tuple[type[Projection[Any]], Mapping[str, type[Any]]]] = [
@@ -27,6 +28,7 @@ def open_view(
     environment = Environment(projection.name, env)
     factory = InfrastructureFactory.construct(env=environment)
     view_class = view_classes[env["PERSISTENCE_MODULE"]]
+    limit_page_cache(env)  # before any connection opens (service/sqlite_pages.py)
     return factory.tracking_recorder(view_class)
 
 
