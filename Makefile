@@ -44,8 +44,9 @@ test-model: setup
 		$(BIN)/python -m pytest -q --timeout=0 --hypothesis-show-statistics \
 		$(if $(K),-k '$(K)') tests/model
 
-# Every fault case of tests/faults on both stores (SIGKILL at 30 seeded points a store, every
-# source fault of every connector); `make test` runs a seeded subset. SEED=n for other moments.
+# Every fault case of tests/faults on both stores (SIGKILL of the server at 30 seeded points a
+# store and of the projector at 10, every source fault of every connector, PostgreSQL
+# restarted); `make test` runs a seeded subset. SEED=n for other moments.
 SEED ?= 20261202
 test-faults: setup
 	AUTOIMPORT_FAULTS=all AUTOIMPORT_FAULT_SEED=$(SEED) $(BIN)/python -m pytest -q --timeout=1800 -s tests/faults
